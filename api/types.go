@@ -1,0 +1,124 @@
+// Package api holds the wire types of the vers API: the contract between
+// versd, the CLI, the Go client and any browser. openapi.yaml beside this file
+// describes the same contract; the two change together.
+package api
+
+import "time"
+
+// VM states.
+const (
+	StateCreating = "creating" // being booted; never visible to a user for long
+	StateRunning  = "running"
+	StatePaused   = "paused"
+	StateDead     = "dead" // its QEMU is gone; kill it to free what it owned
+)
+
+// VM is one virtual machine as the API shows it.
+type VM struct {
+	ID        string    `json:"id"`
+	Alias     string    `json:"alias,omitempty"`
+	State     string    `json:"state"`
+	ParentID  string    `json:"parent_id,omitempty"`
+	MemMiB    int       `json:"mem_size_mib"`
+	VCPUs     int       `json:"vcpu_count"`
+	FsMiB     int       `json:"fs_size_vm_mib"`
+	Kernel    string    `json:"kernel"`
+	Rootfs    string    `json:"rootfs"`
+	PID       int       `json:"pid,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// BootMillis is how long the VM took from create to agent-ready.
+	BootMillis int64 `json:"boot_ms,omitempty"`
+}
+
+// CreateVMRequest asks versd to boot a new VM.
+type CreateVMRequest struct {
+	Alias  string `json:"alias,omitempty"`
+	MemMiB int    `json:"mem_size_mib"`
+	VCPUs  int    `json:"vcpu_count"`
+	FsMiB  int    `json:"fs_size_vm_mib"`
+	Kernel string `json:"kernel"`
+	Rootfs string `json:"rootfs"`
+}
+
+// DeleteVMResponse lists every VM a kill removed.
+type DeleteVMResponse struct {
+	Deleted []string `json:"deleted"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	// Code is one of the Code* values; clients decide on it, never on Message.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes, mapped to HTTP statuses by the daemon and to exit codes by the CLI.
+const (
+	CodeInvalid     = "invalid"     // 400: bad input
+	CodeNotFound    = "not_found"   // 404
+	CodeConflict    = "conflict"    // 409: duplicate alias, VM has children, wrong state
+	CodeTimeout     = "timeout"     // 504
+	CodeInternal    = "internal"    // 500
+	CodeUnavailable = "unavailable" // 503: a host prerequisite is missing (QEMU, tools)
+)
+
+// ExecRequest is the first message on an exec WebSocket.
+type ExecRequest struct {
+	// Command is a shell string run with bash -c; Argv is used when it is empty.
+	Command   string   `json:"command,omitempty"`
+	Argv      []string `json:"argv,omitempty"`
+	Env       []string `json:"env,omitempty"`
+	Dir       string   `json:"dir,omitempty"`
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+	// TTY runs on a pseudo-terminal; with no Command and no Argv it is a login shell.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	Term string `json:"term,omitempty"`
+	// Stdin says the client will send stdin frames; without it stdin is closed at once.
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// Exec stream frames. Binary WebSocket messages carry data: the first byte is
+// the stream (StreamStdin, StreamStdout, StreamStderr), the rest the bytes; a
+// data frame of length 1 is EOF on that stream. Text messages carry
+// ExecControl as JSON.
+const (
+	StreamStdin  byte = 0
+	StreamStdout byte = 1
+	StreamStderr byte = 2
+)
+
+// ExecControl is a control message on an exec WebSocket, in either direction.
+type ExecControl struct {
+	Type string `json:"type"` // client: "resize", "signal"; server: "started", "exit", "error"
+	// resize
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// signal
+	Signal int `json:"signal,omitempty"`
+	// exit
+	ExitCode int    `json:"exit_code"`
+	Signaled string `json:"signaled,omitempty"`
+	TimedOut bool   `json:"timed_out,omitempty"`
+	// error
+	Error *Error `json:"error,omitempty"`
+}
+
+// Health is the daemon's answer to GET /v1/health.
+type Health struct {
+	Version string `json:"version"`
+	PID     int    `json:"pid"`
+	Accel   string `json:"accel"`
+	VMs     int    `json:"vms"`
+}
+
+// Image is one kernel or root filesystem image.
+type Image struct {
+	Name    string    `json:"name"`
+	Kind    string    `json:"kind"`
+	Status  string    `json:"status"` // built, stale, missing
+	SizeMiB int       `json:"size_mib,omitempty"`
+	Built   time.Time `json:"built,omitempty"`
+	Recipe  string    `json:"recipe,omitempty"`
+}

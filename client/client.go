@@ -1,0 +1,170 @@
+// Package client is the Go client of the vers API. The CLI and the
+// end-to-end tests use it; it speaks only the wire types of package api.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+
+	"vers/api"
+	"vers/internal/errdefs"
+)
+
+// Client talks to one versd.
+type Client struct {
+	http   *http.Client
+	base   string // http://versd
+	socket string
+}
+
+// New returns a client for the daemon listening on the unix socket path.
+func New(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	return &Client{http: &http.Client{Transport: tr}, base: "http://versd", socket: socket}
+}
+
+// Error is an API error answer.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is lets errors.Is(err, errdefs.ErrNotFound) and the like work on API errors.
+func (e *Error) Is(target error) bool {
+	kind := errdefs.FromCode(e.Code)
+	return kind != nil && kind == target
+}
+
+// ErrDaemonDown means nothing answers on the socket.
+var ErrDaemonDown = errors.New("versd is not running")
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (c *Client) transportErr(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w (socket %s)", ErrDaemonDown, c.socket)
+	}
+	return err
+}
+
+func decodeError(resp *http.Response) error {
+	var e api.Error
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &e) != nil || e.Code == "" {
+		return &Error{Status: resp.StatusCode, Code: api.CodeInternal, Message: fmt.Sprintf("versd answered %s: %s", resp.Status, bytes.TrimSpace(b))}
+	}
+	return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+}
+
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var h api.Health
+	return h, c.do(ctx, http.MethodGet, "/v1/health", nil, &h)
+}
+
+func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
+	var vms []api.VM
+	return vms, c.do(ctx, http.MethodGet, "/v1/vms", nil, &vms)
+}
+
+func (c *Client) GetVM(ctx context.Context, ref string) (api.VM, error) {
+	var v api.VM
+	return v, c.do(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(ref), nil, &v)
+}
+
+func (c *Client) CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error) {
+	var v api.VM
+	return v, c.do(ctx, http.MethodPost, "/v1/vms", req, &v)
+}
+
+func (c *Client) DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error) {
+	var out api.DeleteVMResponse
+	path := "/v1/vms/" + url.PathEscape(ref) + "?recursive=" + strconv.FormatBool(recursive)
+	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
+}
+
+func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
+	var out []api.Image
+	return out, c.do(ctx, http.MethodGet, "/v1/images", nil, &out)
+}
+
+// ReadFile streams the file path out of VM ref.
+func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/vms/"+url.PathEscape(ref)+"/files?path="+url.QueryEscape(path), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, 0, c.transportErr(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, 0, decodeError(resp)
+	}
+	mode, _ := strconv.ParseUint(resp.Header.Get("X-File-Mode"), 8, 32)
+	return resp.Body, os.FileMode(mode), nil
+}
+
+// WriteFile stores r as the file path in VM ref.
+func (c *Client) WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error {
+	u := c.base + "/v1/vms/" + url.PathEscape(ref) + "/files?path=" + url.QueryEscape(path) + "&mode=" + strconv.FormatUint(uint64(mode.Perm()), 8)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, r)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	return nil
+}

@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Client is the host end of one session with a guest agent. It is safe for
+// concurrent use; each call runs on its own stream.
+type Client struct {
+	conn    net.Conn
+	sess    *yamux.Session
+	version string
+}
+
+// dialRetry is the pause between two connection attempts in Dial.
+const dialRetry = 50 * time.Millisecond
+
+// helloTimeout bounds one hello attempt: a guest that is still booting, or a
+// stale session left over on the guest side, gets a fresh connection after it.
+const helloTimeout = 2 * time.Second
+
+// Dial connects to the guest agent through the unix socket at socketPath (QEMU's
+// chardev) and waits until the agent answers a hello. It retries (socket
+// missing, refused, no answer) until ctx ends.
+func Dial(ctx context.Context, socketPath string) (*Client, error) {
+	var last error
+	for {
+		c, err := dialOnce(ctx, socketPath)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial agent at %s: %w (last error: %v)", socketPath, ctx.Err(), last)
+		case <-time.After(dialRetry):
+		}
+	}
+}
+
+func dialOnce(ctx context.Context, socketPath string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socketPath)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	var rep reply
+	if err := c.call(hctx, request{Op: opHello}, &rep); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	c.version = rep.Version
+	return c, nil
+}
+
+// NewClient starts a host session over an already connected byte stream
+// (tests, or a transport other than a unix socket). It does not wait for a
+// hello.
+func NewClient(conn net.Conn) (*Client, error) {
+	return newClient(conn)
+}
+
+func newClient(conn net.Conn) (*Client, error) {
+	sess, err := yamux.Client(conn, muxConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, sess: sess}, nil
+}
+
+// muxConfig is shared by both ends. Keepalives are off: the guest learns of a
+// lost host from the port's EOF, the host of a dead VM from the socket, and a
+// VM paused for a snapshot must not look dead.
+func muxConfig() *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = false
+	cfg.ConnectionWriteTimeout = time.Minute
+	cfg.MaxStreamWindowSize = 1 << 20
+	cfg.LogOutput = io.Discard
+	return cfg
+}
+
+// Version is the agent version the guest reported in its hello.
+func (c *Client) Version() string { return c.version }
+
+// Done is closed when the session with the guest has ended.
+func (c *Client) Done() <-chan struct{} { return c.sess.CloseChan() }
+
+// Close ends the session. Processes still running for it are killed in the guest.
+func (c *Client) Close() error {
+	err := c.sess.Close()
+	c.conn.Close()
+	return err
+}
+
+// open starts a stream and sends its request header.
+func (c *Client) open(ctx context.Context, req request) (*yamux.Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, c.wrap(err)
+	}
+	if err := writeMsg(st, req); err != nil {
+		st.Close()
+		return nil, c.wrap(err)
+	}
+	return st, nil
+}
+
+// wrap marks errors caused by the end of the session.
+func (c *Client) wrap(err error) error {
+	if err == nil || errors.Is(err, ErrClosed) {
+		return err
+	}
+	if c.sess.IsClosed() || errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%v: %w", err, ErrClosed)
+	}
+	return err
+}
+
+// readReply waits for the reply on st, giving up when ctx ends.
+func (c *Client) readReply(ctx context.Context, st *yamux.Stream, rep *reply) error {
+	stop := context.AfterFunc(ctx, func() { st.SetReadDeadline(time.Unix(1, 0)) })
+	err := readMsg(st, rep)
+	if !stop() {
+		if err != nil {
+			return ctx.Err()
+		}
+	}
+	st.SetReadDeadline(time.Time{})
+	return c.wrap(err)
+}
+
+// call runs a request whose whole answer is one reply.
+func (c *Client) call(ctx context.Context, req request, rep *reply) error {
+	st, err := c.open(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := c.readReply(ctx, st, rep); err != nil {
+		return err
+	}
+	return rep.err(req.Op)
+}
+
+// Info answers once the guest is fully up (root mounted, network configured).
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var rep reply
+	if err := c.call(ctx, request{Op: opInfo}, &rep); err != nil {
+		return Info{}, err
+	}
+	if rep.Info == nil {
+		return Info{}, fmt.Errorf("info: empty reply: %w", ErrProtocol)
+	}
+	return *rep.Info, nil
+}
+
+// Sync sets the guest clock, adds host entropy to the guest kernel's RNG
+// (credited) and sets the hostname if s.Hostname is not empty.
+func (c *Client) Sync(ctx context.Context, s SyncRequest) error {
+	var rep reply
+	return c.call(ctx, request{Op: opSync, Sync: &s}, &rep)
+}
+
+// ReadFile opens a file in the guest. The caller must close the reader; the
+// reader fails with io.ErrUnexpectedEOF if the transfer is cut short.
+func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, FileInfo, error) {
+	st, err := c.open(ctx, request{Op: opRead, Path: path})
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	var rep reply
+	if err := c.readReply(ctx, st, &rep); err != nil {
+		st.Close()
+		return nil, FileInfo{}, err
+	}
+	if err := rep.err("read " + path); err != nil {
+		st.Close()
+		return nil, FileInfo{}, err
+	}
+	if rep.File == nil {
+		st.Close()
+		return nil, FileInfo{}, fmt.Errorf("read %s: no file info: %w", path, ErrProtocol)
+	}
+	return &fileReader{chunkReader: chunkReader{r: st}, st: st, c: c}, *rep.File, nil
+}
+
+type fileReader struct {
+	chunkReader
+	st *yamux.Stream
+	c  *Client
+}
+
+func (f *fileReader) Read(p []byte) (int, error) {
+	n, err := f.chunkReader.Read(p)
+	if err != nil && err != io.EOF {
+		err = f.c.wrap(err)
+	}
+	return n, err
+}
+
+func (f *fileReader) Close() error { return f.st.Close() }
+
+// WriteFile writes r to path in the guest atomically (a temporary file renamed
+// over path), creating parent directories. A failing r leaves path untouched.
+func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
+	st, err := c.open(ctx, request{Op: opWrite, Path: path, Mode: mode})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() {
+		st.SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+	if _, err := sendChunks(st, r); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("write %s: %w", path, c.wrap(err))
+	}
+	var rep reply
+	if err := readMsg(st, &rep); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("write %s: %w", path, c.wrap(err))
+	}
+	return rep.err("write " + path)
+}
+
+// newID names an exec so its stdio streams can find it in the guest.
+func newID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+type CheckoutOptions struct {
+	f  *Factory
+	VM string
+}
+
+func NewCmdCheckout(f *Factory, runF func(context.Context, *CheckoutOptions) error) *cobra.Command {
+	opts := &CheckoutOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "checkout [VM]",
+		Short: "Point HEAD at VM; with no VM, print HEAD",
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.VM = args[0]
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runCheckout(cmd.Context(), opts)
+		},
+	}
+	return cmd
+}
+
+func runCheckout(ctx context.Context, o *CheckoutOptions) error {
+	p, err := o.f.Project()
+	if err != nil {
+		return err
+	}
+	c, err := o.f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if o.VM == "" {
+		head, err := p.Head()
+		if err != nil {
+			return err
+		}
+		if head == "" {
+			fmt.Fprintln(o.f.Out, "HEAD is not set; `vers checkout VM` sets it.")
+			return nil
+		}
+		v, err := resolve(ctx, c, head, true)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.f.Out, "HEAD -> %s (%s, %s)\n", label(v), v.ID, v.State)
+		return nil
+	}
+	v, err := c.GetVM(ctx, o.VM)
+	if err != nil {
+		return err
+	}
+	if err := p.SetHead(v.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.f.Out, "HEAD -> %s (%s)\n", label(v), v.ID)
+	return nil
+}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"vers/api"
+	"vers/client"
+)
+
+type ConnectOptions struct {
+	f  *Factory
+	VM string
+}
+
+func NewCmdConnect(f *Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
+	opts := &ConnectOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "connect [VM]",
+		Short: "Open a login shell in HEAD or VM",
+		Long: `Open an interactive login shell in the VM (HEAD when none is named). On a
+terminal it is a full PTY session: type exit (or Ctrl-D) to return. When
+standard input is not a terminal, the shell runs what standard input gives,
+so a script can be piped or passed as a here-document.`,
+		Args: usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.VM = args[0]
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runConnect(cmd.Context(), opts)
+		},
+	}
+	return cmd
+}
+
+func runConnect(ctx context.Context, o *ConnectOptions) error {
+	ref, err := o.f.headRef(o.VM)
+	if err != nil {
+		return err
+	}
+	c, err := o.f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if !o.f.StdinIsTerminal() {
+		// A script on stdin: a non-interactive login shell reads it.
+		res, err := c.Exec(ctx, ref, api.ExecRequest{Argv: []string{"bash", "-l"}},
+			client.ExecIO{Stdin: o.f.In, Stdout: o.f.Out, Stderr: o.f.ErrOut})
+		if err != nil {
+			return execError(ref, o.VM == "", err)
+		}
+		if res.ExitCode != 0 {
+			return &ExitErr{Code: res.ExitCode}
+		}
+		return nil
+	}
+	return interactive(ctx, o, c, ref)
+}
+
+// interactive runs a PTY session with the local terminal in raw mode. The
+// terminal is restored on every way out: normal exit, error, or a signal.
+func interactive(ctx context.Context, o *ConnectOptions, c *client.Client, ref string) error {
+	in := o.f.In.(*os.File)
+	fd := int(in.Fd())
+	cols, rows, err := term.GetSize(fd)
+	if err != nil {
+		cols, rows = 80, 24
+	}
+	termName := os.Getenv("TERM")
+	if termName == "" {
+		termName = "xterm-256color"
+	}
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		return fmt.Errorf("put the terminal in raw mode: %w", err)
+	}
+	restore := func() { term.Restore(fd, old) }
+	defer restore()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resize := make(chan client.WinSize, 1)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	defer signal.Stop(winch)
+	// Signals that would kill vers must not leave the terminal raw.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(term)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-winch:
+				if w, h, err := termGetSize(fd); err == nil {
+					select {
+					case resize <- client.WinSize{Rows: uint16(h), Cols: uint16(w)}:
+					default:
+					}
+				}
+			case <-term:
+				cancel()
+				return
+			}
+		}
+	}()
+	res, err := c.Exec(ctx, ref, api.ExecRequest{TTY: true, Rows: uint16(rows), Cols: uint16(cols), Term: termName},
+		client.ExecIO{Stdin: in, Stdout: o.f.Out, Resize: resize})
+	restore()
+	if err != nil {
+		if ctx.Err() != nil {
+			return &ExitErr{Code: 128 + int(syscall.SIGTERM), Err: fmt.Errorf("session ended by signal")}
+		}
+		return execError(ref, o.VM == "", err)
+	}
+	if res.ExitCode != 0 {
+		return &ExitErr{Code: res.ExitCode}
+	}
+	return nil
+}
+
+var termGetSize = term.GetSize

@@ -1,0 +1,182 @@
+// Package cli is the vers command line: one file per command, each with an
+// options struct, a constructor that wires flags and a run function that
+// takes the options. It talks to versd only through package client, and
+// turns errors into exit codes in exactly one place (ExitCode).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"vers/client"
+	"vers/internal/errdefs"
+	"vers/internal/paths"
+	"vers/internal/project"
+)
+
+// Exit codes, stable for scripts.
+const (
+	ExitOK       = 0
+	ExitError    = 1
+	ExitUsage    = 2
+	ExitNotFound = 3
+	ExitConflict = 4
+	ExitInvalid  = 5
+	ExitTimeout  = 6
+)
+
+// ExitError carries a process exit code chosen by a command (for `vers
+// execute`, the remote command's own code).
+type ExitErr struct {
+	Code int
+	Err  error // nil when there is nothing more to print
+}
+
+func (e *ExitErr) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitErr) Unwrap() error { return e.Err }
+
+// errUsage marks command-line mistakes.
+var errUsage = errors.New("usage")
+
+// ExitCode is the one place an error becomes an exit code.
+func ExitCode(err error) int {
+	var ee *ExitErr
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.Code
+	case errors.Is(err, errUsage):
+		return ExitUsage
+	case errors.Is(err, errdefs.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, errdefs.ErrConflict):
+		return ExitConflict
+	case errors.Is(err, errdefs.ErrInvalid):
+		return ExitInvalid
+	case errors.Is(err, errdefs.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return ExitTimeout
+	}
+	return ExitError
+}
+
+// Factory gives commands what they need, lazily, so flag parsing can be
+// tested without a daemon.
+type Factory struct {
+	Layout paths.Layout
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	// WorkDir is where the project is searched from.
+	WorkDir string
+
+	client *client.Client
+}
+
+// NewFactory is the factory of the real program.
+func NewFactory() *Factory {
+	wd, _ := os.Getwd()
+	return &Factory{Layout: paths.Default(), In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
+}
+
+// Client returns a client of a running versd, starting one if needed.
+func (f *Factory) Client(ctx context.Context) (*client.Client, error) {
+	if f.client != nil {
+		return f.client, nil
+	}
+	c, err := ensureDaemon(ctx, f.Layout)
+	if err != nil {
+		return nil, err
+	}
+	f.client = c
+	return c, nil
+}
+
+// Project finds the project of the working directory.
+func (f *Factory) Project() (*project.Project, error) {
+	return project.Find(f.WorkDir)
+}
+
+// StdinIsTerminal reports whether standard input is an interactive terminal.
+func (f *Factory) StdinIsTerminal() bool {
+	file, ok := f.In.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// NewRoot builds the vers command tree.
+func NewRoot(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "vers",
+		Short:         "Run virtual machines and branch them while they run",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(f.In)
+	root.SetOut(f.Out)
+	root.SetErr(f.ErrOut)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%v\nSee '%s --help'.: %w", err, c.CommandPath(), errUsage)
+	})
+	root.AddCommand(
+		NewCmdInit(f, nil),
+		NewCmdRun(f, nil),
+		NewCmdExecute(f, nil),
+		NewCmdConnect(f, nil),
+		NewCmdStatus(f, nil),
+		NewCmdCheckout(f, nil),
+		NewCmdKill(f, nil),
+		NewCmdImage(f),
+		NewCmdCopy(f, nil),
+	)
+	return root
+}
+
+// usageArgs wraps cobra's positional-argument checks so a wrong count is a usage error.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return fmt.Errorf("%v\nUsage: %s: %w", err, cmd.UseLine(), errUsage)
+		}
+		return nil
+	}
+}
+
+// Main runs vers with args and returns the exit code.
+func Main(ctx context.Context, f *Factory, args []string) int {
+	root := NewRoot(f)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	code := ExitCode(err)
+	if err != nil {
+		var ee *ExitErr
+		if !errors.As(err, &ee) || ee.Err != nil {
+			fmt.Fprintln(f.ErrOut, "vers:", errdefs.Message(unwrapUsage(err)))
+		}
+	}
+	return code
+}
+
+func unwrapUsage(err error) error {
+	if errors.Is(err, errUsage) {
+		return errors.New(trimSuffix(err.Error(), ": "+errUsage.Error()))
+	}
+	return err
+}
+
+func trimSuffix(s, suf string) string {
+	if len(s) >= len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)]
+	}
+	return s
+}

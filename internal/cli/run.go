@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"vers/api"
+	"vers/internal/image"
+	"vers/internal/paths"
+)
+
+type RunOptions struct {
+	f      *Factory
+	Alias  string
+	MemMiB int
+	VCPUs  int
+	FsMiB  int
+	Kernel string
+	Rootfs string
+	Format string
+	Quiet  bool
+	// set marks the flags given on the command line, which override vers.toml.
+	set map[string]bool
+}
+
+func NewCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
+	opts := &RunOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "run [--vm-alias NAME]",
+		Short: "Boot a VM from vers.toml and make it HEAD",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.set = map[string]bool{}
+			cmd.Flags().Visit(func(fl *pflag.Flag) { opts.set[fl.Name] = true })
+			if err := checkFormat(opts.Format); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Alias, "vm-alias", "", "name for the new VM (unique on this host)")
+	fl.IntVar(&opts.MemMiB, "mem-size-mib", 0, "RAM in MiB (overrides vers.toml)")
+	fl.IntVar(&opts.VCPUs, "vcpu-count", 0, "virtual CPUs (overrides vers.toml)")
+	fl.IntVar(&opts.FsMiB, "fs-size-vm-mib", 0, "root filesystem size in MiB (overrides vers.toml)")
+	fl.StringVar(&opts.Kernel, "kernel", "", "kernel image name (overrides vers.toml)")
+	fl.StringVar(&opts.Rootfs, "rootfs", "", "root filesystem image name (overrides vers.toml)")
+	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
+	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print only the VM id")
+	return cmd
+}
+
+func runRun(ctx context.Context, o *RunOptions) error {
+	p, err := o.f.Project()
+	if err != nil {
+		return err
+	}
+	m := p.Config
+	req := api.CreateVMRequest{
+		Alias: o.Alias, MemMiB: m.Machine.MemMiB, VCPUs: m.Machine.VCPUs, FsMiB: m.Machine.FsMiB,
+		Kernel: m.Kernel.Name, Rootfs: m.Rootfs.Name,
+	}
+	if o.set["mem-size-mib"] {
+		req.MemMiB = o.MemMiB
+	}
+	if o.set["vcpu-count"] {
+		req.VCPUs = o.VCPUs
+	}
+	if o.set["fs-size-vm-mib"] {
+		req.FsMiB = o.FsMiB
+	}
+	if o.set["kernel"] {
+		req.Kernel = o.Kernel
+	}
+	if o.set["rootfs"] {
+		req.Rootfs = o.Rootfs
+	}
+	c, err := o.f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	// Build missing images here, where progress can be shown; the daemon
+	// would build them too, silently.
+	if err := ensureImages(ctx, o.f, req.Kernel, req.Rootfs); err != nil {
+		return err
+	}
+	if o.Format == "text" && !o.Quiet {
+		fmt.Fprintf(o.f.ErrOut, "Booting VM (%d MiB, %d vCPU, %d MiB disk)...\n", req.MemMiB, req.VCPUs, req.FsMiB)
+	}
+	start := time.Now()
+	v, err := c.CreateVM(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := p.SetHead(v.ID); err != nil {
+		return fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
+	}
+	switch {
+	case o.Format == "json":
+		return json.NewEncoder(o.f.Out).Encode(v)
+	case o.Quiet:
+		fmt.Fprintln(o.f.Out, v.ID)
+	default:
+		name := v.Alias
+		if name == "" {
+			name = "(no alias)"
+		}
+		fmt.Fprintf(o.f.Out, "VM %s is running: id %s, alias %s (ready in %.1fs). HEAD -> %s\n",
+			label(v), v.ID, name, time.Since(start).Seconds(), label(v))
+	}
+	return nil
+}
+
+// ensureImages builds the kernel and root filesystem images if they are
+// missing, printing progress.
+func ensureImages(ctx context.Context, f *Factory, names ...string) error {
+	agentPath, _ := paths.AgentBinary()
+	store := image.New(f.Layout.ImageDir, agentPath)
+	for _, name := range names {
+		if _, err := store.Get(name); err == nil {
+			continue
+		}
+		if _, err := store.Ensure(ctx, name, f.ErrOut); err != nil {
+			return imageError(name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"vers/api"
+	"vers/internal/errdefs"
+)
+
+type StatusOptions struct {
+	f      *Factory
+	VM     string
+	Format string
+	Quiet  bool
+}
+
+func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
+	opts := &StatusOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "status [VM]",
+		Short: "Show the VMs as a tree (HEAD marked with *), or one VM",
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				opts.VM = args[0]
+			}
+			if err := checkFormat(opts.Format); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runStatus(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json")
+	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only VM ids")
+	return cmd
+}
+
+func checkFormat(f string) error {
+	if f != "text" && f != "json" {
+		return fmt.Errorf("--format %q: use text or json: %w", f, errUsage)
+	}
+	return nil
+}
+
+// StatusVM is one VM in `vers status --format json`.
+type StatusVM struct {
+	api.VM
+	Head bool `json:"head"`
+}
+
+func runStatus(ctx context.Context, o *StatusOptions) error {
+	c, err := o.f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	head := ""
+	if p, err := o.f.Project(); err == nil {
+		head, _ = p.Head()
+	}
+	var vms []api.VM
+	if o.VM != "" {
+		v, err := c.GetVM(ctx, o.VM)
+		if err != nil {
+			return err
+		}
+		vms = []api.VM{v}
+	} else if vms, err = c.ListVMs(ctx); err != nil {
+		return err
+	}
+	switch {
+	case o.Format == "json":
+		out := make([]StatusVM, len(vms))
+		for i, v := range vms {
+			out[i] = StatusVM{VM: v, Head: v.ID == head}
+		}
+		if o.VM != "" {
+			return json.NewEncoder(o.f.Out).Encode(out[0])
+		}
+		return json.NewEncoder(o.f.Out).Encode(out)
+	case o.Quiet:
+		for _, v := range vms {
+			fmt.Fprintln(o.f.Out, v.ID)
+		}
+		return nil
+	}
+	if len(vms) == 0 {
+		fmt.Fprintln(o.f.Out, "No VMs. `vers run` boots one.")
+		return nil
+	}
+	RenderTree(o.f.Out, vms, head)
+	if head != "" && !containsID(vms, head) && o.VM == "" {
+		fmt.Fprintf(o.f.Out, "\nHEAD names %s, which no longer exists.\n", head)
+	}
+	return nil
+}
+
+func containsID(vms []api.VM, id string) bool {
+	for _, v := range vms {
+		if v.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// RenderTree prints VMs as a tree: roots first, children indented under
+// their parent, HEAD marked with "*". Pure, so it is table-tested.
+func RenderTree(w io.Writer, vms []api.VM, head string) {
+	byID := map[string]bool{}
+	kids := map[string][]api.VM{}
+	for _, v := range vms {
+		byID[v.ID] = true
+	}
+	var roots []api.VM
+	for _, v := range vms {
+		if v.ParentID == "" || !byID[v.ParentID] {
+			roots = append(roots, v)
+		} else {
+			kids[v.ParentID] = append(kids[v.ParentID], v)
+		}
+	}
+	order := func(s []api.VM) {
+		sort.SliceStable(s, func(i, j int) bool { return s[i].CreatedAt.Before(s[j].CreatedAt) })
+	}
+	order(roots)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VM\tSTATE\tID")
+	var walk func(v api.VM, prefix, branch string)
+	walk = func(v api.VM, prefix, branch string) {
+		mark := " "
+		if v.ID == head {
+			mark = "*"
+		}
+		name := v.Alias
+		if name == "" {
+			name = "(" + shortID(v.ID) + ")"
+		}
+		fmt.Fprintf(tw, "%s %s%s%s\t%s\t%s\n", mark, prefix, branch, name, v.State, v.ID)
+		children := kids[v.ID]
+		order(children)
+		next := prefix
+		switch branch {
+		case "├─ ":
+			next += "│  "
+		case "└─ ":
+			next += "   "
+		}
+		for i, c := range children {
+			b := "├─ "
+			if i == len(children)-1 {
+				b = "└─ "
+			}
+			walk(c, next, b)
+		}
+	}
+	for _, r := range roots {
+		walk(r, "", "")
+	}
+	tw.Flush()
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+var _ = strings.TrimSpace
+var _ = errdefs.ErrInvalid

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"vers/api"
+	"vers/client"
+	"vers/internal/errdefs"
+	"vers/internal/project"
+)
+
+// headRef returns the VM a command acts on: the one named, or HEAD of the
+// project in the working directory.
+func (f *Factory) headRef(arg string) (string, error) {
+	if arg != "" {
+		return arg, nil
+	}
+	p, err := f.Project()
+	if err != nil {
+		if errors.Is(err, project.ErrNoProject) {
+			return "", fmt.Errorf("no VM named and no project here to take HEAD from; name a VM or run in a `vers init` directory: %w", errdefs.ErrInvalid)
+		}
+		return "", err
+	}
+	head, err := p.Head()
+	if err != nil {
+		return "", err
+	}
+	if head == "" {
+		return "", fmt.Errorf("no VM named and HEAD is not set; `vers run` or `vers checkout VM` sets it: %w", errdefs.ErrInvalid)
+	}
+	return head, nil
+}
+
+// resolve looks ref up in the daemon, explaining a HEAD that points at a VM
+// that is gone.
+func resolve(ctx context.Context, c *client.Client, ref string, fromHead bool) (api.VM, error) {
+	v, err := c.GetVM(ctx, ref)
+	if err != nil && fromHead && errors.Is(err, errdefs.ErrNotFound) {
+		return v, fmt.Errorf("HEAD names VM %s, which no longer exists; `vers checkout VM` picks another: %w", ref, errdefs.ErrNotFound)
+	}
+	return v, err
+}
+
+func label(v api.VM) string {
+	if v.Alias != "" {
+		return v.Alias
+	}
+	return v.ID
+}

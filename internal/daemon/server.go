@@ -1,0 +1,160 @@
+// Package daemon is versd's HTTP/JSON and WebSocket front: it decodes
+// requests, validates them, calls the vm domain and encodes answers. Errors
+// become HTTP statuses in exactly one place (writeError). It holds no VM
+// state of its own.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+
+	"vers/api"
+	"vers/internal/errdefs"
+	"vers/internal/image"
+	"vers/internal/vm"
+)
+
+// Version is reported by GET /v1/health.
+var Version = "0.1.0"
+
+// Server serves the vers API.
+type Server struct {
+	vms    *vm.Manager
+	images *image.Store
+	log    *slog.Logger
+}
+
+func New(vms *vm.Manager, images *image.Store, log *slog.Logger) *Server {
+	return &Server{vms: vms, images: images, log: log}
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.health)
+	mux.HandleFunc("GET /v1/vms", s.listVMs)
+	mux.HandleFunc("POST /v1/vms", s.createVM)
+	mux.HandleFunc("GET /v1/vms/{ref}", s.getVM)
+	mux.HandleFunc("DELETE /v1/vms/{ref}", s.deleteVM)
+	mux.HandleFunc("GET /v1/vms/{ref}/exec", s.exec)
+	mux.HandleFunc("GET /v1/vms/{ref}/files", s.readFile)
+	mux.HandleFunc("PUT /v1/vms/{ref}/files", s.writeFile)
+	mux.HandleFunc("GET /v1/images", s.listImages)
+	return mux
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	vms, err := s.vms.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Health{Version: Version, PID: os.Getpid(), Accel: s.vms.Accel(), VMs: len(vms)})
+}
+
+func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
+	vms, err := s.vms.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, vms)
+}
+
+func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateVMRequest
+	if err := decode(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	v, err := s.vms.Create(r.Context(), vm.Spec{
+		Alias: req.Alias, MemMiB: req.MemMiB, VCPUs: req.VCPUs, FsMiB: req.FsMiB,
+		Kernel: req.Kernel, Rootfs: req.Rootfs,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
+	v, err := s.vms.Get(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
+	recursive, _ := strconv.ParseBool(r.URL.Query().Get("recursive"))
+	ids, err := s.vms.Kill(r.Context(), r.PathValue("ref"), recursive)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.DeleteVMResponse{Deleted: ids})
+}
+
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
+	list, err := s.images.List()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]api.Image, 0, len(list))
+	for _, st := range list {
+		out = append(out, imageToAPI(st))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %v: %w", err, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// httpStatus is the one place an error kind becomes an HTTP status.
+func httpStatus(code string) int {
+	switch code {
+	case api.CodeInvalid:
+		return http.StatusBadRequest
+	case api.CodeNotFound:
+		return http.StatusNotFound
+	case api.CodeConflict:
+		return http.StatusConflict
+	case api.CodeTimeout:
+		return http.StatusGatewayTimeout
+	case api.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := errdefs.Code(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away; nobody to answer
+	}
+	if code == api.CodeInternal {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, httpStatus(code), api.Error{Code: code, Message: errdefs.Message(err)})
+}

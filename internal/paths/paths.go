@@ -1,0 +1,53 @@
+// Package paths decides where vers keeps its state on the host. Every other
+// package asks here instead of building paths itself, so one environment
+// variable moves a whole installation (the tests give each run its own).
+package paths
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Layout is the on-disk layout of one vers installation.
+type Layout struct {
+	Home     string // VERS_HOME: daemon socket, database, VM directories, log
+	ImageDir string // VERS_IMAGE_DIR: built kernels and root filesystems (shared cache)
+}
+
+// Default reads VERS_HOME and VERS_IMAGE_DIR, falling back to /var/lib/vers.
+func Default() Layout {
+	home := os.Getenv("VERS_HOME")
+	if home == "" {
+		home = "/var/lib/vers"
+	}
+	images := os.Getenv("VERS_IMAGE_DIR")
+	if images == "" {
+		images = filepath.Join(home, "images")
+	}
+	return Layout{Home: home, ImageDir: images}
+}
+
+func (l Layout) Socket() string   { return filepath.Join(l.Home, "versd.sock") }
+func (l Layout) Database() string { return filepath.Join(l.Home, "vers.db") }
+func (l Layout) Log() string      { return filepath.Join(l.Home, "versd.log") }
+func (l Layout) PIDFile() string  { return filepath.Join(l.Home, "versd.pid") }
+func (l Layout) VMsDir() string   { return filepath.Join(l.Home, "vms") }
+
+// VMDir holds everything one VM owns: its disk overlay, sockets, logs.
+func (l Layout) VMDir(id string) string { return filepath.Join(l.Home, "vms", id) }
+
+// SnapshotsDir holds immutable snapshots (disk layers, memory, device state).
+func (l Layout) SnapshotsDir() string { return filepath.Join(l.Home, "snapshots") }
+
+// AgentBinary finds the vers-agent binary that images embed: VERS_AGENT, or
+// the file next to the running executable.
+func AgentBinary() (string, error) {
+	if p := os.Getenv("VERS_AGENT"); p != "" {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(exe), "vers-agent"), nil
+}

@@ -1,0 +1,210 @@
+// Package store keeps versd's metadata (VMs, their parent/child edges,
+// snapshots) in an embedded SQLite database. It holds facts only: it never
+// starts processes or touches VM files, so every change here is one
+// transaction that either happened or did not.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"vers/internal/errdefs"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+// VM is one row of the vms table.
+type VM struct {
+	ID         string
+	Alias      string
+	State      string
+	ParentID   string
+	SnapshotID string // the snapshot this VM was started from, if any
+	MemMiB     int
+	VCPUs      int
+	FsMiB      int
+	Kernel     string
+	Rootfs     string
+	PID        int
+	CreatedAt  time.Time
+	BootMillis int64
+}
+
+// Store is the metadata database.
+type Store struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS vms (
+	id          TEXT PRIMARY KEY,
+	alias       TEXT UNIQUE,
+	state       TEXT NOT NULL,
+	parent_id   TEXT,
+	snapshot_id TEXT,
+	mem_mib     INTEGER NOT NULL,
+	vcpus       INTEGER NOT NULL,
+	fs_mib      INTEGER NOT NULL,
+	kernel      TEXT NOT NULL,
+	rootfs      TEXT NOT NULL,
+	pid         INTEGER NOT NULL DEFAULT 0,
+	created_at  INTEGER NOT NULL,
+	boot_ms     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS vms_parent ON vms(parent_id);
+`
+
+// Open opens (creating if needed) the database at path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer; SQLite serialises anyway and this avoids SQLITE_BUSY
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+func (s *Store) Close() error { return s.db.Close() }
+
+const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms`
+
+func scanVM(row interface{ Scan(...any) error }) (VM, error) {
+	var v VM
+	var created int64
+	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis)
+	v.CreatedAt = time.Unix(0, created).UTC()
+	return v, err
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// CreateVM inserts v. A taken alias is ErrConflict.
+func (s *Store) CreateVM(ctx context.Context, v VM) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis)
+	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: vms.alias") {
+		return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", v.Alias, errdefs.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create vm %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+// UpdateVM sets the mutable fields of v (state, pid, boot time).
+func (s *Store) UpdateVM(ctx context.Context, v VM) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.ID)
+	if err != nil {
+		return fmt.Errorf("update vm %s: %w", v.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("vm %s: %w", v.ID, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// GetVM returns the VM with that exact id.
+func (s *Store) GetVM(ctx context.Context, id string) (VM, error) {
+	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return VM{}, fmt.Errorf("vm %s: %w", id, errdefs.ErrNotFound)
+	}
+	return v, err
+}
+
+// ResolveVM finds a VM by alias, id, or a unique prefix of its id.
+func (s *Store) ResolveVM(ctx context.Context, ref string) (VM, error) {
+	if ref == "" {
+		return VM{}, fmt.Errorf("no VM named: %w", errdefs.ErrInvalid)
+	}
+	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE alias=? OR id=?`, ref, ref))
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return VM{}, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id LIKE ? ESCAPE '\'`, likeEscape(ref)+"%")
+	if err != nil {
+		return VM{}, err
+	}
+	defer rows.Close()
+	var found []VM
+	for rows.Next() {
+		v, err := scanVM(rows)
+		if err != nil {
+			return VM{}, err
+		}
+		found = append(found, v)
+	}
+	switch len(found) {
+	case 0:
+		return VM{}, fmt.Errorf("no VM has the alias or id %q; `vers status` lists them: %w", ref, errdefs.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return VM{}, fmt.Errorf("%q is the start of %d VM ids; give more of the id or the alias: %w", ref, len(found), errdefs.ErrInvalid)
+}
+
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// ListVMs returns every VM, oldest first.
+func (s *Store) ListVMs(ctx context.Context) ([]VM, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VM
+	for rows.Next() {
+		v, err := scanVM(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Children returns the VMs whose parent is id.
+func (s *Store) Children(ctx context.Context, id string) ([]VM, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE parent_id=? ORDER BY created_at, id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VM
+	for rows.Next() {
+		v, err := scanVM(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// DeleteVM removes the row of id. Deleting a missing row is not an error.
+func (s *Store) DeleteVM(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM vms WHERE id=?`, id); err != nil {
+		return fmt.Errorf("delete vm %s: %w", id, err)
+	}
+	return nil
+}

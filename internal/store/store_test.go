@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"vers/internal/errdefs"
+)
+
+func open(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "vers.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func vm(id, alias, parent string) VM {
+	return VM{ID: id, Alias: alias, ParentID: parent, State: "running", MemMiB: 512, VCPUs: 1, FsMiB: 1024, Kernel: "default.bin", Rootfs: "default", CreatedAt: time.Now()}
+}
+
+func TestResolve(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	for _, v := range []VM{vm("abc123", "db-root", ""), vm("abd999", "", "abc123"), vm("fff000", "x_y", "")} {
+		if err := s.CreateVM(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		ref, want string
+		err       error
+	}{
+		{"db-root", "abc123", nil},
+		{"abc123", "abc123", nil},
+		{"abd", "abd999", nil},
+		{"ab", "", errdefs.ErrInvalid},
+		{"zzz", "", errdefs.ErrNotFound},
+		{"x%", "", errdefs.ErrNotFound},
+		{"x_y", "fff000", nil},
+		{"", "", errdefs.ErrInvalid},
+	}
+	for _, tt := range tests {
+		got, err := s.ResolveVM(ctx, tt.ref)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) {
+				t.Errorf("ResolveVM(%q) err = %v, want %v", tt.ref, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got.ID != tt.want {
+			t.Errorf("ResolveVM(%q) = %q, %v; want %q", tt.ref, got.ID, err, tt.want)
+		}
+	}
+}
+
+func TestAliasUniqueAndChildren(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	if err := s.CreateVM(ctx, vm("a", "same", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateVM(ctx, vm("b", "same", "")); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("duplicate alias: err = %v, want ErrConflict", err)
+	}
+	if err := s.CreateVM(ctx, vm("c", "", "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateVM(ctx, vm("d", "", "a")); err != nil {
+		t.Fatal(err)
+	}
+	kids, err := s.Children(ctx, "a")
+	if err != nil || len(kids) != 2 {
+		t.Fatalf("Children = %v, %v", kids, err)
+	}
+	v, _ := s.GetVM(ctx, "c")
+	v.State, v.PID = "dead", 42
+	if err := s.UpdateVM(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetVM(ctx, "c"); got.State != "dead" || got.PID != 42 || got.ParentID != "a" {
+		t.Fatalf("after update: %+v", got)
+	}
+	if err := s.DeleteVM(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetVM(ctx, "c"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("deleted vm: err = %v", err)
+	}
+	all, _ := s.ListVMs(ctx)
+	if len(all) != 2 {
+		t.Fatalf("ListVMs = %d rows", len(all))
+	}
+}

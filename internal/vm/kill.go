@@ -1,0 +1,94 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"vers/internal/errdefs"
+	"vers/internal/qemu"
+	"vers/internal/store"
+)
+
+// Kill stops the VM ref and deletes everything it owns. A VM with children
+// is refused unless recursive, in which case the whole subtree goes, deepest
+// first. It returns the ids removed.
+func (m *Manager) Kill(ctx context.Context, ref string, recursive bool) ([]string, error) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	row, err := m.store.ResolveVM(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	order, err := m.subtree(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	if len(order) > 1 && !recursive {
+		var names []string
+		for _, c := range order[:len(order)-1] {
+			names = append(names, label(c))
+		}
+		return nil, fmt.Errorf("vm %s has %d descendant(s) (%s); use -r to kill them too: %w",
+			label(row), len(names), strings.Join(names, ", "), errdefs.ErrConflict)
+	}
+	var done []string
+	for _, v := range order {
+		if err := m.destroy(ctx, v); err != nil {
+			return done, err
+		}
+		done = append(done, v.ID)
+	}
+	return done, nil
+}
+
+// subtree returns root and all its descendants, deepest first (root last).
+func (m *Manager) subtree(ctx context.Context, root store.VM) ([]store.VM, error) {
+	var out []store.VM
+	var walk func(v store.VM, depth int) error
+	walk = func(v store.VM, depth int) error {
+		if depth > 1000 {
+			return fmt.Errorf("vm tree deeper than 1000 at %s", v.ID)
+		}
+		kids, err := m.store.Children(ctx, v.ID)
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			if err := walk(k, depth+1); err != nil {
+				return err
+			}
+		}
+		out = append(out, v)
+		return nil
+	}
+	return out, walk(root, 0)
+}
+
+// destroy stops one VM and removes its files and row. It is idempotent, so a
+// kill interrupted half way can simply be repeated.
+func (m *Manager) destroy(ctx context.Context, v store.VM) error {
+	m.mu.Lock()
+	mc := m.live[v.ID]
+	delete(m.live, v.ID)
+	m.mu.Unlock()
+	if mc != nil {
+		mc.closeAgent()
+		if err := mc.inst.Stop(ctx); err != nil {
+			m.log.Warn("stop qemu", "id", v.ID, "err", err)
+		}
+	}
+	// Whatever the handle said, make sure no QEMU of this VM survives.
+	if err := qemu.Kill(qemu.Config{Name: v.ID, Dir: m.layout.VMDir(v.ID)}); err != nil {
+		return fmt.Errorf("kill qemu of %s: %w", label(v), err)
+	}
+	if err := os.RemoveAll(m.layout.VMDir(v.ID)); err != nil {
+		return fmt.Errorf("remove files of %s: %w", label(v), err)
+	}
+	if err := m.store.DeleteVM(ctx, v.ID); err != nil {
+		return err
+	}
+	m.log.Info("vm killed", "id", v.ID, "alias", v.Alias)
+	return nil
+}

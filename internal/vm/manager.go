@@ -1,0 +1,361 @@
+// Package vm is the domain of vers: it creates, finds, recovers and kills
+// virtual machines by combining the image cache, the QEMU driver, the guest
+// agent and the metadata store. It owns the VM state machine
+// (creating → running → dead) and makes every multi-step change undo itself
+// on failure. It never speaks HTTP: the daemon translates requests to calls here.
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"vers/api"
+	"vers/internal/agent"
+	"vers/internal/errdefs"
+	"vers/internal/image"
+	"vers/internal/paths"
+	"vers/internal/qemu"
+	"vers/internal/revert"
+	"vers/internal/store"
+)
+
+// Images is what the manager needs from the image cache.
+type Images interface {
+	Ensure(ctx context.Context, name string, progress io.Writer) (image.Info, error)
+}
+
+// Manager runs the VMs of one host.
+type Manager struct {
+	layout paths.Layout
+	store  *store.Store
+	images Images
+	accel  string
+	log    *slog.Logger
+	host   HostLimits
+
+	// BootTimeout bounds how long a new VM may take to answer through its agent.
+	BootTimeout time.Duration
+
+	mu   sync.Mutex
+	live map[string]*machine // running VMs this daemon is attached to, by id
+	// opMu serialises operations that change the set of VMs or the tree.
+	opMu sync.Mutex
+}
+
+// machine is the daemon's handle on one running VM.
+type machine struct {
+	cfg  qemu.Config
+	inst *qemu.Instance
+
+	mu    sync.Mutex
+	agent *agent.Client
+}
+
+// New returns a manager; call Recover before serving.
+func New(layout paths.Layout, st *store.Store, images Images, log *slog.Logger) *Manager {
+	return &Manager{
+		layout:      layout,
+		store:       st,
+		images:      images,
+		accel:       qemu.DetectAccel(),
+		log:         log,
+		host:        ReadHostLimits(layout.VMsDir()),
+		BootTimeout: bootTimeout(),
+		live:        map[string]*machine{},
+	}
+}
+
+// bootTimeout is 90 s, or VERS_BOOT_TIMEOUT (a Go duration) when set.
+func bootTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("VERS_BOOT_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 90 * time.Second
+}
+
+// Accel is the accelerator VMs use: "kvm" or "tcg".
+func (m *Manager) Accel() string { return m.accel }
+
+// Spec is what a new VM is made from.
+type Spec struct {
+	Alias  string
+	MemMiB int
+	VCPUs  int
+	FsMiB  int
+	Kernel string
+	Rootfs string
+}
+
+var aliasRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidateAlias reports whether s can name a VM.
+func ValidateAlias(s string) error {
+	if s == "" || aliasRE.MatchString(s) {
+		return nil
+	}
+	return fmt.Errorf("alias %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit: %w", s, errdefs.ErrInvalid)
+}
+
+// Create boots a VM and returns once its agent answers.
+func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
+	if err := ValidateAlias(spec.Alias); err != nil {
+		return api.VM{}, err
+	}
+	if err := m.host.Check(spec.MemMiB, spec.VCPUs, spec.FsMiB); err != nil {
+		return api.VM{}, err
+	}
+	if _, err := qemu.Binary(); err != nil {
+		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+	}
+	kernel, err := m.images.Ensure(ctx, spec.Kernel, nil)
+	if err != nil {
+		return api.VM{}, imageErr("kernel", spec.Kernel, err)
+	}
+	rootfs, err := m.images.Ensure(ctx, spec.Rootfs, nil)
+	if err != nil {
+		return api.VM{}, imageErr("rootfs", spec.Rootfs, err)
+	}
+	if kernel.Kind != image.KindKernel {
+		return api.VM{}, fmt.Errorf("image %q is a %s, not a kernel: %w", spec.Kernel, kernel.Kind, errdefs.ErrInvalid)
+	}
+	if rootfs.Kind != image.KindRootfs {
+		return api.VM{}, fmt.Errorf("image %q is a %s, not a root filesystem: %w", spec.Rootfs, rootfs.Kind, errdefs.ErrInvalid)
+	}
+	if spec.FsMiB < rootfs.SizeMiB {
+		return api.VM{}, fmt.Errorf("fs_size_vm_mib %d is smaller than the %q image (%d MiB); use at least %d: %w",
+			spec.FsMiB, spec.Rootfs, rootfs.SizeMiB, rootfs.SizeMiB, errdefs.ErrInvalid)
+	}
+
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+
+	start := time.Now()
+	row := store.VM{
+		ID: uuid.NewString(), Alias: spec.Alias, State: api.StateCreating,
+		MemMiB: spec.MemMiB, VCPUs: spec.VCPUs, FsMiB: spec.FsMiB,
+		Kernel: spec.Kernel, Rootfs: spec.Rootfs, CreatedAt: start,
+	}
+	undo := revert.New()
+	defer undo.Fail()
+
+	// The row comes first: it reserves the alias, and a daemon that dies
+	// during the next steps finds a "creating" row and cleans up after it.
+	if err := m.store.CreateVM(ctx, row); err != nil {
+		return api.VM{}, err
+	}
+	undo.Add(func() { m.store.DeleteVM(context.WithoutCancel(ctx), row.ID) })
+
+	dir := m.layout.VMDir(row.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return api.VM{}, fmt.Errorf("create vm dir: %w", err)
+	}
+	undo.Add(func() { os.RemoveAll(dir) })
+
+	cfg := m.qemuConfig(row, kernel)
+	if err := qemu.CreateOverlay(ctx, rootfs.Path, "raw", cfg.Disk, spec.FsMiB); err != nil {
+		return api.VM{}, fmt.Errorf("create disk: %w", err)
+	}
+	inst, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		return api.VM{}, fmt.Errorf("start qemu: %w", err)
+	}
+	undo.Add(func() { inst.Stop(context.WithoutCancel(ctx)) })
+
+	mc := &machine{cfg: cfg, inst: inst}
+	if err := m.connect(ctx, mc, row, m.BootTimeout); err != nil {
+		return api.VM{}, fmt.Errorf("vm did not come up (console log: %s): %w", cfg.SerialLog(), err)
+	}
+	undo.Add(func() { mc.closeAgent() })
+
+	row.State = api.StateRunning
+	row.PID = inst.PID()
+	row.BootMillis = time.Since(start).Milliseconds()
+	if err := m.store.UpdateVM(ctx, row); err != nil {
+		return api.VM{}, err
+	}
+	m.mu.Lock()
+	m.live[row.ID] = mc
+	m.mu.Unlock()
+	undo.Success()
+	m.log.Info("vm created", "id", row.ID, "alias", row.Alias, "pid", row.PID, "boot_ms", row.BootMillis)
+	return toAPI(row), nil
+}
+
+func imageErr(kind, name string, err error) error {
+	switch {
+	case errors.Is(err, image.ErrUnknown):
+		return fmt.Errorf("%s %w: %w", kind, err, errdefs.ErrInvalid)
+	case errors.Is(err, image.ErrInvalid):
+		return fmt.Errorf("%s image %q: %w: %w", kind, name, err, errdefs.ErrInvalid)
+	}
+	return fmt.Errorf("%s image %q: %w", kind, name, err)
+}
+
+func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
+	dir := m.layout.VMDir(row.ID)
+	return qemu.Config{
+		Name:   row.ID,
+		Dir:    dir,
+		MemMiB: row.MemMiB,
+		VCPUs:  row.VCPUs,
+		Kernel: kernel.Path,
+		Initrd: kernel.Initrd,
+		Disk:   dir + "/disk.qcow2",
+		Accel:  m.accel,
+	}
+}
+
+// connect dials the agent of mc, waits until the guest is up and brings its
+// clock, entropy and hostname in line with the host.
+func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := agent.Dial(dctx, mc.cfg.AgentSocket())
+	if err != nil {
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout)
+		}
+		return err
+	}
+	if _, err := c.Info(dctx); err != nil {
+		c.Close()
+		return fmt.Errorf("guest agent: %w", err)
+	}
+	seed := make([]byte, 64)
+	rand.Read(seed)
+	if err := c.Sync(dctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row)}); err != nil {
+		c.Close()
+		return fmt.Errorf("guest agent sync: %w", err)
+	}
+	mc.mu.Lock()
+	mc.agent = c
+	mc.mu.Unlock()
+	return nil
+}
+
+func hostname(row store.VM) string {
+	if row.Alias != "" {
+		return row.Alias
+	}
+	return "vm-" + row.ID[:8]
+}
+
+func (mc *machine) closeAgent() {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.agent != nil {
+		mc.agent.Close()
+		mc.agent = nil
+	}
+}
+
+// Get resolves ref (alias, id or id prefix) to a VM.
+func (m *Manager) Get(ctx context.Context, ref string) (api.VM, error) {
+	row, err := m.store.ResolveVM(ctx, ref)
+	if err != nil {
+		return api.VM{}, err
+	}
+	return toAPI(row), nil
+}
+
+// List returns every VM, oldest first.
+func (m *Manager) List(ctx context.Context) ([]api.VM, error) {
+	rows, err := m.store.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.VM, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, toAPI(r))
+	}
+	return out, nil
+}
+
+func toAPI(r store.VM) api.VM {
+	return api.VM{
+		ID: r.ID, Alias: r.Alias, State: r.State, ParentID: r.ParentID,
+		MemMiB: r.MemMiB, VCPUs: r.VCPUs, FsMiB: r.FsMiB, Kernel: r.Kernel, Rootfs: r.Rootfs,
+		PID: r.PID, CreatedAt: r.CreatedAt, BootMillis: r.BootMillis,
+	}
+}
+
+// Agent returns a connected agent client for the running VM ref.
+func (m *Manager) Agent(ctx context.Context, ref string) (*agent.Client, api.VM, error) {
+	row, err := m.store.ResolveVM(ctx, ref)
+	if err != nil {
+		return nil, api.VM{}, err
+	}
+	if row.State != api.StateRunning {
+		return nil, toAPI(row), fmt.Errorf("vm %s is %s, not running: %w", label(row), row.State, errdefs.ErrConflict)
+	}
+	m.mu.Lock()
+	mc := m.live[row.ID]
+	m.mu.Unlock()
+	if mc == nil {
+		return nil, toAPI(row), fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
+	}
+	mc.mu.Lock()
+	c := mc.agent
+	mc.mu.Unlock()
+	if c != nil {
+		return c, toAPI(row), nil
+	}
+	if err := m.connect(ctx, mc, row, 20*time.Second); err != nil {
+		if !qemu.Alive(mc.inst.PID()) {
+			m.markDead(ctx, row)
+			return nil, toAPI(row), fmt.Errorf("vm %s has stopped; `vers kill %s` removes it: %w", label(row), label(row), errdefs.ErrConflict)
+		}
+		return nil, toAPI(row), err
+	}
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.agent, toAPI(row), nil
+}
+
+// DropAgent forgets a broken agent connection so the next call redials.
+func (m *Manager) DropAgent(id string, c *agent.Client) {
+	m.mu.Lock()
+	mc := m.live[id]
+	m.mu.Unlock()
+	if mc == nil {
+		return
+	}
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.agent == c && c != nil {
+		c.Close()
+		mc.agent = nil
+	}
+}
+
+func (m *Manager) markDead(ctx context.Context, row store.VM) {
+	row.State = api.StateDead
+	if err := m.store.UpdateVM(ctx, row); err != nil {
+		m.log.Error("mark vm dead", "id", row.ID, "err", err)
+	}
+	m.mu.Lock()
+	if mc := m.live[row.ID]; mc != nil {
+		mc.closeAgent()
+		mc.inst.Close()
+		delete(m.live, row.ID)
+	}
+	m.mu.Unlock()
+	m.log.Warn("vm is dead", "id", row.ID, "alias", row.Alias)
+}
+
+func label(r store.VM) string {
+	if r.Alias != "" {
+		return r.Alias
+	}
+	return r.ID
+}

@@ -1,0 +1,76 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"vers/api"
+	"vers/internal/qemu"
+)
+
+// Recover brings the manager in line with what runs on the host after a
+// daemon start: VMs whose QEMU still runs are re-attached, VMs whose QEMU is
+// gone are marked dead, and VMs caught half-created by a crash are removed
+// with everything they had. Agents are dialled lazily, on first use.
+func (m *Manager) Recover(ctx context.Context) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	rows, err := m.store.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		cfg := qemu.Config{Name: row.ID, Dir: m.layout.VMDir(row.ID)}
+		switch row.State {
+		case api.StateCreating:
+			m.log.Warn("removing vm left half-created", "id", row.ID)
+			if err := m.destroy(ctx, row); err != nil {
+				m.log.Error("remove half-created vm", "id", row.ID, "err", err)
+			}
+		case api.StateRunning, api.StatePaused:
+			inst, err := qemu.Attach(ctx, cfg)
+			if errors.Is(err, qemu.ErrNotRunning) {
+				m.markDead(ctx, row)
+				continue
+			}
+			if err != nil {
+				m.log.Error("re-attach vm", "id", row.ID, "err", err)
+				m.markDead(ctx, row)
+				continue
+			}
+			m.mu.Lock()
+			m.live[row.ID] = &machine{cfg: cfg, inst: inst}
+			m.mu.Unlock()
+			m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
+		}
+	}
+	return nil
+}
+
+// Watch marks VMs dead when their QEMU exits on its own (guest power-off,
+// crash, kill -9). It returns when ctx ends.
+func (m *Manager) Watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var gone []string
+		for id, mc := range m.live {
+			if !qemu.Alive(mc.inst.PID()) {
+				gone = append(gone, id)
+			}
+		}
+		m.mu.Unlock()
+		for _, id := range gone {
+			if row, err := m.store.GetVM(ctx, id); err == nil && row.State != api.StateDead {
+				m.markDead(ctx, row)
+			}
+		}
+	}
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the end-to-end suite that drives the
+# real CLI against real VMs. Images are built once and cached in
+# $VERS_IMAGE_DIR (default /var/lib/vers/images).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export VERS_IMAGE_DIR="${VERS_IMAGE_DIR:-/var/lib/vers/images}"
+export VERS_BIN="$PWD/bin"
+echo "==> building images (cached after the first run)"
+bin/vers image build
+echo "==> unit tests"
+go test -count=1 ./api/... ./client/... ./internal/...
+echo "==> end-to-end tests (real VMs)"
+go test -count=1 -timeout 40m -v ./test/e2e/...

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadInput: every mistake gets a clear message, its stable exit code,
+// and leaves nothing behind.
+func TestBadInput(t *testing.T) {
+	requireVMs(t)
+
+	// No vers.toml.
+	empty := newProject(t)
+	empty.expect(3, "vers init", "run")
+
+	p := newProject(t)
+	p.must("init")
+	before := countVMDirs(t)
+
+	p.expect(3, "no VM", "execute", "no-such-vm", "true")
+	p.expect(3, "no VM", "kill", "no-such-vm")
+	p.expect(3, "no VM", "checkout", "no-such-vm")
+	p.expect(5, "HEAD is not set", "execute", "true")
+	p.expect(2, "", "execute")
+	p.expect(2, "", "kill")
+	p.expect(2, "--format", "status", "--format", "yaml")
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mem-size-mib", "0"}, "mem_size_mib"},
+		{[]string{"--mem-size-mib", "-1"}, "mem_size_mib"},
+		{[]string{"--mem-size-mib", "100000000"}, "more than this host has"},
+		{[]string{"--vcpu-count", "0"}, "vcpu_count"},
+		{[]string{"--vcpu-count", "-3"}, "vcpu_count"},
+		{[]string{"--vcpu-count", "4096"}, "more than this host has"},
+		{[]string{"--fs-size-vm-mib", "0"}, "fs_size_vm_mib"},
+		{[]string{"--fs-size-vm-mib", "-1"}, "fs_size_vm_mib"},
+		{[]string{"--fs-size-vm-mib", "16"}, "smaller than"},
+		{[]string{"--fs-size-vm-mib", "999999999999"}, "free disk space"},
+		{[]string{"--rootfs", "no-such-image"}, "unknown image"},
+		{[]string{"--vm-alias", "bad alias!"}, "alias"},
+	} {
+		p.expect(5, tc.want, append([]string{"run"}, tc.args...)...)
+	}
+	// Settings in vers.toml are checked the same way as flags.
+	p.writeConfig(0, 1, 1024)
+	p.expect(5, "mem_size_mib", "run")
+	os.WriteFile(filepath.Join(p.dir, "vers.toml"), []byte("[machine]\nmem_size_mb = 512\n"), 0o644)
+	p.expect(5, "unknown setting", "run")
+	p.writeConfig(512, 1, 1024)
+
+	// Duplicate alias.
+	alias := uniqueAlias(t, "dup")
+	p.must("run", "--vm-alias", alias)
+	p.expect(4, "already used", "run", "--vm-alias", alias)
+	if n := countVMDirs(t); n != before+1 {
+		t.Fatalf("%d VM directories after one good and many bad runs, want %d", n, before+1)
+	}
+
+	// A command that runs too long is killed and reported.
+	r := p.expect(6, "timed out", "execute", "--timeout", "1s", "sleep 30; echo never")
+	if strings.Contains(r.out, "never") || r.dur.Seconds() > 10 {
+		t.Fatalf("timeout: out %q after %s", r.out, r.dur)
+	}
+	p.must("kill", alias)
+}
+
+// TestFailedRunLeavesNothing: a VM that fails after QEMU started is rolled
+// back whole, and a missing QEMU is reported — each against its own daemon.
+func TestFailedRunLeavesNothing(t *testing.T) {
+	requireVMs(t)
+	home := t.TempDir()
+	p := newProject(t)
+	p.env = []string{"VERS_HOME=" + home, "VERS_BOOT_TIMEOUT=300ms"}
+	defer cleanupHome(home)
+	p.must("init")
+	r := p.expect(6, "agent", "run", "--vm-alias", "never-ready")
+	_ = r
+	if vms := p.status(); len(vms) != 0 {
+		t.Fatalf("a failed run left %+v", vms)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(home, "vms", "*")); len(dirs) != 0 {
+		t.Fatalf("a failed run left %v", dirs)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+home).Output(); len(out) != 0 {
+		t.Fatalf("a failed run left QEMU running: %s", out)
+	}
+
+	home2 := t.TempDir()
+	defer cleanupHome(home2)
+	q := newProject(t)
+	q.env = []string{"VERS_HOME=" + home2, "VERS_QEMU=/nonexistent/qemu-system-x86_64"}
+	q.must("init")
+	q.expect(1, "qemu-system-x86", "run")
+	if vms := q.status(); len(vms) != 0 {
+		t.Fatalf("run without QEMU left %+v", vms)
+	}
+}
+
+func countVMDirs(t *testing.T) int {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(versHome, "vms", "*"))
+	return len(dirs)
+}

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLifecycle is the foundation workflow: init, run, execute (sqlite3
+// writes a database, a second execute reads it back), connect with a script
+// on stdin, status in text and JSON, kill — and then nothing of the VM remains.
+func TestLifecycle(t *testing.T) {
+	requireVMs(t)
+	p := newProject(t)
+	out := p.must("init")
+	if !strings.Contains(out, "Initialized") {
+		t.Fatalf("init said %q", out)
+	}
+	cfg, err := os.ReadFile(filepath.Join(p.dir, "vers.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[machine]", "mem_size_mib = 512", "vcpu_count = 1", "fs_size_vm_mib = 1024", "[rootfs]", `name = "default"`, "[kernel]", `name = "default.bin"`} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("vers.toml lacks %q:\n%s", want, cfg)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(p.dir, ".vers")); err != nil || !st.IsDir() {
+		t.Fatalf(".vers/ missing: %v", err)
+	}
+	// A second init leaves an edited vers.toml alone.
+	p.writeConfig(768, 2, 1536)
+	p.must("init")
+	if b, _ := os.ReadFile(filepath.Join(p.dir, "vers.toml")); !strings.Contains(string(b), "768") {
+		t.Fatal("second init overwrote vers.toml")
+	}
+
+	alias := uniqueAlias(t, "life")
+	out = p.must("run", "--vm-alias", alias)
+	if !strings.Contains(out, alias) {
+		t.Fatalf("run output %q does not name the alias", out)
+	}
+	v, ok := p.find(alias)
+	if !ok || v.State != "running" || !v.Head {
+		t.Fatalf("after run: %+v (found %v)", v, ok)
+	}
+	if !regexp.MustCompile(`[0-9a-f-]{36}`).MatchString(out) || !strings.Contains(out, v.ID) {
+		t.Fatalf("run output %q does not print the id %s", out, v.ID)
+	}
+	head, _ := os.ReadFile(filepath.Join(p.dir, ".vers", "HEAD"))
+	if strings.TrimSpace(string(head)) != v.ID {
+		t.Fatalf("HEAD = %q, want %s", head, v.ID)
+	}
+
+	// The machine is the size vers.toml asked for.
+	out = p.must("execute", "nproc; awk '/MemTotal/{print $2}' /proc/meminfo; df -m --output=size / | tail -1")
+	f := strings.Fields(out)
+	if len(f) != 3 {
+		t.Fatalf("sizes: %q", out)
+	}
+	if f[0] != "2" {
+		t.Errorf("nproc = %s, want 2", f[0])
+	}
+	if kb, _ := strconv.Atoi(f[1]); kb < 600*1024 || kb > 768*1024 {
+		t.Errorf("MemTotal = %s kB, want about 768 MiB", f[1])
+	}
+	if mb, _ := strconv.Atoi(f[2]); mb < 1300 || mb > 1536 {
+		t.Errorf("root filesystem = %s MiB, want about 1536", f[2])
+	}
+
+	p.must("execute", "mkdir -p /app/db && sqlite3 /app/db/t.db \"CREATE TABLE t(x TEXT); INSERT INTO t VALUES ('kept');\"")
+	if out := p.must("execute", alias, "sqlite3 /app/db/t.db 'SELECT x FROM t'"); strings.TrimSpace(out) != "kept" {
+		t.Fatalf("read back %q", out)
+	}
+
+	// stdout and stderr apart; the exit code is the command's.
+	r := p.vers("execute", "echo out; echo err >&2; exit 7")
+	if r.code != 7 || strings.TrimSpace(r.out) != "out" || strings.TrimSpace(r.err) != "err" {
+		t.Fatalf("execute: code %d out %q err %q", r.code, r.out, r.err)
+	}
+
+	// connect with a script on stdin runs it in a login shell.
+	r = p.versIn("cd /app\nsqlite3 db/t.db \"INSERT INTO t VALUES ('from connect');\"\necho \"cwd=$(pwd) user=$(whoami)\"\nexit\n", "connect")
+	if r.code != 0 || !strings.Contains(r.out, "cwd=/app user=root") {
+		t.Fatalf("connect: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	if out := p.must("execute", "sqlite3 /app/db/t.db 'SELECT count(*) FROM t'"); strings.TrimSpace(out) != "2" {
+		t.Fatalf("after connect: %q", out)
+	}
+
+	text := p.must("status")
+	if !strings.Contains(text, alias) || !strings.Contains(text, "running") || !strings.Contains(text, "* "+alias) {
+		t.Fatalf("status text:\n%s", text)
+	}
+
+	vmDir := filepath.Join(versHome, "vms", v.ID)
+	if _, err := os.Stat(filepath.Join(vmDir, "disk.qcow2")); err != nil {
+		t.Fatalf("overlay missing while running: %v", err)
+	}
+	p.must("kill", alias)
+	if qemuRunning(v.ID) {
+		t.Fatal("QEMU still runs after kill")
+	}
+	if _, err := os.Stat(vmDir); !os.IsNotExist(err) {
+		t.Fatalf("VM directory (overlay, sockets) remains after kill: %v", err)
+	}
+	if _, ok := p.find(alias); ok {
+		t.Fatal("VM still listed after kill")
+	}
+	p.expect(3, "", "execute", alias, "true")
+}
+
+// TestDaemonRestart: VMs outlive versd. After kill -9 of the daemon, the next
+// command starts a new one, which finds the VM running and usable; a VM
+// whose QEMU died is shown dead and can be removed.
+func TestDaemonRestart(t *testing.T) {
+	requireVMs(t)
+	p := newProject(t)
+	p.must("init")
+	alias := uniqueAlias(t, "restart")
+	p.must("run", "--vm-alias", alias)
+	p.must("execute", "echo before > /root/mark")
+	v, _ := p.find(alias)
+
+	old := daemonPID(t)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "versd to die", 5*time.Second, func() bool { return syscall.Kill(old, 0) != nil })
+	if !qemuRunning(v.ID) {
+		t.Fatal("QEMU died with the daemon")
+	}
+	if out := p.must("execute", "cat /root/mark"); strings.TrimSpace(out) != "before" {
+		t.Fatalf("after restart: %q", out)
+	}
+	if daemonPID(t) == old {
+		t.Fatal("daemon was not restarted")
+	}
+	w, ok := p.find(alias)
+	if !ok || w.State != "running" || w.ID != v.ID {
+		t.Fatalf("after restart: %+v", w)
+	}
+
+	// QEMU dies behind the daemon's back.
+	if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the VM to be marked dead", 15*time.Second, func() bool {
+		x, _ := p.find(alias)
+		return x.State == "dead"
+	})
+	p.expect(4, "kill", "execute", alias, "true")
+	p.must("kill", alias)
+	if _, err := os.Stat(filepath.Join(versHome, "vms", v.ID)); !os.IsNotExist(err) {
+		t.Fatal("dead VM's files remain after kill")
+	}
+}
