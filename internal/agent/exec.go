@@ -80,6 +80,13 @@ func (s *Server) exec(sess *session, ctrl *yamux.Stream, req request) {
 		failStart(ctrl, streams, x.TTY, pl.Missing, 127)
 		return
 	}
+	if fi, err := os.Stat(pl.Dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = unix.ENOTDIR
+		}
+		failStart(ctrl, streams, x.TTY, fmt.Sprintf("cd %s: %v", pl.Dir, pathErr(err)), 126)
+		return
+	}
 	r, err := s.startProcess(pl, x)
 	if err != nil {
 		code, msg := startFailure(pl, err)
@@ -108,6 +115,15 @@ func failStart(ctrl net.Conn, streams [3]net.Conn, tty bool, msg string, code in
 		streams[2].Close()
 	}
 	writeMsg(ctrl, event{Exit: &Result{ExitCode: code}})
+}
+
+// pathErr strips the operation and path an *fs.PathError repeats.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // startFailure maps an error from starting a program to a shell's exit code

@@ -248,3 +248,5 @@ func (p *fakePort) SetDeadline(t time.Time) error {
 }
 
 var _ Port = (*fakePort)(nil)
+
+func netListen(sock string) (net.Listener, error) { return net.Listen("unix", sock) }

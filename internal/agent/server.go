@@ -271,7 +271,7 @@ func (sess *session) deposit(id string, fd int, st net.Conn) bool {
 		return false
 	}
 	r := sess.entry(id)
-	if r.claimed || r.streams[fd] != nil {
+	if r.streams[fd] != nil {
 		return false
 	}
 	r.streams[fd] = st

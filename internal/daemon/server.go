@@ -34,18 +34,27 @@ func New(vms *vm.Manager, images *image.Store, log *slog.Logger) *Server {
 	return &Server{vms: vms, images: images, log: log}
 }
 
+// routes is every operation the API serves; api/openapi.yaml describes the same set.
+func (s *Server) routes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{
+		"GET /v1/health":          s.health,
+		"GET /v1/vms":             s.listVMs,
+		"POST /v1/vms":            s.createVM,
+		"GET /v1/vms/{ref}":       s.getVM,
+		"DELETE /v1/vms/{ref}":    s.deleteVM,
+		"GET /v1/vms/{ref}/exec":  s.exec,
+		"GET /v1/vms/{ref}/files": s.readFile,
+		"PUT /v1/vms/{ref}/files": s.writeFile,
+		"GET /v1/images":          s.listImages,
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", s.health)
-	mux.HandleFunc("GET /v1/vms", s.listVMs)
-	mux.HandleFunc("POST /v1/vms", s.createVM)
-	mux.HandleFunc("GET /v1/vms/{ref}", s.getVM)
-	mux.HandleFunc("DELETE /v1/vms/{ref}", s.deleteVM)
-	mux.HandleFunc("GET /v1/vms/{ref}/exec", s.exec)
-	mux.HandleFunc("GET /v1/vms/{ref}/files", s.readFile)
-	mux.HandleFunc("PUT /v1/vms/{ref}/files", s.writeFile)
-	mux.HandleFunc("GET /v1/images", s.listImages)
+	for pattern, h := range s.routes() {
+		mux.HandleFunc(pattern, h)
+	}
 	return mux
 }
 

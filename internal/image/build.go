@@ -1,16 +1,14 @@
 package image
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,7 +21,26 @@ type recipe struct {
 	name  string
 	kind  Kind
 	spec  string
+	tools [][2]string // host commands the steps need, and their apt packages
 	steps []step
+}
+
+// checkTools reports every missing host command at once, before any work.
+func (r *recipe) checkTools() error {
+	var missing, pkgs []string
+	for _, t := range r.tools {
+		if _, err := lookTool(t[0], t[1]); err != nil {
+			missing = append(missing, t[0])
+			if !slices.Contains(pkgs, t[1]) {
+				pkgs = append(pkgs, t[1])
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("building %s needs %s; install with: apt-get install %s: %w",
+		r.name, strings.Join(missing, ", "), strings.Join(pkgs, " "), ErrMissingTool)
 }
 
 // step is one stage of a build; about is the typical duration shown to the
@@ -44,6 +61,11 @@ type build struct {
 	log      *os.File
 	progress io.Writer
 	meta     metadata
+
+	// kernel builds: the package, and the cache that holds its extract
+	kpkg, kversion string
+	kcache         string
+	kcached        bool
 }
 
 // Build builds name and makes it current. Without force it returns the
@@ -59,6 +81,9 @@ func (s *Store) Build(ctx context.Context, name string, force bool, progress io.
 	}
 	agentSum, err := s.agentSHA256()
 	if err != nil {
+		return Info{}, err
+	}
+	if err := r.checkTools(); err != nil {
 		return Info{}, err
 	}
 	for _, d := range []string{"builds", "cache", "tmp", "locks", "logs"} {
@@ -111,7 +136,7 @@ func (s *Store) Build(ctx context.Context, name string, force bool, progress io.
 		b.say("step %d/%d: %s (about %s)…", i+1, len(r.steps), st.title, roundDur(st.about))
 		fmt.Fprintf(b.log, "=== step %d/%d: %s\n", i+1, len(r.steps), st.title)
 		if err := st.run(ctx, b); err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 			}
 			return Info{}, fmt.Errorf("build %s: %s: %w", name, st.title, err)
@@ -143,6 +168,18 @@ func (b *build) install() (Info, error) {
 	}
 	if err := writeFileSync(filepath.Join(b.out, infoFile), append(data, '\n'), 0o644); err != nil {
 		return Info{}, err
+	}
+	// A build is immutable from here on: disks are overlays on top of it.
+	ents, err := os.ReadDir(b.out)
+	if err != nil {
+		return Info{}, err
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := os.Chmod(filepath.Join(b.out, e.Name()), 0o444); err != nil {
+				return Info{}, err
+			}
+		}
 	}
 	if err := syncDir(b.out); err != nil {
 		return Info{}, err
@@ -237,243 +274,6 @@ func buildOfTmp(dir string) string {
 	return dir[:i]
 }
 
-// removeTree deletes a build tree, first detaching anything still mounted
-// inside it (an interrupted debootstrap leaves /proc and bind mounts behind),
-// so the removal never reaches into the host's /proc, /sys or /dev.
-func removeTree(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	mounts, err := mountsUnder(abs)
-	if err != nil {
-		return err
-	}
-	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			return fmt.Errorf("unmount %s: %w", m, err)
-		}
-	}
-	return os.RemoveAll(abs)
-}
-
-// mountsUnder lists mount points at or below dir, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return parseMountsUnder(data, dir), nil
-}
-
-func parseMountsUnder(mountinfo []byte, dir string) []string {
-	var out []string
-	for _, line := range strings.Split(string(mountinfo), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	// Deeper mounts first; among equals, the later (top) mount first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	sortStableByDepth(out)
-	return out
-}
-
-func sortStableByDepth(p []string) {
-	for i := 1; i < len(p); i++ {
-		for j := i; j > 0 && strings.Count(p[j], "/") > strings.Count(p[j-1], "/"); j-- {
-			p[j], p[j-1] = p[j-1], p[j]
-		}
-	}
-}
-
-// unescapeMount decodes the octal escapes (\040 for space) of mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// run executes a host command with its output in the build log. The command
-// runs in its own process group so that cancelling kills its children too
-// (debootstrap runs dpkg in a chroot). On failure the error names the log
-// and quotes its last lines. onLine, if set, sees every output line.
-func (b *build) run(ctx context.Context, onLine func(string), tool, pkg string, args ...string) error {
-	return b.command(ctx, "", onLine, tool, pkg, args...)
-}
-
-// runIn is run in the working directory dir.
-func (b *build) runIn(ctx context.Context, dir, tool, pkg string, args ...string) error {
-	return b.command(ctx, dir, nil, tool, pkg, args...)
-}
-
-func (b *build) command(ctx context.Context, dir string, onLine func(string), tool, pkg string, args ...string) error {
-	bin, err := lookTool(tool, pkg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(b.log, "$ %s %s\n", tool, strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = toolEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var w io.Writer = b.log
-	var lw *lineWriter
-	if onLine != nil {
-		lw = &lineWriter{w: b.log, fn: onLine}
-		w = lw
-	}
-	cmd.Stdout, cmd.Stderr = w, w
-	err = cmd.Run()
-	if lw != nil {
-		lw.flush()
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		b.log.Sync()
-		return fmt.Errorf("%s failed: %v; see %s, which ends with:\n%s", tool, err, b.logPath, tailFile(b.logPath, 15))
-	}
-	return nil
-}
-
-// output runs a short host command and returns its stdout.
-func (b *build) output(ctx context.Context, tool, pkg string, args ...string) ([]byte, error) {
-	bin, err := lookTool(tool, pkg)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(b.log, "$ %s %s\n", tool, strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = toolEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = io.MultiWriter(b.log, &stderr)
-	out, err := cmd.Output()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%s failed: %v: %s", tool, err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
-}
-
-type lineWriter struct {
-	w   io.Writer
-	fn  func(string)
-	buf []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.fn(string(l.buf[:i]))
-		l.buf = l.buf[i+1:]
-	}
-	return l.w.Write(p)
-}
-
-func (l *lineWriter) flush() {
-	if len(l.buf) > 0 {
-		l.fn(string(l.buf))
-		l.buf = nil
-	}
-}
-
-var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
-
-// lookTool finds a host command, also in the sbin directories that a
-// non-login PATH often lacks, and says which apt package provides it.
-func lookTool(tool, pkg string) (string, error) {
-	if p, err := exec.LookPath(tool); err == nil {
-		return p, nil
-	}
-	for _, d := range append(sbinDirs, "/usr/bin", "/bin") {
-		p := filepath.Join(d, tool)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", &missingToolError{tool: tool, pkg: pkg}
-}
-
-func toolEnv() []string {
-	env := []string{"LC_ALL=C", "DEBIAN_FRONTEND=noninteractive"}
-	path := os.Getenv("PATH")
-	for _, d := range sbinDirs {
-		if !strings.Contains(":"+path+":", ":"+d+":") {
-			path += ":" + d
-		}
-	}
-	env = append(env, "PATH="+strings.TrimPrefix(path, ":"))
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "LC_ALL" && k != "LANG" && k != "LANGUAGE" {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// tailFile returns the last n lines of a file, indented.
-func tailFile(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "  (log unreadable: " + err.Error() + ")"
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	for i := range lines {
-		lines[i] = "  " + lines[i]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func writeFileSync(path string, data []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
 	if err != nil {
@@ -508,4 +308,67 @@ func roundDur(d time.Duration) string {
 	default:
 		return d.Round(time.Second).String()
 	}
+}
+
+// Prune deletes the builds that are not current and that inUse says no VM
+// or snapshot uses (it is asked about every file of a build, e.g. to match
+// the backing files of disk overlays). Current builds are never deleted.
+// It returns the directories removed.
+func (s *Store) Prune(ctx context.Context, inUse func(path string) bool) ([]string, error) {
+	if inUse == nil {
+		return nil, fmt.Errorf("prune without an in-use check: %w", ErrInvalid)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "builds")); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, "locks"), 0o755); err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, name := range s.order {
+		got, err := s.pruneOne(ctx, name, inUse)
+		removed = append(removed, got...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+func (s *Store) pruneOne(ctx context.Context, name string, inUse func(string) bool) ([]string, error) {
+	unlock, err := s.lock(ctx, name, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	current, _ := filepath.EvalSymlinks(filepath.Join(s.dir, name))
+	if current != "" {
+		current, _ = filepath.Abs(current)
+	}
+	dirs, err := s.builds(name)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, d := range dirs {
+		if abs, _ := filepath.Abs(d); abs == current {
+			continue
+		}
+		used := false
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if inUse(filepath.Join(d, e.Name())) {
+				used = true
+				break
+			}
+		}
+		if used {
+			continue
+		}
+		if err := removeTree(d); err != nil {
+			return removed, fmt.Errorf("prune %s: %w", d, err)
+		}
+		removed = append(removed, d)
+	}
+	return removed, nil
 }

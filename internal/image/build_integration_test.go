@@ -3,11 +3,13 @@ package image
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -185,4 +187,73 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestInterruptRealDebootstrap cancels a real debootstrap half way and
+// checks that its processes, mounts and files are all gone.
+func TestInterruptRealDebootstrap(t *testing.T) {
+	if os.Getenv("VERS_IMAGE_TEST") != "1" {
+		t.Skip("set VERS_IMAGE_TEST=1 to run debootstrap (downloads, needs root)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("debootstrap needs root")
+	}
+	if _, err := lookTool("debootstrap", ""); err != nil {
+		t.Skip("debootstrap missing")
+	}
+	dir := t.TempDir()
+	s := New(dir, testAgent(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	progress := &syncBuffer{}
+	go func() {
+		_, err := s.Build(ctx, "default", false, progress)
+		done <- err
+	}()
+	// Cancel once debootstrap is unpacking, when it has mounts in the target.
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(progress.String(), "unpacking") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	cancel()
+	start := time.Now()
+	err := <-done
+	t.Logf("cancelled build returned in %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v; want context.Canceled", err)
+	}
+	if m, _ := mountsUnder(dir); len(m) != 0 {
+		t.Errorf("mounts left: %v", m)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+	if len(ents) != 0 {
+		t.Errorf("tmp not empty: %v", ents)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "cache", "*")); len(m) != 0 {
+		t.Errorf("half debootstrap cached: %v", m)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(dir)) {
+			t.Errorf("process still running: %s", bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -25,21 +26,51 @@ func kernelRecipe() *recipe {
 	spec := fmt.Sprintf("kind=kernel\npackage=%s\nboot=pvh-vmlinux\ninitramfs-layout=%d\nmodules=%s\n",
 		kernelMetaPackage, initramfsLayout, strings.Join(GuestModules, ","))
 	return &recipe{
-		name: "default.bin",
-		kind: KindKernel,
-		spec: spec,
+		name:  "default.bin",
+		kind:  KindKernel,
+		spec:  spec,
+		tools: [][2]string{{"apt-get", "apt"}, {"dpkg-deb", "dpkg"}, {"xz", "xz-utils"}, {"cp", "coreutils"}},
 		steps: []step{
-			{"download " + kernelMetaPackage, 5 * time.Second, downloadKernel},
-			{"unpack the kernel package", 4 * time.Second, unpackKernel},
-			{"extract the PVH vmlinux", 3 * time.Second, extractKernel},
+			{"resolve " + kernelMetaPackage, 2 * time.Second, resolveKernel},
+			{"download and unpack the kernel package", 5 * time.Second, unpackKernel},
+			{"extract the PVH vmlinux and the guest's modules", 2 * time.Second, extractKernel},
 			{"write the initramfs", time.Second, writeInitramfs},
 		},
 	}
 }
 
-// downloadKernel fetches the kernel package without installing it: the
-// meta package first, to learn which versioned package it stands for.
-func downloadKernel(ctx context.Context, b *build) error {
+// kernelCache is what is kept of one kernel package: the extracted vmlinux
+// and the guest's modules, decompressed. With it a new agent binary only
+// costs the initramfs step.
+type kernelCache struct {
+	Package       string   `json:"package"`
+	Version       string   `json:"version"`
+	KernelVersion string   `json:"kernel_version"`
+	Modules       []string `json:"modules"` // load order
+}
+
+const kernelCacheFile = "kernel.json"
+
+// kernelCacheDir names the cache of one kernel package version for the
+// current recipe (the module list is part of it).
+func (b *build) kernelCacheDir(pkg, version string) string {
+	key := recipeHash(b.r.spec, pkg+"="+version)[:12]
+	return filepath.Join(b.s.dir, "cache", fmt.Sprintf("%s-%s_%s-%s", b.r.name, pkg, version, key))
+}
+
+func (b *build) useKernelCache(pkg, version string) bool {
+	dir := b.kernelCacheDir(pkg, version)
+	if _, err := os.Stat(filepath.Join(dir, kernelCacheFile)); err != nil {
+		return false
+	}
+	b.kcache, b.kcached = dir, true
+	b.say("kernel %s %s cached in %s", pkg, version, dir)
+	return true
+}
+
+// resolveKernel learns which versioned package linux-image-amd64 stands
+// for, from the meta package itself, without installing anything.
+func resolveKernel(ctx context.Context, b *build) error {
 	dl := filepath.Join(b.tmp, "dl")
 	if err := os.MkdirAll(dl, 0o755); err != nil {
 		return err
@@ -55,36 +86,34 @@ func downloadKernel(ctx context.Context, b *build) error {
 	if err != nil {
 		return err
 	}
-	pkg := versionedKernel(string(deps))
+	pkg, version := versionedKernel(string(deps))
 	if pkg == "" {
 		return fmt.Errorf("%s depends on no linux-image package (%q): %w", kernelMetaPackage, strings.TrimSpace(string(deps)), ErrInvalid)
 	}
-	if err := b.aptDownload(ctx, dl, pkg); err != nil {
-		return err
-	}
-	deb, err := findOne(dl, pkg+"_*.deb")
-	if err != nil {
-		return err
-	}
-	ver, err := b.output(ctx, "dpkg-deb", "dpkg", "-f", deb, "Version")
-	if err != nil {
-		return err
-	}
-	b.meta.KernelPackage = pkg + " " + strings.TrimSpace(string(ver))
+	b.kpkg, b.kversion = pkg, version
+	b.meta.KernelPackage = strings.TrimSpace(pkg + " " + version)
 	b.say("kernel package: %s", b.meta.KernelPackage)
+	if version != "" {
+		b.useKernelCache(pkg, version)
+	}
 	return nil
 }
 
-// versionedKernel picks the linux-image-* package from a Depends field such
-// as "linux-image-6.1.0-56-amd64 (= 6.1.192-2)".
-func versionedKernel(depends string) string {
+// versionedKernel picks the linux-image-* package, and its version when
+// pinned, from a Depends field such as
+// "linux-image-6.1.0-56-amd64 (= 6.1.192-2)".
+func versionedKernel(depends string) (pkg, version string) {
 	for _, alt := range strings.FieldsFunc(depends, func(r rune) bool { return r == ',' || r == '|' }) {
 		f := strings.Fields(alt)
-		if len(f) > 0 && strings.HasPrefix(f[0], "linux-image-") {
-			return f[0]
+		if len(f) == 0 || !strings.HasPrefix(f[0], "linux-image-") {
+			continue
 		}
+		if len(f) == 3 && f[1] == "(=" && strings.HasSuffix(f[2], ")") {
+			version = strings.TrimSuffix(f[2], ")")
+		}
+		return f[0], version
 	}
-	return ""
+	return "", ""
 }
 
 func (b *build) aptDownload(ctx context.Context, dir, pkg string) error {
@@ -95,30 +124,53 @@ func (b *build) aptDownload(ctx context.Context, dir, pkg string) error {
 		args = append(args, "-o", "APT::Sandbox::User=root")
 	}
 	args = append(args, pkg)
-	cmd := func() error { return b.runIn(ctx, dir, "apt-get", "apt", args...) }
-	if err := cmd(); err != nil {
+	if err := b.runIn(ctx, dir, "apt-get", "apt", args...); err != nil {
 		return fmt.Errorf("%w\n(if apt cannot locate the package, run apt-get update on the host)", err)
 	}
 	return nil
 }
 
 func unpackKernel(ctx context.Context, b *build) error {
-	deb, err := findOne(filepath.Join(b.tmp, "dl"), "linux-image-[0-9]*.deb")
+	if b.kcached {
+		b.say("kernel package cached; nothing to download")
+		return nil
+	}
+	dl := filepath.Join(b.tmp, "dl")
+	if err := b.aptDownload(ctx, dl, b.kpkg); err != nil {
+		return err
+	}
+	deb, err := findOne(dl, b.kpkg+"_*.deb")
 	if err != nil {
 		return err
+	}
+	if b.kversion == "" {
+		ver, err := b.output(ctx, "dpkg-deb", "dpkg", "-f", deb, "Version")
+		if err != nil {
+			return err
+		}
+		b.kversion = strings.TrimSpace(string(ver))
+		b.meta.KernelPackage = b.kpkg + " " + b.kversion
+		if b.useKernelCache(b.kpkg, b.kversion) {
+			return nil
+		}
 	}
 	if err := b.run(ctx, nil, "dpkg-deb", "dpkg", "-x", deb, filepath.Join(b.tmp, "pkg")); err != nil {
 		return err
 	}
-	return os.RemoveAll(filepath.Join(b.tmp, "dl"))
+	return os.RemoveAll(dl)
 }
 
+// extractKernel fills the kernel cache from the unpacked package.
 func extractKernel(ctx context.Context, b *build) error {
+	if b.kcached {
+		return nil
+	}
 	vmlinuz, err := findOne(filepath.Join(b.tmp, "pkg", "boot"), "vmlinuz-*")
 	if err != nil {
 		return err
 	}
-	b.meta.KernelVersion = strings.TrimPrefix(filepath.Base(vmlinuz), "vmlinuz-")
+	kc := kernelCache{Package: b.kpkg, Version: b.kversion,
+		KernelVersion: strings.TrimPrefix(filepath.Base(vmlinuz), "vmlinuz-")}
 	data, err := os.ReadFile(vmlinuz)
 	if err != nil {
 		return err
@@ -130,27 +182,79 @@ func extractKernel(ctx context.Context, b *build) error {
 	if _, err := PVHEntry(bytes.NewReader(elfData)); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(vmlinuz), err)
 	}
-	if err := writeFileSync(filepath.Join(b.out, kernelFile), elfData, 0o644); err != nil {
+	b.say("vmlinux %s: %d MiB, was %s-compressed", kc.KernelVersion, len(elfData)>>20, codec)
+
+	dir := filepath.Join(b.tmp, "kernel")
+	if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
 		return err
 	}
-	b.meta.Path = kernelFile
-	b.meta.SizeMiB = int((int64(len(elfData)) + 1<<20 - 1) >> 20)
-	b.say("vmlinux %s: %d MiB, was %s-compressed", b.meta.KernelVersion, b.meta.SizeMiB, codec)
-	return nil
-}
-
-// writeInitramfs packs /init (the agent), the guest's modules (decompressed)
-// and their load order into an uncompressed newc cpio.
-func writeInitramfs(ctx context.Context, b *build) error {
-	modDir := filepath.Join(b.tmp, "pkg", "lib", "modules", b.meta.KernelVersion)
+	if err := writeFileSync(filepath.Join(dir, kernelFile), elfData, 0o644); err != nil {
+		return err
+	}
+	modDir := filepath.Join(b.tmp, "pkg", "lib", "modules", kc.KernelVersion)
 	g, builtin, err := moduleGraph(modDir, GuestModules)
 	if err != nil {
 		return err
 	}
-	order, err := LoadOrder(g, builtin, GuestModules)
+	if kc.Modules, err = LoadOrder(g, builtin, GuestModules); err != nil {
+		return err
+	}
+	for _, name := range kc.Modules {
+		raw, err := os.ReadFile(filepath.Join(modDir, g.Files[name]))
+		if err != nil {
+			return err
+		}
+		ko, err := decompressModule(ctx, g.Files[name], raw)
+		if err != nil {
+			return err
+		}
+		if err := writeFileSync(filepath.Join(dir, "modules", name+".ko"), ko, 0o644); err != nil {
+			return err
+		}
+	}
+	j, _ := json.MarshalIndent(kc, "", "  ")
+	if err := writeFileSync(filepath.Join(dir, kernelCacheFile), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	cache := b.kernelCacheDir(kc.Package, kc.Version)
+	old, _ := filepath.Glob(filepath.Join(b.s.dir, "cache", b.r.name+"-*"))
+	if err := os.Rename(dir, cache); err != nil {
+		return fmt.Errorf("cache the kernel: %w", err)
+	}
+	for _, o := range old {
+		removeTree(o)
+	}
+	b.kcache = cache
+	return nil
+}
+
+// writeInitramfs packs /init (the agent), the guest's modules and their
+// load order into an uncompressed newc cpio, next to the vmlinux.
+func writeInitramfs(ctx context.Context, b *build) error {
+	var kc kernelCache
+	j, err := os.ReadFile(filepath.Join(b.kcache, kernelCacheFile))
 	if err != nil {
 		return err
 	}
+	if err := json.Unmarshal(j, &kc); err != nil {
+		return fmt.Errorf("kernel cache %s: %v: %w", b.kcache, err, ErrInvalid)
+	}
+	// Builds are never modified, so they can share the cached file.
+	vmlinux := filepath.Join(b.out, kernelFile)
+	if err := os.Link(filepath.Join(b.kcache, kernelFile), vmlinux); err != nil {
+		if err := b.run(ctx, nil, "cp", "coreutils", "--reflink=auto", filepath.Join(b.kcache, kernelFile), vmlinux); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(vmlinux)
+	if err != nil {
+		return err
+	}
+	b.meta.Path = kernelFile
+	b.meta.SizeMiB = int((fi.Size() + 1<<20 - 1) >> 20)
+	b.meta.KernelVersion = kc.KernelVersion
+	b.meta.KernelPackage = kc.Package + " " + kc.Version
+
 	agent, err := os.ReadFile(b.s.agent)
 	if err != nil {
 		return fmt.Errorf("vers-agent binary: %w", err)
@@ -168,18 +272,13 @@ func writeInitramfs(ctx context.Context, b *build) error {
 	c.CharDev("dev/console", 0o600, 5, 1)
 	c.File("init", 0o755, agent)
 	var files []string
-	for _, name := range order {
-		raw, err := os.ReadFile(filepath.Join(modDir, g.Files[name]))
+	for _, name := range kc.Modules {
+		ko, err := os.ReadFile(filepath.Join(b.kcache, "modules", name+".ko"))
 		if err != nil {
 			return err
 		}
-		ko, err := decompressModule(ctx, g.Files[name], raw)
-		if err != nil {
-			return err
-		}
-		file := name + ".ko"
-		files = append(files, file)
-		c.File("lib/modules/"+file, 0o644, ko)
+		files = append(files, name+".ko")
+		c.File("lib/modules/"+name+".ko", 0o644, ko)
 	}
 	c.File(loadOrderFile, 0o644, []byte(strings.Join(files, "\n")+"\n"))
 	if err := c.Close(); err != nil {
@@ -192,8 +291,8 @@ func writeInitramfs(ctx context.Context, b *build) error {
 		return err
 	}
 	b.meta.Initrd = initrdFile
-	b.meta.Modules = order
-	b.say("initramfs: /init + %d modules: %s", len(order), strings.Join(order, " "))
+	b.meta.Modules = kc.Modules
+	b.say("initramfs: /init + %d modules: %s", len(kc.Modules), strings.Join(kc.Modules, " "))
 	return f.Close()
 }
 

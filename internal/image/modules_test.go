@@ -160,15 +160,16 @@ func mustRead(t *testing.T, p string) []byte {
 }
 
 func TestVersionedKernel(t *testing.T) {
-	for in, want := range map[string]string{
-		"linux-image-6.1.0-56-amd64 (= 6.1.192-2)":                   "linux-image-6.1.0-56-amd64",
-		"linux-image-6.1.0-56-amd64 (= 6.1.192-2), firmware-x | foo": "linux-image-6.1.0-56-amd64",
-		"foo, linux-image-6.12.1-amd64-unsigned | linux-image-x":      "linux-image-6.12.1-amd64-unsigned",
-		"":    "",
-		"foo": "",
+	for in, want := range map[string][2]string{
+		"linux-image-6.1.0-56-amd64 (= 6.1.192-2)":                   {"linux-image-6.1.0-56-amd64", "6.1.192-2"},
+		"linux-image-6.1.0-56-amd64 (= 6.1.192-2), firmware-x | foo": {"linux-image-6.1.0-56-amd64", "6.1.192-2"},
+		"foo, linux-image-6.12.1-amd64-unsigned | linux-image-x":     {"linux-image-6.12.1-amd64-unsigned", ""},
+		"linux-image-6.1.0-56-amd64 (>= 6.1)":                        {"linux-image-6.1.0-56-amd64", ""},
+		"":                                                           {"", ""},
+		"foo":                                                        {"", ""},
 	} {
-		if got := versionedKernel(in); got != want {
-			t.Errorf("versionedKernel(%q) = %q, want %q", in, got, want)
+		if pkg, ver := versionedKernel(in); pkg != want[0] || ver != want[1] {
+			t.Errorf("versionedKernel(%q) = %q, %q; want %q", in, pkg, ver, want)
 		}
 	}
 }

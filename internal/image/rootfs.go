@@ -98,9 +98,10 @@ func rootfsRecipe() *recipe {
 	fmt.Fprintf(&spec, "clean %s\n", strings.Join(guestCleanGlobs, " "))
 	fmt.Fprintf(&spec, "mkfs %s max=%dMiB\n", strings.Join(mkfsArgs, " "), maxRootfsMiB)
 	return &recipe{
-		name: "default",
-		kind: KindRootfs,
-		spec: spec.String(),
+		name:  "default",
+		kind:  KindRootfs,
+		spec:  spec.String(),
+		tools: [][2]string{{"debootstrap", "debootstrap"}, {"cp", "coreutils"}, {"mkfs.ext4", "e2fsprogs"}, {"e2fsck", "e2fsprogs"}},
 		steps: []step{
 			{"debootstrap " + debianSuite + " minbase", 30 * time.Second, debootstrapBase},
 			{"assemble the root filesystem", 2 * time.Second, assembleRootfs},
@@ -307,7 +308,7 @@ func rootfsSizeMiB(used int64) int {
 	need := used + used/10 + 64*mib
 	size := int((need + 16*mib - 1) / (16 * mib) * 16)
 	if size > maxRootfsMiB {
-		min := int((used+used/10+24*mib+mib-1)/mib)
+		min := int((used + used/10 + 24*mib + mib - 1) / mib)
 		if min <= maxRootfsMiB {
 			return maxRootfsMiB
 		}

@@ -16,11 +16,11 @@ import (
 // bzImage, and how to decompress it. Go's standard library only covers
 // gzip; the others use the host's decompressor, named by its apt package.
 type codec struct {
-	name   string
-	magic  []byte
-	tool   string // host command; "" means decompressed in Go
-	args   []string
-	pkg    string // apt package providing tool
+	name  string
+	magic []byte
+	tool  string // host command; "" means decompressed in Go
+	args  []string
+	pkg   string // apt package providing tool
 }
 
 // codecs in the order they are tried; Debian's bookworm kernel is xz

@@ -44,7 +44,9 @@ type Config struct {
 	// hang. Required when Kernel is set; stored, so restarts stay identical.
 	TSCkHz int
 	// MemPath, if set, backs guest RAM with memory-backend-file mem-path=MemPath
-	// (share=on: the file is the RAM); otherwise RAM is anonymous.
+	// (share=on: the file is the RAM); otherwise RAM is anonymous. A migration
+	// target must use the same kind of RAM as its source (the RAM block is
+	// named after the backend), so a child of a MemPath VM needs a MemPath.
 	MemPath string
 	// MemPrivate maps MemPath share=off: the guest sees the file's contents but
 	// its writes stay private to this QEMU (copy-on-write), the file never changes.
@@ -56,6 +58,11 @@ func (c Config) QMPSocket() string   { return filepath.Join(c.Dir, "qmp.sock") }
 func (c Config) AgentSocket() string { return filepath.Join(c.Dir, "agent.sock") }
 func (c Config) PIDFile() string     { return filepath.Join(c.Dir, "qemu.pid") }
 func (c Config) SerialLog() string   { return filepath.Join(c.Dir, "serial.log") }
+
+// QEMULog receives QEMU's own messages (-D): startup errors, and once it has
+// daemonized everything it would print on stderr, such as a failed incoming
+// migration. QEMU truncates it when it starts.
+func (c Config) QEMULog() string { return filepath.Join(c.Dir, "qemu.log") }
 
 // maxSocketPath is the longest path a unix socket address can hold (sun_path
 // is 108 bytes including the terminating NUL).
@@ -168,6 +175,7 @@ func (c Config) Args() []string {
 		"-device", "virtio-serial-device,id=vser0",
 		"-chardev", "socket,id=agent,path="+optEscape(c.AgentSocket())+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+AgentPortName+",id=agent0",
+		"-D", c.QEMULog(),
 		"-pidfile", c.PIDFile(),
 		"-daemonize",
 	)

@@ -43,6 +43,7 @@ const (
 -device virtio-serial-device,id=vser0
 -chardev socket,id=agent,path=/v/vm1/agent.sock,server=on,wait=off
 -device virtserialport,bus=vser0.0,chardev=agent,name=vers.agent,id=agent0
+-D /v/vm1/qemu.log
 -pidfile /v/vm1/qemu.pid
 -daemonize`
 )
@@ -116,6 +117,7 @@ func TestArgs(t *testing.T) {
 			if tt.name == "no kernel, commas in paths" {
 				// -pidfile is a plain path argument, not key=value: no escaping.
 				want = strings.ReplaceAll(want, "-pidfile /v/a,,b/", "-pidfile /v/a,b/")
+				want = strings.ReplaceAll(want, "-D /v/a,,b/", "-D /v/a,b/")
 			}
 			if got != want {
 				t.Errorf("Args() mismatch\n got:\n%s\nwant:\n%s", got, want)
@@ -207,6 +209,7 @@ func TestPaths(t *testing.T) {
 		c.AgentSocket(): "/v/x/agent.sock",
 		c.PIDFile():     "/v/x/qemu.pid",
 		c.SerialLog():   "/v/x/serial.log",
+		c.QEMULog():     "/v/x/qemu.log",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)

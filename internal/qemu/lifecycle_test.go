@@ -250,6 +250,20 @@ func TestStartValidates(t *testing.T) {
 	}
 }
 
+func TestStartCancelled(t *testing.T) {
+	needQEMU(t)
+	cfg := testConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Start(ctx, cfg); !errors.Is(err, context.Canceled) {
+		Kill(cfg)
+		t.Fatalf("Start(cancelled) = %v, want context.Canceled", err)
+	}
+	if pids := qemuPIDsNamed(t, cfg.Name); len(pids) > 0 {
+		t.Fatalf("qemu running after a cancelled Start: %v", pids)
+	}
+}
+
 func TestAttachAfterKill9(t *testing.T) {
 	needQEMU(t)
 	cfg := testConfig(t)
@@ -564,4 +578,41 @@ func TestBootKernel(t *testing.T) {
 	if err := inst.Stop(context.Background()); err != nil {
 		t.Errorf("Stop of an exited VM: %v", err)
 	}
+}
+
+// TestQEMULogAfterDaemonize: once daemonized QEMU has no stderr; what it
+// says later (here: a broken incoming migration, which makes it exit) must
+// still reach QEMULog.
+func TestQEMULogAfterDaemonize(t *testing.T) {
+	needQEMU(t)
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.Incoming = true
+	inst := startTest(t, cfg)
+	bad := filepath.Join(t.TempDir(), "state")
+	os.WriteFile(bad, []byte("this is not a migration stream"), 0o600)
+	f, err := os.Open(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := inst.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "in"}, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Execute(ctx, "migrate-incoming", map[string]string{"uri": "fd:in"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !inst.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !inst.Exited() {
+		t.Fatal("qemu still running after a broken incoming migration")
+	}
+	if log := fileTail(cfg.QEMULog(), 4096); !strings.Contains(log, "migration") {
+		t.Fatalf("qemu log lacks the migration failure: %q", log)
+	} else {
+		t.Logf("qemu log: %s", log)
+	}
+	inst.Stop(ctx)
 }

@@ -33,6 +33,11 @@ const defaultHandshake = 10 * time.Second
 // monitor is a QMP client on a unix socket. Commands carry ids, so a reply
 // that arrives after its caller gave up is recognised and dropped. Events are
 // read and discarded: callers poll state (query-status, query-migrate).
+//
+// It is written here rather than taken from go-qemu's SocketMonitor because
+// the daemon needs what that one lacks: a context on every call (a hung QEMU
+// must not hang a request), QEMU's error class, and descriptor passing
+// without QEMU having to advertise the "oob" capability.
 type monitor struct {
 	conn *net.UnixConn
 

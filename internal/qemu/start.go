@@ -20,6 +20,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start vm %s: %w", cfg.Name, err)
+	}
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -30,7 +33,8 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start vm %s: %w", cfg.Name, err)
 	}
-	removeRuntimeFiles(cfg) // leftovers of a QEMU that died without cleaning up
+	removeRuntimeFiles(cfg)  // leftovers of a QEMU that died without cleaning up
+	os.Remove(cfg.QEMULog()) // so a failure reports this run's messages only
 
 	inst, err := launch(ctx, bin, cfg)
 	if err != nil {
@@ -60,7 +64,7 @@ func launch(ctx context.Context, bin string, cfg Config) (*Instance, error) {
 	select {
 	case err := <-waited:
 		if err != nil {
-			return nil, fmt.Errorf("qemu failed (%v): %s", err, out.Tail())
+			return nil, fmt.Errorf("qemu failed (%v): %s", err, startOutput(out, cfg))
 		}
 	case <-ctx.Done():
 		cmd.Process.Kill()
@@ -70,11 +74,14 @@ func launch(ctx context.Context, bin string, cfg Config) (*Instance, error) {
 
 	proc, err := openVerified(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("qemu reported success but %w: %s", err, out.Tail())
+		return nil, fmt.Errorf("qemu reported success but %w: %s", err, startOutput(out, cfg))
 	}
 	mon, err := dialMonitor(ctx, cfg.QMPSocket())
 	if err != nil {
 		proc.release()
+		if tail := fileTail(cfg.QEMULog(), 2048); tail != "" {
+			err = fmt.Errorf("%w; qemu log ends with: %s", err, tail)
+		}
 		if tail := fileTail(cfg.SerialLog(), 2048); tail != "" {
 			err = fmt.Errorf("%w; guest console ends with: %s", err, tail)
 		}
@@ -105,6 +112,22 @@ func Attach(ctx context.Context, cfg Config) (*Instance, error) {
 	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon}, nil
 }
 
+// startOutput is what QEMU said while starting: errors found while parsing
+// options go to stderr, later ones to its log file.
+func startOutput(out *tailBuffer, cfg Config) string {
+	msgs := []string{}
+	if s := out.String(); s != "" {
+		msgs = append(msgs, s)
+	}
+	if s := fileTail(cfg.QEMULog(), 4096); s != "" {
+		msgs = append(msgs, s)
+	}
+	if len(msgs) == 0 {
+		return "no output"
+	}
+	return strings.Join(msgs, "\n")
+}
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
 	mu  sync.Mutex
@@ -122,14 +145,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) Tail() string {
+func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := strings.TrimSpace(string(t.buf))
-	if s == "" {
-		return "no output"
-	}
-	return s
+	return strings.TrimSpace(string(t.buf))
 }
 
 // fileTail returns up to the last n bytes of a file, trimmed; "" if unreadable.

@@ -161,7 +161,13 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	}
 	undo.Add(func() { os.RemoveAll(dir) })
 
-	cfg := m.qemuConfig(row, kernel)
+	cfg, err := m.qemuConfig(row, kernel).WithHostDefaults()
+	if err != nil {
+		return api.VM{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
+	}
 	if err := qemu.CreateOverlay(ctx, rootfs.Path, "raw", cfg.Disk, spec.FsMiB); err != nil {
 		return api.VM{}, fmt.Errorf("create disk: %w", err)
 	}

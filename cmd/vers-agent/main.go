@@ -1,0 +1,147 @@
+// Command vers-agent runs inside every vers VM as PID 1 and serves the host
+// over the virtio-serial port "vers.agent".
+//
+// One static binary plays three parts, chosen at start (guest.DetectStage):
+//
+//   - initramfs: PID 1 on the kernel's in-memory root that holds
+//     /lib/modules/load-order. Loads the modules, mounts the root device
+//     (vers.root=, default /dev/vda), switches root and executes
+//     /sbin/vers-agent there.
+//   - rootfs: PID 1 on the real root. Mounts, grows the root filesystem,
+//     configures the network and hostname (vers.hostname=, default "vers"),
+//     reaps orphans, and serves the host forever.
+//   - development: not PID 1. Changes nothing on the machine; serves one
+//     connection on stdin/stdout (-stdio) or every connection to a unix
+//     socket (-listen PATH), for tests.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"vers/internal/agent"
+	"vers/internal/agent/guest"
+)
+
+func main() {
+	listen := flag.String("listen", "", "development: serve every connection to this unix socket")
+	stdio := flag.Bool("stdio", false, "development: serve one session on stdin/stdout")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(agent.Version)
+		return
+	}
+	switch guest.DetectStage() {
+	case guest.StageInitramfs:
+		log := guest.NewConsoleLogger()
+		err := guest.RunInitramfs(log.Logf)
+		log.Logf("initramfs stage failed: %v", err)
+		// PID 1 must not exit: the kernel would panic and the log be lost.
+		select {}
+	case guest.StageRootfs:
+		runRoot(guest.NewConsoleLogger())
+	default:
+		if err := runDev(*listen, *stdio); err != nil {
+			fmt.Fprintln(os.Stderr, "vers-agent:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// rootSystem applies sync requests and keeps /etc/hostname and /etc/hosts
+// in step with the kernel hostname.
+type rootSystem struct{ agent.LinuxSystem }
+
+func (rootSystem) SetHostname(name string) error { return guest.SetHostname(name) }
+
+func runRoot(log *guest.Logger) {
+	t0 := time.Now()
+	ctx := context.Background()
+	go guest.HandlePowerSignals(log.Logf)
+	guest.MountAll(log.Logf)
+	reaper := agent.NewReaper(log.Logf)
+	go reaper.Run(ctx)
+	srv := agent.NewServer(agent.ServerConfig{System: rootSystem{}, Reaper: reaper, Logf: log.Logf})
+	go servePort(ctx, srv, log)
+
+	cmd := guest.ReadCmdline()
+	if err := guest.SetHostname(cmd.Get("vers.hostname", "vers")); err != nil {
+		log.Logf("hostname: %v", err)
+	}
+	if err := guest.GrowRoot(log.Logf); err != nil {
+		log.Logf("grow root filesystem: %v", err)
+	}
+	if err := guest.SetupNetwork(guest.DefaultNet, 5*time.Second); err != nil {
+		log.Logf("network: %v", err)
+	}
+	srv.Ready()
+	log.Logf("ready in %v (agent %s)", time.Since(t0).Round(time.Millisecond), agent.Version)
+	select {}
+}
+
+// servePort finds the agent port and serves it forever.
+func servePort(ctx context.Context, srv *agent.Server, log *guest.Logger) {
+	warned := false
+	for {
+		dev, err := agent.FindPort("/sys", agent.PortName)
+		if err != nil {
+			if !warned {
+				log.Logf("waiting for virtio-serial port %q: %v", agent.PortName, err)
+				warned = true
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		port, err := agent.OpenVirtioPort(dev)
+		if err != nil {
+			log.Logf("%v", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		log.Logf("serving on %s", dev)
+		err = srv.ServePort(ctx, port)
+		log.Logf("port %s: %v", dev, err)
+		port.Close()
+		time.Sleep(time.Second)
+	}
+}
+
+func runDev(listen string, stdio bool) error {
+	ctx := context.Background()
+	srv := agent.NewServer(agent.ServerConfig{Logf: func(f string, a ...any) {
+		fmt.Fprintf(os.Stderr, "vers-agent: "+f+"\n", a...)
+	}})
+	srv.Ready()
+	switch {
+	case stdio:
+		return srv.ServeConn(ctx, stdioConn{})
+	case listen != "":
+		os.Remove(listen)
+		ln, err := net.Listen("unix", listen)
+		if err != nil {
+			return err
+		}
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			go srv.ServeConn(ctx, conn)
+		}
+	}
+	return fmt.Errorf("not PID 1: give -listen PATH or -stdio")
+}
+
+type stdioConn struct{}
+
+func (stdioConn) Read(b []byte) (int, error)  { return os.Stdin.Read(b) }
+func (stdioConn) Write(b []byte) (int, error) { return os.Stdout.Write(b) }
+func (stdioConn) Close() error                { os.Stdin.Close(); return os.Stdout.Close() }
+
+var _ io.ReadWriteCloser = stdioConn{}
