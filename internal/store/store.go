@@ -32,6 +32,9 @@ type VM struct {
 	PID        int
 	CreatedAt  time.Time
 	BootMillis int64
+	// Machine is the hypervisor's configuration (opaque JSON), kept so a
+	// restarted daemon re-attaches to exactly the process it started.
+	Machine string
 }
 
 // Store is the metadata database.
@@ -39,24 +42,52 @@ type Store struct {
 	db *sql.DB
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS vms (
-	id          TEXT PRIMARY KEY,
-	alias       TEXT UNIQUE,
-	state       TEXT NOT NULL,
-	parent_id   TEXT,
-	snapshot_id TEXT,
-	mem_mib     INTEGER NOT NULL,
-	vcpus       INTEGER NOT NULL,
-	fs_mib      INTEGER NOT NULL,
-	kernel      TEXT NOT NULL,
-	rootfs      TEXT NOT NULL,
-	pid         INTEGER NOT NULL DEFAULT 0,
-	created_at  INTEGER NOT NULL,
-	boot_ms     INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS vms_parent ON vms(parent_id);
-`
+// migrations build the schema; each runs once, in order, tracked by
+// PRAGMA user_version. Append new ones; never edit a released one.
+var migrations = []string{
+	`CREATE TABLE vms (
+		id          TEXT PRIMARY KEY,
+		alias       TEXT UNIQUE,
+		state       TEXT NOT NULL,
+		parent_id   TEXT,
+		snapshot_id TEXT,
+		mem_mib     INTEGER NOT NULL,
+		vcpus       INTEGER NOT NULL,
+		fs_mib      INTEGER NOT NULL,
+		kernel      TEXT NOT NULL,
+		rootfs      TEXT NOT NULL,
+		pid         INTEGER NOT NULL DEFAULT 0,
+		created_at  INTEGER NOT NULL,
+		boot_ms     INTEGER NOT NULL DEFAULT 0,
+		machine     TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX vms_parent ON vms(parent_id);`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return err
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Open opens (creating if needed) the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -65,7 +96,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises anyway and this avoids SQLITE_BUSY
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if err := migrate(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init store %s: %w", path, err)
 	}
@@ -74,12 +105,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 func (s *Store) Close() error { return s.db.Close() }
 
-const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms`
+const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine`
 
 func scanVM(row interface{ Scan(...any) error }) (VM, error) {
 	var v VM
 	var created int64
-	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis)
+	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis, &v.Machine)
 	v.CreatedAt = time.Unix(0, created).UTC()
 	return v, err
 }
@@ -93,9 +124,9 @@ func nullable(s string) any {
 
 // CreateVM inserts v. A taken alias is ErrConflict.
 func (s *Store) CreateVM(ctx context.Context, v VM) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine)
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: vms.alias") {
 		return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", v.Alias, errdefs.ErrConflict)
 	}
@@ -105,9 +136,9 @@ func (s *Store) CreateVM(ctx context.Context, v VM) error {
 	return nil
 }
 
-// UpdateVM sets the mutable fields of v (state, pid, boot time).
+// UpdateVM sets the mutable fields of v (state, pid, boot time, machine).
 func (s *Store) UpdateVM(ctx context.Context, v VM) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.ID)
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.Machine, v.ID)
 	if err != nil {
 		return fmt.Errorf("update vm %s: %w", v.ID, err)
 	}

@@ -8,6 +8,7 @@ package vm
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -168,6 +169,11 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err := cfg.Validate(); err != nil {
 		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	}
+	machineJSON, _ := json.Marshal(cfg)
+	row.Machine = string(machineJSON)
+	if err := m.store.UpdateVM(ctx, row); err != nil {
+		return api.VM{}, err
+	}
 	if err := qemu.CreateOverlay(ctx, rootfs.Path, "raw", cfg.Disk, spec.FsMiB); err != nil {
 		return api.VM{}, fmt.Errorf("create disk: %w", err)
 	}
@@ -301,7 +307,12 @@ func (m *Manager) Agent(ctx context.Context, ref string) (*agent.Client, api.VM,
 	if err != nil {
 		return nil, api.VM{}, err
 	}
-	if row.State != api.StateRunning {
+	switch row.State {
+	case api.StateRunning:
+	case api.StateDead:
+		return nil, toAPI(row), fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
+			label(row), m.layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
+	default:
 		return nil, toAPI(row), fmt.Errorf("vm %s is %s, not running: %w", label(row), row.State, errdefs.ErrConflict)
 	}
 	m.mu.Lock()

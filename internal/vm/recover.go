@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -22,6 +23,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	for _, row := range rows {
 		cfg := qemu.Config{Name: row.ID, Dir: m.layout.VMDir(row.ID)}
+		if row.Machine != "" {
+			if err := json.Unmarshal([]byte(row.Machine), &cfg); err != nil {
+				m.log.Error("vm machine config unreadable", "id", row.ID, "err", err)
+			}
+		}
 		switch row.State {
 		case api.StateCreating:
 			m.log.Warn("removing vm left half-created", "id", row.ID)
@@ -35,8 +41,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 				continue
 			}
 			if err != nil {
+				// Its QEMU may still run: leave the record alone so a later
+				// daemon can try again, and `vers kill` can still remove it.
 				m.log.Error("re-attach vm", "id", row.ID, "err", err)
-				m.markDead(ctx, row)
 				continue
 			}
 			m.mu.Lock()
