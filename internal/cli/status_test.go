@@ -32,7 +32,7 @@ func TestRenderTree(t *testing.T) {
 			"  VM                          STATE    ID\n" +
 				"  db-root                     running  r\n" +
 				"  ├─ migration-premium        running  c1\n" +
-				"  │  └─ premium-risky-change  running  g1\n" +
+				"* │  └─ premium-risky-change  running  g1\n" +
 				"  ├─ migration-inventory      running  c2\n" +
 				"  └─ migration-analytics      running  c3\n" +
 				"  (other)                     running  other\n"},
