@@ -122,3 +122,23 @@ type Image struct {
 	Built   time.Time `json:"built,omitempty"`
 	Recipe  string    `json:"recipe,omitempty"`
 }
+
+// BranchRequest asks versd to branch a running VM.
+type BranchRequest struct {
+	// Alias names the child; with Count > 1 the children are Alias-1 … Alias-N.
+	Alias string `json:"alias,omitempty"`
+	Count int    `json:"count,omitempty"` // default 1
+}
+
+// BranchResponse reports a branch.
+type BranchResponse struct {
+	Parent     VM     `json:"parent"`
+	Children   []VM   `json:"children"`
+	SnapshotID string `json:"snapshot_id"`
+	// PauseMillis is how long the parent's guest was stopped.
+	PauseMillis float64 `json:"pause_ms"`
+	// FirstReadyMillis and AllReadyMillis run from the request until the
+	// first and the last child accepted commands.
+	FirstReadyMillis int64 `json:"first_ready_ms"`
+	AllReadyMillis   int64 `json:"all_ready_ms"`
+}

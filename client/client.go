@@ -128,6 +128,12 @@ func (c *Client) DeleteVM(ctx context.Context, ref string, recursive bool) (api.
 	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
 }
 
+// Branch branches the running VM ref.
+func (c *Client) Branch(ctx context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error) {
+	var out api.BranchResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(ref)+"/branch", req, &out)
+}
+
 func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
 	var out []api.Image
 	return out, c.do(ctx, http.MethodGet, "/v1/images", nil, &out)

@@ -22,7 +22,10 @@ func (LinuxSystem) SetTime(t time.Time) error {
 }
 
 // AddEntropy mixes b into the kernel's pool and credits it as entropy
-// (RNDADDENTROPY), so that two clones of one VM draw different numbers.
+// (RNDADDENTROPY), then forces the CRNG to reseed from the pool
+// (RNDRESEEDCRNG). Without the reseed a clone keeps drawing from the CRNG
+// state it inherited for up to a minute, so two clones of one VM would read
+// the same bytes from /dev/urandom.
 func (LinuxSystem) AddEntropy(b []byte) error {
 	f, err := os.OpenFile("/dev/random", os.O_WRONLY, 0)
 	if err != nil {
@@ -35,6 +38,9 @@ func (LinuxSystem) AddEntropy(b []byte) error {
 			uintptr(unsafe.Pointer(&req[0])))
 		if errno != 0 {
 			return errno
+		}
+		if _, _, errno = unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.RNDRESEEDCRNG, 0); errno != 0 {
+			return fmt.Errorf("reseed crng: %w", errno)
 		}
 		return nil
 	})

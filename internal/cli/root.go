@@ -138,6 +138,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdKill(f, nil),
 		NewCmdImage(f),
 		NewCmdCopy(f, nil),
+		NewCmdBranch(f, nil),
 	)
 	return root
 }

@@ -37,15 +37,16 @@ func New(vms *vm.Manager, images *image.Store, log *slog.Logger) *Server {
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
 func (s *Server) routes() map[string]http.HandlerFunc {
 	return map[string]http.HandlerFunc{
-		"GET /v1/health":          s.health,
-		"GET /v1/vms":             s.listVMs,
-		"POST /v1/vms":            s.createVM,
-		"GET /v1/vms/{ref}":       s.getVM,
-		"DELETE /v1/vms/{ref}":    s.deleteVM,
-		"GET /v1/vms/{ref}/exec":  s.exec,
-		"GET /v1/vms/{ref}/files": s.readFile,
-		"PUT /v1/vms/{ref}/files": s.writeFile,
-		"GET /v1/images":          s.listImages,
+		"GET /v1/health":            s.health,
+		"GET /v1/vms":               s.listVMs,
+		"POST /v1/vms":              s.createVM,
+		"GET /v1/vms/{ref}":         s.getVM,
+		"DELETE /v1/vms/{ref}":      s.deleteVM,
+		"POST /v1/vms/{ref}/branch": s.branchVM,
+		"GET /v1/vms/{ref}/exec":    s.exec,
+		"GET /v1/vms/{ref}/files":   s.readFile,
+		"PUT /v1/vms/{ref}/files":   s.writeFile,
+		"GET /v1/images":            s.listImages,
 	}
 }
 
@@ -91,6 +92,28 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) branchVM(w http.ResponseWriter, r *http.Request) {
+	var req api.BranchRequest
+	if err := decode(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	res, err := s.vms.Branch(r.Context(), r.PathValue("ref"), req.Alias, req.Count)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.BranchResponse{
+		Parent: res.Parent, Children: res.Children, SnapshotID: res.SnapshotID,
+		PauseMillis:      float64(res.Pause.Microseconds()) / 1000,
+		FirstReadyMillis: res.FirstReady.Milliseconds(),
+		AllReadyMillis:   res.AllReady.Milliseconds(),
+	})
 }
 
 func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {

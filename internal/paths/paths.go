@@ -39,6 +39,15 @@ func (l Layout) VMDir(id string) string { return filepath.Join(l.Home, "vms", id
 // SnapshotsDir holds immutable snapshots (disk layers, memory, device state).
 func (l Layout) SnapshotsDir() string { return filepath.Join(l.Home, "snapshots") }
 
+// RAMDir holds guest RAM files (VERS_RAM_DIR, default /dev/shm/vers): each
+// running VM's own RAM, and the frozen RAM of snapshots that children map.
+func RAMDir() string {
+	if d := os.Getenv("VERS_RAM_DIR"); d != "" {
+		return d
+	}
+	return "/dev/shm/vers"
+}
+
 // AgentBinary finds the vers-agent binary that images embed: VERS_AGENT, or
 // the file next to the running executable.
 func AgentBinary() (string, error) {

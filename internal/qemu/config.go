@@ -52,6 +52,9 @@ type Config struct {
 	// its writes stay private to this QEMU (copy-on-write), the file never changes.
 	MemPrivate bool
 	Incoming   bool // start paused waiting for migration: -incoming defer
+	// Frozen keeps the guest stopped after an incoming migration (-S): QEMU
+	// would otherwise resume a VM whose source was running.
+	Frozen bool
 }
 
 func (c Config) QMPSocket() string   { return filepath.Join(c.Dir, "qmp.sock") }
@@ -130,9 +133,11 @@ func (c Config) Args() []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-name", c.Name,
 	}
-	var memObj []string
+	// RAM is always a named backend ("mem"), anonymous or a file, so that any
+	// VM can migrate into any other kind: a RAM block is matched by name.
+	machine += ",memory-backend=mem"
+	memObj := []string{"-object", "memory-backend-ram,id=mem,size=" + mem}
 	if c.MemPath != "" {
-		machine += ",memory-backend=mem"
 		share := "on"
 		if c.MemPrivate {
 			share = "off"
@@ -179,6 +184,9 @@ func (c Config) Args() []string {
 		"-pidfile", c.PIDFile(),
 		"-daemonize",
 	)
+	if c.Frozen {
+		a = append(a, "-S")
+	}
 	if c.Incoming {
 		a = append(a, "-incoming", "defer")
 	}

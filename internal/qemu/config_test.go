@@ -55,18 +55,20 @@ func TestArgs(t *testing.T) {
 		want string
 	}{
 		{"anonymous RAM, tcg", func(*Config) {}, head + `
--machine microvm
+-machine microvm,memory-backend=mem
 -accel tcg
 -cpu max
 -smp 2
 -m 256M
+-object memory-backend-ram,id=mem,size=256M
 ` + kernel + "\n" + sockets + "\n" + disk + "\n" + devices},
 		{"kvm", func(c *Config) { c.Accel = "kvm" }, head + `
--machine microvm
+-machine microvm,memory-backend=mem
 -accel kvm
 -cpu host
 -smp 2
 -m 256M
+-object memory-backend-ram,id=mem,size=256M
 ` + kernel + "\n" + sockets + "\n" + disk + "\n" + devices},
 		{"shared memory file", func(c *Config) { c.MemPath = "/dev/shm/vers/vm1.ram" }, head + `
 -machine microvm,memory-backend=mem
@@ -90,22 +92,24 @@ func TestArgs(t *testing.T) {
 		{"extra cmdline, no initrd, no disk", func(c *Config) {
 			c.Initrd, c.Disk, c.Cmdline = "", "", "  init=/sbin/vers-agent quiet "
 		}, head + `
--machine microvm
+-machine microvm,memory-backend=mem
 -accel tcg
 -cpu max
 -smp 2
 -m 256M
+-object memory-backend-ram,id=mem,size=256M
 -kernel /img/vmlinux
 -append console=ttyS0 reboot=t panic=-1 tsc_early_khz=2596130 tsc=reliable init=/sbin/vers-agent quiet
 ` + sockets + "\n" + devices},
 		{"no kernel, commas in paths", func(c *Config) {
 			c.Kernel, c.Initrd, c.Dir, c.Disk = "", "", "/v/a,b", "/v/a,b/root.qcow2"
 		}, strings.ReplaceAll(head+`
--machine microvm
+-machine microvm,memory-backend=mem
 -accel tcg
 -cpu max
 -smp 2
 -m 256M
+-object memory-backend-ram,id=mem,size=256M
 `+sockets+"\n"+disk+"\n"+devices, "/v/vm1/", "/v/a,,b/")},
 	}
 	for _, tt := range tests {

@@ -92,3 +92,12 @@ func runImg(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// CreateBlank creates an empty qcow2 disk of sizeMiB at path.
+func CreateBlank(ctx context.Context, path string, sizeMiB int) error {
+	if sizeMiB <= 0 {
+		return fmt.Errorf("%w: disk size %d MiB", ErrInvalid, sizeMiB)
+	}
+	_, err := runImg(ctx, "create", "-q", "-f", "qcow2", path, strconv.Itoa(sizeMiB)+"M")
+	return err
+}

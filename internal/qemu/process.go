@@ -226,7 +226,19 @@ type Instance struct {
 }
 
 func (i *Instance) PID() int       { return i.pid }
-func (i *Instance) Config() Config { return i.cfg }
+func (i *Instance) Config() Config {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.cfg
+}
+
+// SetConfig records a change QMP made to the running machine (its disk moved
+// to a new overlay), so the Config describes the process as it now is.
+func (i *Instance) SetConfig(c Config) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.cfg = c
+}
 
 func (i *Instance) monitor() (*monitor, error) {
 	i.mu.Lock()

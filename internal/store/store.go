@@ -62,6 +62,23 @@ var migrations = []string{
 		machine     TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX vms_parent ON vms(parent_id);`,
+	`CREATE TABLE snapshots (
+		id          TEXT PRIMARY KEY,
+		source_vm   TEXT NOT NULL,
+		created_at  INTEGER NOT NULL,
+		dir         TEXT NOT NULL,
+		layer       TEXT NOT NULL,
+		mem_path    TEXT NOT NULL,
+		state_path  TEXT NOT NULL,
+		machine     TEXT NOT NULL
+	);
+	CREATE TABLE refs (
+		vm_id       TEXT NOT NULL,
+		snapshot_id TEXT NOT NULL,
+		kind        TEXT NOT NULL,
+		PRIMARY KEY (vm_id, snapshot_id, kind)
+	);
+	CREATE INDEX refs_snapshot ON refs(snapshot_id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -124,7 +141,15 @@ func nullable(s string) any {
 
 // CreateVM inserts v. A taken alias is ErrConflict.
 func (s *Store) CreateVM(ctx context.Context, v VM) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine)
+	return createVM(ctx, s.db, v)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func createVM(ctx context.Context, db execer, v VM) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine)
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: vms.alias") {
@@ -136,16 +161,9 @@ func (s *Store) CreateVM(ctx context.Context, v VM) error {
 	return nil
 }
 
-// UpdateVM sets the mutable fields of v (state, pid, boot time, machine).
+// UpdateVM sets the mutable fields of v (state, pid, boot time, machine, snapshot).
 func (s *Store) UpdateVM(ctx context.Context, v VM) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.Machine, v.ID)
-	if err != nil {
-		return fmt.Errorf("update vm %s: %w", v.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("vm %s: %w", v.ID, errdefs.ErrNotFound)
-	}
-	return nil
+	return s.Update(ctx, func(tx *Tx) error { return tx.UpdateVM(ctx, v) })
 }
 
 // GetVM returns the VM with that exact id.

@@ -97,3 +97,53 @@ func TestAliasUniqueAndChildren(t *testing.T) {
 		t.Fatalf("ListVMs = %d rows", len(all))
 	}
 }
+
+func TestSnapshotRefsAndGarbage(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	for _, v := range []VM{vm("p", "parent", ""), vm("c", "child", "p")} {
+		if err := s.CreateVM(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.CreateSnapshot(ctx, Snapshot{ID: "s1", SourceVM: "p", CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		if err := tx.AddRef(ctx, Ref{VMID: "p", SnapshotID: "s1", Kind: RefDisk}); err != nil {
+			return err
+		}
+		if err := tx.CopyDiskRefs(ctx, "p", "c"); err != nil {
+			return err
+		}
+		return tx.AddRef(ctx, Ref{VMID: "c", SnapshotID: "s1", Kind: RefMem})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, memFree, err := s.Garbage(ctx)
+	if err != nil || len(dead) != 0 || len(memFree) != 0 {
+		t.Fatalf("in use: dead=%v memFree=%v err=%v", dead, memFree, err)
+	}
+	s.DropRefs(ctx, "c")
+	dead, memFree, _ = s.Garbage(ctx)
+	if len(dead) != 0 || len(memFree) != 1 || memFree[0].ID != "s1" {
+		t.Fatalf("child gone: dead=%v memFree=%v", dead, memFree)
+	}
+	s.DropRefs(ctx, "p")
+	dead, _, _ = s.Garbage(ctx)
+	if len(dead) != 1 || dead[0].ID != "s1" {
+		t.Fatalf("all gone: dead=%v", dead)
+	}
+	// A failed transaction changes nothing.
+	boom := s.Update(ctx, func(tx *Tx) error {
+		tx.AddRef(ctx, Ref{VMID: "x", SnapshotID: "s1", Kind: RefDisk})
+		return errors.New("boom")
+	})
+	if boom == nil {
+		t.Fatal("Update hid the error")
+	}
+	if dead, _, _ = s.Garbage(ctx); len(dead) != 1 {
+		t.Fatal("a rolled-back ref was kept")
+	}
+}

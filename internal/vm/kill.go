@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -86,9 +87,51 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 	if err := os.RemoveAll(m.layout.VMDir(v.ID)); err != nil {
 		return fmt.Errorf("remove files of %s: %w", label(v), err)
 	}
+	if cfg, ok := machineOf(v); ok && cfg.MemPath != "" && !cfg.MemPrivate {
+		os.Remove(cfg.MemPath) // its own RAM; a snapshot's frozen RAM is collected below
+	}
+	if err := m.store.DropRefs(ctx, v.ID); err != nil {
+		return err
+	}
 	if err := m.store.DeleteVM(ctx, v.ID); err != nil {
 		return err
 	}
+	m.collect(ctx)
 	m.log.Info("vm killed", "id", v.ID, "alias", v.Alias)
 	return nil
+}
+
+// machineOf decodes the QEMU configuration stored with a VM.
+func machineOf(v store.VM) (qemu.Config, bool) {
+	var cfg qemu.Config
+	if v.Machine == "" || json.Unmarshal([]byte(v.Machine), &cfg) != nil {
+		return qemu.Config{Name: v.ID}, false
+	}
+	return cfg, true
+}
+
+// collect deletes what no VM uses any more: whole snapshots nothing refers
+// to, and the RAM of snapshots whose children are all gone.
+func (m *Manager) collect(ctx context.Context) {
+	dead, memFree, err := m.store.Garbage(ctx)
+	if err != nil {
+		m.log.Error("snapshot garbage", "err", err)
+		return
+	}
+	for _, sn := range memFree {
+		os.Remove(sn.MemPath)
+		os.Remove(sn.StatePath)
+	}
+	for _, sn := range dead {
+		os.Remove(sn.MemPath)
+		if err := os.RemoveAll(sn.Dir); err != nil {
+			m.log.Error("remove snapshot", "id", sn.ID, "err", err)
+			continue
+		}
+		if err := m.store.DeleteSnapshot(ctx, sn.ID); err != nil {
+			m.log.Error("forget snapshot", "id", sn.ID, "err", err)
+			continue
+		}
+		m.log.Info("snapshot freed", "id", sn.ID)
+	}
 }

@@ -215,7 +215,7 @@ func imageErr(kind, name string, err error) error {
 
 func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
 	dir := m.layout.VMDir(row.ID)
-	return qemu.Config{
+	c := qemu.Config{
 		Name:   row.ID,
 		Dir:    dir,
 		MemMiB: row.MemMiB,
@@ -225,6 +225,7 @@ func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
 		Disk:   dir + "/disk.qcow2",
 		Accel:  m.accel,
 	}
+	return c
 }
 
 // connect dials the agent of mc, waits until the guest is up and brings its

@@ -2,7 +2,6 @@ package vm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -22,11 +21,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, row := range rows {
-		cfg := qemu.Config{Name: row.ID, Dir: m.layout.VMDir(row.ID)}
-		if row.Machine != "" {
-			if err := json.Unmarshal([]byte(row.Machine), &cfg); err != nil {
-				m.log.Error("vm machine config unreadable", "id", row.ID, "err", err)
-			}
+		cfg, ok := machineOf(row)
+		if !ok {
+			cfg = qemu.Config{Name: row.ID, Dir: m.layout.VMDir(row.ID)}
 		}
 		switch row.State {
 		case api.StateCreating:
@@ -52,6 +49,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
 		}
 	}
+	m.collect(ctx)
 	return nil
 }
 

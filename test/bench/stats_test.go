@@ -46,6 +46,16 @@ func (s samples) mean() time.Duration {
 	return sum / time.Duration(len(s))
 }
 
+// median is the lower median of xs (0 for none); xs is left as it was.
+func median(xs []int64) int64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sorted := append([]int64(nil), xs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	return sorted[(len(sorted)-1)/2]
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ratio is a/b, or 0 when b is 0 (nothing to compare against).
@@ -160,6 +170,22 @@ func TestMeanAndRatio(t *testing.T) {
 	}
 	if got := ratio(time.Second, 0); got != 0 {
 		t.Fatalf("ratio to zero = %v, want 0", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []int64
+		want int64
+	}{
+		{nil, 0},
+		{[]int64{5}, 5},
+		{[]int64{9, 1, 5}, 5},
+		{[]int64{4, 1, 3, 2}, 2},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %d, want %d", tc.in, got, tc.want)
+		}
 	}
 }
 

@@ -75,10 +75,9 @@ func TestBadInput(t *testing.T) {
 // back whole, and a missing QEMU is reported — each against its own daemon.
 func TestFailedRunLeavesNothing(t *testing.T) {
 	requireVMs(t)
-	home := t.TempDir()
+	home := shortHome(t)
 	p := newProject(t)
 	p.env = []string{"VERS_HOME=" + home, "VERS_BOOT_TIMEOUT=300ms"}
-	defer cleanupHome(home)
 	p.must("init")
 	r := p.expect(6, "agent", "run", "--vm-alias", "never-ready")
 	_ = r
@@ -92,8 +91,7 @@ func TestFailedRunLeavesNothing(t *testing.T) {
 		t.Fatalf("a failed run left QEMU running: %s", out)
 	}
 
-	home2 := t.TempDir()
-	defer cleanupHome(home2)
+	home2 := shortHome(t)
 	q := newProject(t)
 	q.env = []string{"VERS_HOME=" + home2, "VERS_QEMU=/nonexistent/qemu-system-x86_64"}
 	q.must("init")

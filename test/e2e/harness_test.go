@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 		}
 		binDir = dir
 	}
-	home, err := os.MkdirTemp("", "vers-home-")
+	home, err := os.MkdirTemp("", "vh")
 	if err != nil {
 		panic(err)
 	}
@@ -106,6 +106,18 @@ func cleanupHome(home string) {
 		}
 	}
 	os.RemoveAll(home)
+}
+
+// shortHome is a private daemon home for one test, short enough for the
+// unix socket paths under it; its daemon and VMs are stopped at the end.
+func shortHome(t *testing.T) string {
+	t.Helper()
+	home, err := os.MkdirTemp("", "vh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupHome(home) })
+	return home
 }
 
 // result of one CLI run.

@@ -1,0 +1,192 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// The QMP steps a branch is made of. Each is one small operation on one
+// QEMU; internal/vm composes them and owns the order, timing and undo.
+
+// ErrMigration: a migration failed or was cancelled; the message says why.
+var ErrMigration = errors.New("migration failed")
+
+// Migration is what query-migrate reports.
+type Migration struct {
+	Status    string `json:"status"`
+	ErrorDesc string `json:"error-desc"`
+	TotalTime int64  `json:"total-time"`
+	Downtime  int64  `json:"downtime"`
+	SetupTime int64  `json:"setup-time"`
+	RAM       struct {
+		Transferred int64 `json:"transferred"`
+		Total       int64 `json:"total"`
+		Remaining   int64 `json:"remaining"`
+		Duplicate   int64 `json:"duplicate"`
+		Normal      int64 `json:"normal"`
+		DirtyRate   int64 `json:"dirty-pages-rate"`
+		Iterations  int64 `json:"dirty-sync-count"`
+	} `json:"ram"`
+}
+
+// SetMigration sets migration capabilities and parameters (either may be nil).
+func (i *Instance) SetMigration(ctx context.Context, caps map[string]bool, params map[string]any) error {
+	if len(caps) > 0 {
+		list := make([]map[string]any, 0, len(caps))
+		for name, on := range caps {
+			list = append(list, map[string]any{"capability": name, "state": on})
+		}
+		if err := i.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": list}, nil); err != nil {
+			return fmt.Errorf("migrate-set-capabilities: %w", err)
+		}
+	}
+	if len(params) > 0 {
+		if err := i.Execute(ctx, "migrate-set-parameters", params, nil); err != nil {
+			return fmt.Errorf("migrate-set-parameters: %w", err)
+		}
+	}
+	return nil
+}
+
+// QueryMigration returns the state of the current or last migration.
+func (i *Instance) QueryMigration(ctx context.Context) (Migration, error) {
+	var m Migration
+	err := i.Execute(ctx, "query-migrate", nil, &m)
+	return m, err
+}
+
+// WaitMigration polls query-migrate every `every` until done(status) holds,
+// and fails at once if the migration failed or was cancelled.
+func (i *Instance) WaitMigration(ctx context.Context, every time.Duration, done func(status string) bool) (Migration, error) {
+	for {
+		m, err := i.QueryMigration(ctx)
+		if err != nil {
+			return m, err
+		}
+		if done(m.Status) {
+			return m, nil
+		}
+		switch m.Status {
+		case "failed", "cancelled":
+			return m, fmt.Errorf("vm %s: %w: %s %s", i.cfg.Name, ErrMigration, m.Status, m.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// WaitStatus polls query-status until it is one of want.
+func (i *Instance) WaitStatus(ctx context.Context, every time.Duration, want ...string) (string, error) {
+	for {
+		st, err := i.Status(ctx)
+		if err != nil {
+			return st, err
+		}
+		for _, w := range want {
+			if st == w {
+				return st, nil
+			}
+		}
+		if st == "internal-error" || st == "shutdown" || st == "guest-panicked" {
+			return st, fmt.Errorf("vm %s is in state %q: %w", i.cfg.Name, st, ErrMigration)
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// TopNode is the node name of the block node the root disk device writes to
+// (it changes each time the disk is switched to a new overlay).
+func (i *Instance) TopNode(ctx context.Context) (string, error) {
+	var blocks []struct {
+		Device   string `json:"device"`
+		QDev     string `json:"qdev"`
+		Inserted *struct {
+			NodeName string `json:"node-name"`
+		} `json:"inserted"`
+	}
+	if err := i.Execute(ctx, "query-block", nil, &blocks); err != nil {
+		return "", err
+	}
+	for _, b := range blocks {
+		if b.Inserted != nil && (b.QDev == "disk0" || strings.HasSuffix(b.QDev, "/disk0") || strings.Contains(b.QDev, "disk0")) {
+			return b.Inserted.NodeName, nil
+		}
+	}
+	return "", fmt.Errorf("vm %s: no root disk in query-block", i.cfg.Name)
+}
+
+// SwitchDisk makes the qcow2 file overlay (created beforehand, its backing
+// file being the current top's image) the root disk's new active layer; the
+// old top becomes its read-only backing. The guest must be paused.
+func (i *Instance) SwitchDisk(ctx context.Context, overlay, nodeName string) error {
+	top, err := i.TopNode(ctx)
+	if err != nil {
+		return err
+	}
+	add := map[string]any{
+		"driver":    "qcow2",
+		"node-name": nodeName,
+		"discard":   "unmap",
+		"file":      map[string]any{"driver": "file", "filename": overlay},
+		"backing":   nil,
+	}
+	if err := i.Execute(ctx, "blockdev-add", add, nil); err != nil {
+		return fmt.Errorf("blockdev-add %s: %w", overlay, err)
+	}
+	if err := i.Execute(ctx, "blockdev-snapshot", map[string]any{"node": top, "overlay": nodeName}, nil); err != nil {
+		i.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
+		return fmt.Errorf("blockdev-snapshot %s onto %s: %w", top, nodeName, err)
+	}
+	return nil
+}
+
+// SaveState migrates this (paused) VM's state into the file at path and
+// waits until it is written. With x-ignore-shared set, shared RAM is left out.
+func (i *Instance) SaveState(ctx context.Context, path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := i.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "vers-save"}, f, nil); err != nil {
+		return fmt.Errorf("getfd: %w", err)
+	}
+	if err := i.Execute(ctx, "migrate", map[string]string{"uri": "fd:vers-save"}, nil); err != nil {
+		return fmt.Errorf("migrate to file: %w", err)
+	}
+	if _, err := i.WaitMigration(ctx, time.Millisecond, func(s string) bool { return s == "completed" }); err != nil {
+		return err
+	}
+	return nil
+}
+
+// LoadState feeds the state file at path to a VM started with Incoming and
+// waits until it has loaded it (the VM is then paused; cont runs it).
+func (i *Instance) LoadState(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := i.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "vers-load"}, f, nil); err != nil {
+		return fmt.Errorf("getfd: %w", err)
+	}
+	if err := i.Execute(ctx, "migrate-incoming", map[string]string{"uri": "fd:vers-load"}, nil); err != nil {
+		return fmt.Errorf("migrate-incoming: %w", err)
+	}
+	if _, err := i.WaitStatus(ctx, time.Millisecond, "paused", "postmigrate", "running"); err != nil {
+		return fmt.Errorf("load state: %w (see %s)", err, i.cfg.QEMULog())
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"vers/internal/errdefs"
+)
+
+// Snapshot is an immutable frozen state of a VM: its disk layer, its RAM
+// file and its device state. It lives while anything refers to it.
+type Snapshot struct {
+	ID        string
+	SourceVM  string
+	CreatedAt time.Time
+	Dir       string // holds the layer and the device state
+	Layer     string // qcow2 disk layer (immutable)
+	MemPath   string // frozen RAM file, mapped copy-on-write by children
+	StatePath string // device state (migration stream without RAM)
+	Machine   string // the source's machine configuration (opaque JSON)
+}
+
+// Reference kinds. A VM whose disk chain passes through a snapshot's layer
+// holds a RefDisk on it; a VM started from a snapshot also holds RefMem,
+// since its RAM maps the snapshot's RAM file.
+const (
+	RefDisk = "disk"
+	RefMem  = "mem"
+)
+
+// Ref says that a VM uses a snapshot.
+type Ref struct {
+	VMID, SnapshotID, Kind string
+}
+
+// Tx is a store transaction.
+type Tx struct{ tx *sql.Tx }
+
+// Update runs f in one transaction: every change in it happens, or none.
+func (s *Store) Update(ctx context.Context, f func(*Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(&Tx{tx: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// CreateSnapshot records sn.
+func (t *Tx) CreateSnapshot(ctx context.Context, sn Snapshot) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO snapshots (id, source_vm, created_at, dir, layer, mem_path, state_path, machine) VALUES (?,?,?,?,?,?,?,?)`,
+		sn.ID, sn.SourceVM, sn.CreatedAt.UnixNano(), sn.Dir, sn.Layer, sn.MemPath, sn.StatePath, sn.Machine)
+	if err != nil {
+		return fmt.Errorf("create snapshot %s: %w", sn.ID, err)
+	}
+	return nil
+}
+
+// AddRef records that vmID uses snapshotID as kind (idempotent).
+func (t *Tx) AddRef(ctx context.Context, r Ref) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT OR IGNORE INTO refs (vm_id, snapshot_id, kind) VALUES (?,?,?)`, r.VMID, r.SnapshotID, r.Kind)
+	return err
+}
+
+// CopyDiskRefs gives dst every disk reference src has: a child's disk chain
+// passes through every layer its parent's does.
+func (t *Tx) CopyDiskRefs(ctx context.Context, src, dst string) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT OR IGNORE INTO refs (vm_id, snapshot_id, kind) SELECT ?, snapshot_id, kind FROM refs WHERE vm_id=? AND kind=?`, dst, src, RefDisk)
+	return err
+}
+
+// UpdateVM is Store.UpdateVM inside the transaction.
+func (t *Tx) UpdateVM(ctx context.Context, v VM) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=?, snapshot_id=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.Machine, nullable(v.SnapshotID), v.ID)
+	if err != nil {
+		return fmt.Errorf("update vm %s: %w", v.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("vm %s: %w", v.ID, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// DropRefs removes every reference a VM holds (it is being deleted).
+func (s *Store) DropRefs(ctx context.Context, vmID string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM refs WHERE vm_id=?`, vmID)
+	return err
+}
+
+// GetSnapshot returns one snapshot.
+func (s *Store) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
+	var sn Snapshot
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, source_vm, created_at, dir, layer, mem_path, state_path, machine FROM snapshots WHERE id=?`, id).
+		Scan(&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sn, fmt.Errorf("snapshot %s: %w", id, errdefs.ErrNotFound)
+	}
+	sn.CreatedAt = time.Unix(0, created).UTC()
+	return sn, err
+}
+
+// Garbage lists snapshots nothing refers to any more (dead), and those whose
+// RAM no VM maps any more although their disk layer is still used (memFree).
+func (s *Store) Garbage(ctx context.Context) (dead, memFree []Snapshot, err error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, source_vm, created_at, dir, layer, mem_path, state_path, machine,
+		(SELECT COUNT(*) FROM refs r WHERE r.snapshot_id = s.id),
+		(SELECT COUNT(*) FROM refs r WHERE r.snapshot_id = s.id AND r.kind = ?)
+		FROM snapshots s`, RefMem)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sn Snapshot
+		var created int64
+		var all, mem int
+		if err := rows.Scan(&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine, &all, &mem); err != nil {
+			return nil, nil, err
+		}
+		sn.CreatedAt = time.Unix(0, created).UTC()
+		switch {
+		case all == 0:
+			dead = append(dead, sn)
+		case mem == 0:
+			memFree = append(memFree, sn)
+		}
+	}
+	return dead, memFree, rows.Err()
+}
+
+// DeleteSnapshot removes a snapshot's record.
+func (s *Store) DeleteSnapshot(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id=?`, id)
+	return err
+}
+
+// CreateVM is Store.CreateVM inside the transaction.
+func (t *Tx) CreateVM(ctx context.Context, v VM) error {
+	return createVM(ctx, t.tx, v)
+}

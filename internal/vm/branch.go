@@ -1,0 +1,447 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"vers/api"
+	"vers/internal/errdefs"
+	"vers/internal/fault"
+	"vers/internal/paths"
+	"vers/internal/qemu"
+	"vers/internal/revert"
+	"vers/internal/store"
+)
+
+// How a branch is made (see docs/branching.md for the measurements behind it):
+//
+//  1. A "holder" QEMU is started beside the parent, identical but for its RAM,
+//     a fresh shared file S, and waiting for an incoming migration.
+//  2. The parent is live-migrated into the holder over a unix socket: RAM is
+//     copied while the guest runs; only the last dirty pages and the device
+//     state are sent while it is stopped (pause-before-switchover holds it
+//     there). In that stop the parent's disk is switched onto a new overlay,
+//     so the old top becomes an immutable layer — same instant as the RAM.
+//  3. The parent resumes (cont): its pause is the migration's final phase,
+//     which does not grow with RAM size.
+//  4. The holder, paused and never run, writes its device state without RAM
+//     (x-ignore-shared: S is the RAM) and exits. S is made read-only.
+//  5. Each child is the same machine with S mapped copy-on-write (share=off)
+//     and its own overlay on the layer; it loads the device state and runs.
+//     Children share every page of S they have not written.
+//
+// Every VM runs on a file-backed RAM, so every VM — root, child, grandchild —
+// is branched by exactly the same steps, at the same cost.
+
+// BranchResult reports one branch.
+type BranchResult struct {
+	Parent     api.VM
+	Children   []api.VM
+	SnapshotID string
+	// Pause is how long the parent's guest was stopped.
+	Pause time.Duration
+	// FirstReady is the time from the start of the branch until the first
+	// child accepted commands; AllReady until the last did.
+	FirstReady time.Duration
+	AllReady   time.Duration
+}
+
+// MaxBranchCount bounds --count.
+const MaxBranchCount = 64
+
+// Branch freezes the running VM ref and starts count children from that
+// instant. Aliases: "" for none; with count > 1, alias-1 … alias-N.
+func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (BranchResult, error) {
+	start := time.Now()
+	if count < 1 || count > MaxBranchCount {
+		return BranchResult{}, fmt.Errorf("count %d: make between 1 and %d children: %w", count, MaxBranchCount, errdefs.ErrInvalid)
+	}
+	aliases := make([]string, count)
+	for i := range aliases {
+		if alias != "" {
+			aliases[i] = alias
+			if count > 1 {
+				aliases[i] = fmt.Sprintf("%s-%d", alias, i+1)
+			}
+		}
+		if err := ValidateAlias(aliases[i]); err != nil {
+			return BranchResult{}, err
+		}
+	}
+
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	parentRow, err := m.store.ResolveVM(ctx, ref)
+	if err != nil {
+		return BranchResult{}, err
+	}
+	mc, err := m.attached(parentRow)
+	if err != nil {
+		return BranchResult{}, err
+	}
+	pcfg := mc.inst.Config()
+
+	undo := revert.New()
+	defer undo.Fail()
+	bg := context.WithoutCancel(ctx)
+
+	// Children's rows first: they reserve the aliases before anything runs.
+	kids := make([]store.VM, count)
+	for i := range kids {
+		kids[i] = store.VM{
+			ID: uuid.NewString(), Alias: aliases[i], State: api.StateCreating, ParentID: parentRow.ID,
+			MemMiB: parentRow.MemMiB, VCPUs: parentRow.VCPUs, FsMiB: parentRow.FsMiB,
+			Kernel: parentRow.Kernel, Rootfs: parentRow.Rootfs, CreatedAt: time.Now(),
+		}
+		if err := m.store.CreateVM(ctx, kids[i]); err != nil {
+			return BranchResult{}, err
+		}
+		id := kids[i].ID
+		undo.Add(func() { m.store.DeleteVM(bg, id) })
+	}
+
+	sid := uuid.NewString()
+	snap := store.Snapshot{
+		ID: sid, SourceVM: parentRow.ID, CreatedAt: time.Now(),
+		Dir:     filepath.Join(m.layout.SnapshotsDir(), sid),
+		MemPath: filepath.Join(paths.RAMDir(), "snap-"+sid+".ram"),
+	}
+	snap.Layer = filepath.Join(snap.Dir, "disk.qcow2")
+	snap.StatePath = filepath.Join(snap.Dir, "state")
+	if err := os.MkdirAll(snap.Dir, 0o700); err != nil {
+		return BranchResult{}, err
+	}
+	// Once the parent's disk has moved onto the snapshot's layer, the snapshot
+	// is the parent's too: from then on only the garbage collector, which
+	// counts references, may delete it.
+	frozen := false
+	undo.Add(func() {
+		if !frozen {
+			os.RemoveAll(snap.Dir)
+			os.Remove(snap.MemPath)
+		}
+	})
+
+	// Everything that can be prepared while the parent runs is prepared now:
+	// the holder, the parent's next overlay, the children's overlays.
+	holder, err := m.startHolder(ctx, pcfg, snap, parentRow.FsMiB)
+	if err != nil {
+		return BranchResult{}, err
+	}
+	undo.Add(func() { holder.Stop(bg) })
+
+	// The current top layer gets a second name inside the snapshot: the same
+	// inode, so it keeps every write until the switch, and afterwards the
+	// parent's and children's overlays name it by its snapshot path.
+	if err := os.Link(pcfg.Disk, snap.Layer); err != nil {
+		return BranchResult{}, fmt.Errorf("link disk layer: %w", err)
+	}
+	nextDisk := filepath.Join(filepath.Dir(pcfg.Disk), "disk-"+sid[:8]+".qcow2")
+	if err := qemu.CreateOverlay(ctx, snap.Layer, "qcow2", nextDisk, parentRow.FsMiB); err != nil {
+		return BranchResult{}, err
+	}
+	undo.Add(func() {
+		if !frozen {
+			os.Remove(nextDisk)
+		}
+	})
+	kidCfgs := make([]qemu.Config, count)
+	for i, k := range kids {
+		dir := m.layout.VMDir(k.ID)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return BranchResult{}, err
+		}
+		undo.Add(func() { os.RemoveAll(dir) })
+		c := pcfg
+		c.Name, c.Dir = k.ID, dir
+		c.Disk = filepath.Join(dir, "disk.qcow2")
+		c.MemPath, c.MemPrivate = snap.MemPath, true
+		c.Incoming, c.Frozen = true, false
+		if err := c.Validate(); err != nil {
+			return BranchResult{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
+		}
+		if err := qemu.CreateOverlay(ctx, snap.Layer, "qcow2", c.Disk, k.FsMiB); err != nil {
+			return BranchResult{}, err
+		}
+		kidCfgs[i] = c
+	}
+
+	if err := fault.Check("branch.before-freeze"); err != nil {
+		return BranchResult{}, err
+	}
+	// The freeze.
+	oldDisk := pcfg.Disk
+	pause, switched, ferr := m.freeze(ctx, mc.inst, holder, snap, nextDisk)
+	if !switched {
+		return BranchResult{}, ferr
+	}
+	// From here the parent runs on nextDisk, whose backing is the snapshot's
+	// layer: the snapshot must be recorded whatever happens to the children.
+	frozen = true
+	pcfg.Disk = nextDisk
+	mc.inst.SetConfig(pcfg)
+	pjson, _ := json.Marshal(pcfg)
+	parentRow.Machine = string(pjson)
+	if err := m.store.Update(bg, func(tx *store.Tx) error {
+		if err := tx.CreateSnapshot(bg, snap); err != nil {
+			return err
+		}
+		if err := tx.UpdateVM(bg, parentRow); err != nil {
+			return err
+		}
+		return tx.AddRef(bg, store.Ref{VMID: parentRow.ID, SnapshotID: sid, Kind: store.RefDisk})
+	}); err != nil {
+		m.log.Error("record snapshot", "id", sid, "err", err)
+		return BranchResult{}, err
+	}
+	// The old top's VM-directory name goes; the snapshot's name stays.
+	os.Remove(oldDisk)
+	undo.Add(func() { m.collect(bg) })
+	if ferr != nil {
+		return BranchResult{}, ferr
+	}
+
+	if err := fault.Check("branch.after-freeze"); err != nil {
+		return BranchResult{}, err
+	}
+	// The holder writes the device state and goes; its RAM is the snapshot.
+	if err := holder.SetMigration(ctx, map[string]bool{"x-ignore-shared": true}, nil); err != nil {
+		return BranchResult{}, err
+	}
+	if err := holder.SaveState(ctx, snap.StatePath); err != nil {
+		return BranchResult{}, fmt.Errorf("save device state: %w", err)
+	}
+	holder.Stop(ctx)
+	os.Chmod(snap.MemPath, 0o400)
+	os.Chmod(snap.Layer, 0o400)
+
+	// Children, in parallel.
+	res := BranchResult{SnapshotID: sid, Pause: pause}
+	type started struct {
+		mc    *machine
+		ready time.Duration
+		err   error
+	}
+	out := make([]started, count)
+	var wg sync.WaitGroup
+	for i := range kids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			mc, err := m.startChild(ctx, kids[i], kidCfgs[i], snap)
+			out[i] = started{mc: mc, ready: time.Since(start), err: err}
+		}(i)
+	}
+	wg.Wait()
+	for i, o := range out {
+		if o.mc != nil {
+			inst := o.mc
+			undo.Add(func() { inst.closeAgent(); inst.inst.Stop(bg) })
+		}
+		if o.err != nil && err == nil {
+			err = fmt.Errorf("child %d of %d: %w", i+1, count, o.err)
+		}
+	}
+	if err != nil {
+		return BranchResult{}, err
+	}
+
+	// Commit: the children are running.
+	if err := m.store.Update(bg, func(tx *store.Tx) error {
+		for i, k := range kids {
+			cj, _ := json.Marshal(kidCfgs[i])
+			k.Machine, k.State, k.PID, k.SnapshotID = string(cj), api.StateRunning, out[i].mc.inst.PID(), sid
+			k.BootMillis = out[i].ready.Milliseconds()
+			kids[i] = k
+			if err := tx.UpdateVM(bg, k); err != nil {
+				return err
+			}
+			if err := tx.CopyDiskRefs(bg, parentRow.ID, k.ID); err != nil {
+				return err
+			}
+			if err := tx.AddRef(bg, store.Ref{VMID: k.ID, SnapshotID: sid, Kind: store.RefMem}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return BranchResult{}, err
+	}
+	m.mu.Lock()
+	for i, k := range kids {
+		m.live[k.ID] = out[i].mc
+	}
+	m.mu.Unlock()
+	undo.Success()
+
+	res.Parent = toAPI(parentRow)
+	for i, k := range kids {
+		res.Children = append(res.Children, toAPI(k))
+		if i == 0 || out[i].ready < res.FirstReady {
+			res.FirstReady = out[i].ready
+		}
+		if out[i].ready > res.AllReady {
+			res.AllReady = out[i].ready
+		}
+	}
+	m.log.Info("branched", "parent", parentRow.ID, "snapshot", sid, "children", count,
+		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds())
+	return res, nil
+}
+
+// attached returns the daemon's handle on a running VM.
+func (m *Manager) attached(row store.VM) (*machine, error) {
+	if row.State != api.StateRunning {
+		return nil, fmt.Errorf("vm %s is %s; only a running VM can be branched: %w", label(row), row.State, errdefs.ErrConflict)
+	}
+	m.mu.Lock()
+	mc := m.live[row.ID]
+	m.mu.Unlock()
+	if mc == nil {
+		return nil, fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
+	}
+	return mc, nil
+}
+
+// startHolder starts the QEMU that receives the parent's state into the
+// snapshot's RAM file. It never runs the guest (-S).
+func (m *Manager) startHolder(ctx context.Context, pcfg qemu.Config, snap store.Snapshot, diskMiB int) (*qemu.Instance, error) {
+	h := pcfg
+	h.Name = "snap-" + snap.ID
+	h.Dir = filepath.Join(snap.Dir, "h")
+	h.MemPath, h.MemPrivate = snap.MemPath, false
+	h.Incoming, h.Frozen = true, true
+	// The holder needs a disk of the same shape but never reads it.
+	h.Disk = filepath.Join(h.Dir, "scratch.qcow2")
+	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := qemu.CreateBlank(ctx, h.Disk, diskMiB); err != nil {
+		return nil, err
+	}
+	inst, err := qemu.Start(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("start snapshot holder: %w", err)
+	}
+	return inst, nil
+}
+
+// Migration tuning: no bandwidth cap (the default is 32 MiB/s).
+var migrationParams = map[string]any{"max-bandwidth": int64(64) << 30}
+
+// freeze takes the snapshot: it stops the parent, switches its disk onto
+// nextDisk (the old top becomes the snapshot's layer), and starts a
+// background-snapshot migration into the holder. QEMU saves the device
+// state, write-protects the guest's RAM (userfaultfd) and resumes the guest
+// at once; RAM then streams to the holder as it was at the stop, each page
+// the guest writes first being copied out before the write lands. The
+// parent's pause is the stop, the disk switch and the device state: it does
+// not grow with RAM. freeze returns the pause once the holder has it all.
+// On failure the parent runs on as before.
+//
+// (A live pre-copy, the usual migration, was tried first: under TCG in QEMU
+// 7.2 children made from it crashed now and then with corrupted kernel
+// memory — pages written during the copy were lost. Write-protection does
+// not depend on dirty tracking. See docs/branching.md.)
+//
+// switched reports whether the parent's disk moved onto nextDisk: once it
+// has, the layer is the parent's, whatever else failed.
+func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, snap store.Snapshot, nextDisk string) (pause time.Duration, switched bool, err error) {
+	sock := filepath.Join(snap.Dir, "m.sock")
+	if err := holder.SetMigration(ctx, map[string]bool{"x-ignore-shared": false}, nil); err != nil {
+		return 0, false, err
+	}
+	if err := holder.Execute(ctx, "migrate-incoming", map[string]string{"uri": "unix:" + sock}, nil); err != nil {
+		return 0, false, fmt.Errorf("holder migrate-incoming: %w", err)
+	}
+	if err := parent.SetMigration(ctx, map[string]bool{"x-ignore-shared": false, "background-snapshot": true}, migrationParams); err != nil {
+		return 0, false, err
+	}
+	bg := context.WithoutCancel(ctx)
+	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
+		return 0, false, fmt.Errorf("stop: %w", err)
+	}
+	stopped := time.Now()
+	resume := func(cause error) (time.Duration, bool, error) {
+		if st, _ := parent.Status(bg); st != "running" {
+			parent.Execute(bg, "cont", nil, nil)
+		}
+		return 0, switched, cause
+	}
+	if err := fault.Check("branch.in-pause"); err != nil {
+		return resume(err)
+	}
+	if err := parent.SwitchDisk(ctx, nextDisk, "d-"+snap.ID[:8]); err != nil {
+		return resume(fmt.Errorf("switch disk: %w", err))
+	}
+	switched = true
+	if err := parent.Execute(ctx, "migrate", map[string]string{"uri": "unix:" + sock}, nil); err != nil {
+		return resume(fmt.Errorf("migrate: %w", err))
+	}
+	// QEMU resumes the guest itself once the RAM is write-protected.
+	if _, err := parent.WaitStatus(ctx, 500*time.Microsecond, "running"); err != nil {
+		parent.Execute(bg, "migrate_cancel", nil, nil)
+		return resume(err)
+	}
+	pause = time.Since(stopped)
+	if _, err := parent.WaitMigration(ctx, 2*time.Millisecond, func(s string) bool { return s == "completed" }); err != nil {
+		parent.Execute(bg, "migrate_cancel", nil, nil)
+		return pause, true, err
+	}
+	if _, err := holder.WaitStatus(ctx, time.Millisecond, "paused", "postmigrate"); err != nil {
+		return pause, true, fmt.Errorf("holder: %w", err)
+	}
+	return pause, true, nil
+}
+
+// startChild boots one child from the snapshot and hands it over clean:
+// clock set, RNG reseeded, hostname its own.
+func (m *Manager) startChild(ctx context.Context, row store.VM, cfg qemu.Config, snap store.Snapshot) (*machine, error) {
+	inst, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	mc := &machine{cfg: cfg, inst: inst}
+	fail := func(err error) (*machine, error) {
+		inst.Stop(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := inst.SetMigration(ctx, map[string]bool{"x-ignore-shared": true}, nil); err != nil {
+		return fail(err)
+	}
+	if err := inst.LoadState(ctx, snap.StatePath); err != nil {
+		return fail(err)
+	}
+	if st, _ := inst.Status(ctx); st != "running" {
+		if err := inst.Execute(ctx, "cont", nil, nil); err != nil {
+			return fail(fmt.Errorf("cont: %w", err))
+		}
+	}
+	if err := fault.Check("branch.child-start"); err != nil {
+		return fail(err)
+	}
+	if err := m.connect(ctx, mc, row, 30*time.Second); err != nil {
+		kept := m.keepConsole(cfg)
+		return fail(fmt.Errorf("child agent: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500)))
+	}
+	return mc, nil
+}
+
+// keepConsole saves the console log of a VM that is about to be removed
+// after a failure, so the reason can still be read.
+func (m *Manager) keepConsole(cfg qemu.Config) string {
+	dir := filepath.Join(m.layout.Home, "failed")
+	os.MkdirAll(dir, 0o700)
+	dst := filepath.Join(dir, cfg.Name+".console.log")
+	if b, err := os.ReadFile(cfg.SerialLog()); err == nil {
+		os.WriteFile(dst, b, 0o600)
+	}
+	return dst
+}
