@@ -26,7 +26,11 @@ func main() {
 		out = f
 		defer f.Close()
 	}
-	log := slog.New(slog.NewTextHandler(out, nil))
+	level := slog.LevelInfo
+	if os.Getenv("VERS_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.Run(ctx, layout, log); err != nil {

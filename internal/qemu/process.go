@@ -225,7 +225,7 @@ type Instance struct {
 	stopped bool
 }
 
-func (i *Instance) PID() int       { return i.pid }
+func (i *Instance) PID() int { return i.pid }
 func (i *Instance) Config() Config {
 	i.mu.Lock()
 	defer i.mu.Unlock()

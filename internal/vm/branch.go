@@ -173,12 +173,14 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		kidCfgs[i] = c
 	}
 
+	tPrepared := time.Now()
 	if err := fault.Check("branch.before-freeze"); err != nil {
 		return BranchResult{}, err
 	}
 	// The freeze.
 	oldDisk := pcfg.Disk
 	pause, switched, ferr := m.freeze(ctx, mc.inst, holder, snap, nextDisk)
+	tFrozen := time.Now()
 	if !switched {
 		return BranchResult{}, ferr
 	}
@@ -218,10 +220,13 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err := holder.SaveState(ctx, snap.StatePath); err != nil {
 		return BranchResult{}, fmt.Errorf("save device state: %w", err)
 	}
-	holder.Stop(ctx)
+	// The holder is paused and never writes S again; QEMU takes a second or
+	// more to exit, so children do not wait for it.
+	go holder.Stop(bg)
 	os.Chmod(snap.MemPath, 0o400)
 	os.Chmod(snap.Layer, 0o400)
 
+	tSaved := time.Now()
 	// Children, in parallel.
 	res := BranchResult{SnapshotID: sid, Pause: pause}
 	type started struct {
@@ -292,7 +297,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		}
 	}
 	m.log.Info("branched", "parent", parentRow.ID, "snapshot", sid, "children", count,
-		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds())
+		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds(),
+		"prepare_ms", tPrepared.Sub(start).Milliseconds(), "copy_ms", tFrozen.Sub(tPrepared).Milliseconds(),
+		"state_ms", tSaved.Sub(tFrozen).Milliseconds(), "children_ms", time.Since(tSaved).Milliseconds())
 	return res, nil
 }
 
@@ -391,10 +398,13 @@ func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, sna
 		return resume(err)
 	}
 	pause = time.Since(stopped)
-	if _, err := parent.WaitMigration(ctx, 2*time.Millisecond, func(s string) bool { return s == "completed" }); err != nil {
+	mig, err := parent.WaitMigration(ctx, 2*time.Millisecond, func(s string) bool { return s == "completed" })
+	if err != nil {
 		parent.Execute(bg, "migrate_cancel", nil, nil)
 		return pause, true, err
 	}
+	m.log.Debug("snapshot copy", "total_ms", mig.TotalTime, "setup_ms", mig.SetupTime, "normal_pages", mig.RAM.Normal,
+		"zero_pages", mig.RAM.Duplicate, "transferred", mig.RAM.Transferred)
 	if _, err := holder.WaitStatus(ctx, time.Millisecond, "paused", "postmigrate"); err != nil {
 		return pause, true, fmt.Errorf("holder: %w", err)
 	}
@@ -445,3 +455,4 @@ func (m *Manager) keepConsole(cfg qemu.Config) string {
 	}
 	return dst
 }
+
