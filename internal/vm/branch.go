@@ -455,4 +455,3 @@ func (m *Manager) keepConsole(cfg qemu.Config) string {
 	}
 	return dst
 }
-
