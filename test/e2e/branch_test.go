@@ -204,7 +204,7 @@ func TestBranchConsistency(t *testing.T) {
 		wg.Add(1)
 		go func(i int, vm string) {
 			defer wg.Done()
-			r := p.vers("execute", vm, "pkill -f 'INSERT INTO' ; sleep 0.3; sqlite3 -cmd '.timeout 5000' /app/w.db 'PRAGMA integrity_check' && sqlite3 -cmd '.timeout 5000' /app/w.db 'SELECT count(*) > 0 FROM t'; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' >&2; sleep 2")
+			r := p.vers("execute", vm, "pkill -f 'INS[E]RT INTO' ; sleep 0.3; sqlite3 -cmd '.timeout 5000' /app/w.db 'PRAGMA integrity_check' && sqlite3 -cmd '.timeout 5000' /app/w.db 'SELECT count(*) > 0 FROM t'; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' >&2; sleep 2")
 			results[i] = r.out
 			rnd[i] = r.err
 		}(i, vm)
