@@ -296,6 +296,14 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 			res.AllReady = out[i].ready
 		}
 	}
+	// Give back the frozen RAM's zero pages, off the critical path.
+	go func() {
+		if freed, err := punchZeroPages(snap.MemPath); err != nil {
+			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)
+		} else {
+			m.log.Debug("sparsified snapshot RAM", "snapshot", sid, "freed_mib", freed>>20)
+		}
+	}()
 	m.log.Info("branched", "parent", parentRow.ID, "snapshot", sid, "children", count,
 		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds(),
 		"prepare_ms", tPrepared.Sub(start).Milliseconds(), "copy_ms", tFrozen.Sub(tPrepared).Milliseconds(),
