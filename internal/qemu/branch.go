@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -108,22 +109,55 @@ func (i *Instance) WaitStatus(ctx context.Context, every time.Duration, want ...
 // TopNode is the node name of the block node the root disk device writes to
 // (it changes each time the disk is switched to a new overlay).
 func (i *Instance) TopNode(ctx context.Context) (string, error) {
+	node, _, err := i.rootDisk(ctx)
+	return node, err
+}
+
+// ActiveDisk is the image file the root disk device writes to now.
+func (i *Instance) ActiveDisk(ctx context.Context) (string, error) {
+	_, file, err := i.rootDisk(ctx)
+	if err != nil {
+		return "", err
+	}
+	return imageFile(file)
+}
+
+// imageFile extracts the top image's file from a block node's filename,
+// which QEMU writes as a "json:{...}" pseudo-filename when the node's
+// backing was attached at run time rather than read from the image.
+func imageFile(name string) (string, error) {
+	spec, ok := strings.CutPrefix(name, "json:")
+	if !ok {
+		return name, nil
+	}
+	var node struct {
+		File struct {
+			Filename string `json:"filename"`
+		} `json:"file"`
+	}
+	if err := json.Unmarshal([]byte(spec), &node); err != nil || node.File.Filename == "" {
+		return "", fmt.Errorf("cannot read the disk file from %q", name)
+	}
+	return node.File.Filename, nil
+}
+
+func (i *Instance) rootDisk(ctx context.Context) (node, file string, err error) {
 	var blocks []struct {
-		Device   string `json:"device"`
 		QDev     string `json:"qdev"`
 		Inserted *struct {
 			NodeName string `json:"node-name"`
+			File     string `json:"file"`
 		} `json:"inserted"`
 	}
 	if err := i.Execute(ctx, "query-block", nil, &blocks); err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, b := range blocks {
-		if b.Inserted != nil && (b.QDev == "disk0" || strings.HasSuffix(b.QDev, "/disk0") || strings.Contains(b.QDev, "disk0")) {
-			return b.Inserted.NodeName, nil
+		if b.Inserted != nil && strings.Contains(b.QDev, "disk0") {
+			return b.Inserted.NodeName, b.Inserted.File, nil
 		}
 	}
-	return "", fmt.Errorf("vm %s: no root disk in query-block", i.cfg.Name)
+	return "", "", fmt.Errorf("vm %s: no root disk in query-block", i.cfg.Name)
 }
 
 // SwitchDisk makes the qcow2 file overlay (created beforehand, its backing

@@ -324,3 +324,18 @@ func TestWithHostDefaults(t *testing.T) {
 		t.Fatalf("WithHostDefaults overwrote set fields: %+v", kept)
 	}
 }
+
+func TestImageFile(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/v/vm/disk.qcow2", "/v/vm/disk.qcow2"},
+		{`json:{"backing": {"driver": "qcow2", "file": {"driver": "file", "filename": "/v/vm/disk.qcow2"}}, "driver": "qcow2", "file": {"driver": "file", "filename": "/v/vm/disk-90d952c6.qcow2"}}`, "/v/vm/disk-90d952c6.qcow2"},
+	}
+	for _, tt := range tests {
+		if got, err := imageFile(tt.in); err != nil || got != tt.want {
+			t.Errorf("imageFile(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := imageFile("json:{oops"); err == nil {
+		t.Error("bad json accepted")
+	}
+}

@@ -145,3 +145,14 @@ func (s *Store) DeleteSnapshot(ctx context.Context, id string) error {
 func (t *Tx) CreateVM(ctx context.Context, v VM) error {
 	return createVM(ctx, t.tx, v)
 }
+
+// DropSnapshot forgets a snapshot and every reference to it.
+func (s *Store) DropSnapshot(ctx context.Context, id string) error {
+	return s.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM refs WHERE snapshot_id=?`, id); err != nil {
+			return err
+		}
+		_, err := tx.tx.ExecContext(ctx, `DELETE FROM snapshots WHERE id=?`, id)
+		return err
+	})
+}

@@ -173,6 +173,23 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		kidCfgs[i] = c
 	}
 
+	// The snapshot is recorded, as used by the parent, before the freeze: a
+	// daemon killed after the parent's disk moved onto the layer must find
+	// the layer owned, not an unrecorded leftover to sweep away.
+	if err := m.store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateSnapshot(ctx, snap); err != nil {
+			return err
+		}
+		return tx.AddRef(ctx, store.Ref{VMID: parentRow.ID, SnapshotID: sid, Kind: store.RefDisk})
+	}); err != nil {
+		return BranchResult{}, err
+	}
+	undo.Add(func() {
+		if !frozen {
+			m.store.DropSnapshot(bg, sid)
+		}
+	})
+
 	tPrepared := time.Now()
 	if err := fault.Check("branch.before-freeze"); err != nil {
 		return BranchResult{}, err
@@ -184,23 +201,16 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if !switched {
 		return BranchResult{}, ferr
 	}
+	fault.Crash("branch.crash-after-freeze")
 	// From here the parent runs on nextDisk, whose backing is the snapshot's
-	// layer: the snapshot must be recorded whatever happens to the children.
+	// layer: the snapshot stays whatever happens to the children.
 	frozen = true
 	pcfg.Disk = nextDisk
 	mc.inst.SetConfig(pcfg)
 	pjson, _ := json.Marshal(pcfg)
 	parentRow.Machine = string(pjson)
-	if err := m.store.Update(bg, func(tx *store.Tx) error {
-		if err := tx.CreateSnapshot(bg, snap); err != nil {
-			return err
-		}
-		if err := tx.UpdateVM(bg, parentRow); err != nil {
-			return err
-		}
-		return tx.AddRef(bg, store.Ref{VMID: parentRow.ID, SnapshotID: sid, Kind: store.RefDisk})
-	}); err != nil {
-		m.log.Error("record snapshot", "id", sid, "err", err)
+	if err := m.store.UpdateVM(bg, parentRow); err != nil {
+		m.log.Error("record parent disk", "id", parentRow.ID, "err", err)
 		return BranchResult{}, err
 	}
 	// The old top's VM-directory name goes; the snapshot's name stays.

@@ -2,10 +2,14 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
 	"vers/api"
+	"vers/internal/paths"
 	"vers/internal/qemu"
 )
 
@@ -43,12 +47,24 @@ func (m *Manager) Recover(ctx context.Context) error {
 				m.log.Error("re-attach vm", "id", row.ID, "err", err)
 				continue
 			}
+			// A daemon killed during a branch may not have recorded that the
+			// disk moved to a new overlay: QEMU knows.
+			if file, err := inst.ActiveDisk(ctx); err == nil && file != "" && file != cfg.Disk && cfg.Disk != "" {
+				m.log.Warn("vm disk moved while the daemon was down", "id", row.ID, "disk", file)
+				cfg.Disk = file
+				inst.SetConfig(cfg)
+				if b, err := json.Marshal(cfg); err == nil {
+					row.Machine = string(b)
+					m.store.UpdateVM(ctx, row)
+				}
+			}
 			m.mu.Lock()
 			m.live[row.ID] = &machine{cfg: cfg, inst: inst}
 			m.mu.Unlock()
 			m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
 		}
 	}
+	m.sweep(ctx)
 	m.collect(ctx)
 	return nil
 }
@@ -77,5 +93,51 @@ func (m *Manager) Watch(ctx context.Context, every time.Duration) {
 				m.markDead(ctx, row)
 			}
 		}
+	}
+}
+
+// sweep removes what a daemon killed in the middle of an operation left on
+// disk without a record: VM directories with no row (and any QEMU in them),
+// and snapshots that were never recorded (their holder QEMU, their files,
+// their frozen RAM).
+func (m *Manager) sweep(ctx context.Context) {
+	rows, err := m.store.ListVMs(ctx)
+	if err != nil {
+		return
+	}
+	known := map[string]bool{}
+	for _, r := range rows {
+		known[r.ID] = true
+	}
+	if ents, err := os.ReadDir(m.layout.VMsDir()); err == nil {
+		for _, e := range ents {
+			if known[e.Name()] || !e.IsDir() {
+				continue
+			}
+			dir := filepath.Join(m.layout.VMsDir(), e.Name())
+			qemu.Kill(qemu.Config{Name: e.Name(), Dir: dir})
+			os.RemoveAll(dir)
+			m.log.Warn("removed leftover vm directory", "id", e.Name())
+		}
+	}
+	ents, err := os.ReadDir(m.layout.SnapshotsDir())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		sid := e.Name()
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(m.layout.SnapshotsDir(), sid)
+		// A holder never outlives its branch.
+		qemu.Kill(qemu.Config{Name: "snap-" + sid, Dir: filepath.Join(dir, "h")})
+		os.RemoveAll(filepath.Join(dir, "h"))
+		if _, err := m.store.GetSnapshot(ctx, sid); err == nil {
+			continue
+		}
+		os.RemoveAll(dir)
+		os.Remove(filepath.Join(paths.RAMDir(), "snap-"+sid+".ram"))
+		m.log.Warn("removed unrecorded snapshot", "id", sid)
 	}
 }

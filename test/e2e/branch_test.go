@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -305,5 +306,47 @@ func TestBranchFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBranchDaemonCrash: versd dies in the middle of a branch, right after
+// the parent's disk moved onto the snapshot's layer. The next command starts
+// a daemon that finds the parent running and usable, removes the half-made
+// child and the snapshot holder, and can branch the parent again.
+func TestBranchDaemonCrash(t *testing.T) {
+	requireVMs(t)
+	home := shortHome(t)
+	q := newProject(t)
+	q.env = []string{"VERS_HOME=" + home}
+	q.must("init")
+	q.must("run", "--vm-alias", "cr")
+	q.must("execute", "echo before > /root/f")
+
+	// Restart the daemon with the failure point armed.
+	pid := homeDaemonPID(t, home)
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitFor(t, "versd to stop", 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	q.env = []string{"VERS_HOME=" + home, "VERS_FAILPOINTS=branch.crash-after-freeze"}
+	if r := q.vers("branch", "--alias", "cr-kid"); r.code == 0 {
+		t.Fatal("branch succeeded although the daemon crashed")
+	}
+	q.env = []string{"VERS_HOME=" + home}
+	vms := q.status()
+	if len(vms) != 1 || vms[0].Alias != "cr" || vms[0].State != "running" {
+		t.Fatalf("after the crash: %+v", vms)
+	}
+	if out := q.must("execute", "cat /root/f; echo after >> /root/f; sync; tail -1 /root/f"); out != "before\nafter\n" {
+		t.Fatalf("parent after the crash: %q", out)
+	}
+	if out, _ := exec.Command("pgrep", "-fc", "qemu-system.*"+home).Output(); strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("%s QEMU processes after recovery, want the parent's only", strings.TrimSpace(string(out)))
+	}
+	b := q.branch("--alias", "cr-kid")
+	if out := q.must("execute", b.Children[0].Alias, "cat /root/f"); out != "before\nafter\n" {
+		t.Fatalf("child after recovery: %q", out)
+	}
+	q.must("kill", "cr", "-r")
+	if left, _ := filepath.Glob(filepath.Join(home, "snapshots", "*")); len(left) != 0 {
+		t.Fatalf("snapshots left: %v", left)
 	}
 }

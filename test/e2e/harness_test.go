@@ -242,7 +242,12 @@ func qemuRunning(id string) bool {
 
 func daemonPID(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(versHome, "versd.pid"))
+	return homeDaemonPID(t, versHome)
+}
+
+func homeDaemonPID(t *testing.T, home string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, "versd.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}
