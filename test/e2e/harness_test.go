@@ -98,12 +98,19 @@ func cleanupHome(home string) {
 		}
 	}
 	entries, _ := filepath.Glob(filepath.Join(home, "vms", "*", "qemu.pid"))
+	holders, _ := filepath.Glob(filepath.Join(home, "snapshots", "*", "h", "qemu.pid"))
+	entries = append(entries, holders...)
 	for _, p := range entries {
 		if b, err := os.ReadFile(p); err == nil {
 			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+	}
+	// Frozen RAM of this home's snapshots lives outside it.
+	snaps, _ := filepath.Glob(filepath.Join(home, "snapshots", "*"))
+	for _, s := range snaps {
+		os.Remove(filepath.Join("/dev/shm/vers", "snap-"+filepath.Base(s)+".ram"))
 	}
 	os.RemoveAll(home)
 }
