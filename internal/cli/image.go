@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -34,12 +37,14 @@ func newCmdImageBuild(f *Factory) *cobra.Command {
 		Use:   "build [NAME...]",
 		Short: "Build images (all known ones when none is named); cached ones are reused",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
 			st := imageStore(f)
 			if len(args) == 0 {
 				args = st.Names()
 			}
 			for _, name := range args {
-				info, err := st.Build(cmd.Context(), name, force, f.ErrOut)
+				info, err := st.Build(ctx, name, force, f.ErrOut)
 				if err != nil {
 					return imageError(name, err)
 				}

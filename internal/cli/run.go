@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -122,6 +125,10 @@ func runRun(ctx context.Context, o *RunOptions) error {
 // ensureImages builds the kernel and root filesystem images if they are
 // missing, printing progress.
 func ensureImages(ctx context.Context, f *Factory, names ...string) error {
+	// Ctrl-C stops a build cleanly (its scratch files and mounts removed)
+	// instead of killing vers in the middle of it.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	agentPath, _ := paths.AgentBinary()
 	store := image.New(f.Layout.ImageDir, agentPath)
 	for _, name := range names {
