@@ -6,6 +6,8 @@
 #   VERS_BENCH_BOOT_N, VERS_BENCH_EXEC_N, VERS_BENCH_WARM_N, VERS_BENCH_MEM_N
 #                       iterations (defaults 10, 50, 10, 5)
 #   VERS_BENCH_OUT=FILE also keep the raw `go test -bench` output in FILE
+#
+# BenchmarkBranch is one fixed experiment (~2 min) on 1 GiB VMs: it runs once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -33,6 +35,7 @@ if [ "${VERS_BENCH_COLD:-}" = 1 ]; then
 	bench BenchmarkImageBuildCold 1
 fi
 bench BenchmarkVersdMemory "${VERS_BENCH_MEM_N:-5}"
+bench BenchmarkBranch 1
 
 echo
 echo "==> results"
