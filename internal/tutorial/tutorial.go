@@ -170,10 +170,13 @@ type Migration struct {
 // epoch) before and after the migration bracket it, so runs can be shown to
 // overlap.
 func (m Migration) Script() string {
+	// The stamps bracket the migration and its check (show-state), the
+	// tutorial's "apply + test": what runs in parallel in Step 4.
 	return "echo \"MIGRATION-START $(date +%s%N)\"\n" +
-		"sqlite3 /app/db/ecommerce.db << 'EOF'\n" + m.SQL + "EOF\n" +
-		"echo \"MIGRATION-END $(date +%s%N)\"\n\n" +
-		ShowState + "\nexit\n"
+		"sqlite3 /app/db/ecommerce.db << 'EOF'\n" + m.SQL + "EOF\n\n" +
+		ShowState + "\n" +
+		"echo \"MIGRATION-END $(date +%s%N)\"\n" +
+		"exit\n"
 }
 
 // Migrations are Step 4's migrations, in the tutorial's order.

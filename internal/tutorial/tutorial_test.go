@@ -46,7 +46,7 @@ func TestMigrationScript(t *testing.T) {
 		}
 		s := m.Script()
 		if !strings.Contains(s, "sqlite3 /app/db/ecommerce.db << 'EOF'\n"+m.SQL+"EOF\n") ||
-			!strings.Contains(s, "\n/app/show-state.sh\nexit\n") {
+			!strings.Contains(s, "\n/app/show-state.sh\necho \"MIGRATION-END $(date +%s%N)\"\nexit\n") {
 			t.Errorf("%s script:\n%s", m.Alias, s)
 		}
 	}

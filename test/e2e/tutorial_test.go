@@ -296,7 +296,7 @@ func TestTutorialParallel(t *testing.T) {
 		if iv.Start < runs[i].start.UnixNano()-slack || iv.End > runs[i].end.UnixNano()+slack {
 			t.Fatalf("%s: guest interval %v outside the host's %v..%v", m.Alias, iv, runs[i].start, runs[i].end)
 		}
-		t.Logf("%s: host %s..%s, guest migration %.0f ms", m.Alias, runs[i].start.Format("15:04:05.000"),
+		t.Logf("%s: host %s..%s, guest migration and check %.0f ms", m.Alias, runs[i].start.Format("15:04:05.000"),
 			runs[i].end.Format("15:04:05.000"), float64(iv.End-iv.Start)/1e6)
 		guest = append(guest, iv)
 	}
