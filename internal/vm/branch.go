@@ -118,6 +118,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err := os.MkdirAll(snap.Dir, 0o700); err != nil {
 		return BranchResult{}, err
 	}
+	if err := os.MkdirAll(paths.RAMDir(), 0o700); err != nil {
+		return BranchResult{}, fmt.Errorf("RAM directory: %w", err)
+	}
 	// Once the parent's disk has moved onto the snapshot's layer, the snapshot
 	// is the parent's too: from then on only the garbage collector, which
 	// counts references, may delete it.
