@@ -317,7 +317,9 @@ func TestBranchDaemonCrash(t *testing.T) {
 	requireVMs(t)
 	home := shortHome(t)
 	q := newProject(t)
-	q.env = []string{"VERS_HOME=" + home}
+	// A RAM directory that does not exist yet, as on a fresh machine.
+	ram := "VERS_RAM_DIR=" + filepath.Join(home, "ram")
+	q.env = []string{"VERS_HOME=" + home, ram}
 	q.must("init")
 	q.must("run", "--vm-alias", "cr")
 	q.must("execute", "echo before > /root/f")
@@ -326,11 +328,11 @@ func TestBranchDaemonCrash(t *testing.T) {
 	pid := homeDaemonPID(t, home)
 	syscall.Kill(pid, syscall.SIGTERM)
 	waitFor(t, "versd to stop", 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
-	q.env = []string{"VERS_HOME=" + home, "VERS_FAILPOINTS=branch.crash-after-freeze"}
+	q.env = []string{"VERS_HOME=" + home, ram, "VERS_FAILPOINTS=branch.crash-after-freeze"}
 	if r := q.vers("branch", "--alias", "cr-kid"); r.code == 0 {
 		t.Fatal("branch succeeded although the daemon crashed")
 	}
-	q.env = []string{"VERS_HOME=" + home}
+	q.env = []string{"VERS_HOME=" + home, ram}
 	vms := q.status()
 	if len(vms) != 1 || vms[0].Alias != "cr" || vms[0].State != "running" {
 		t.Fatalf("after the crash: %+v", vms)
