@@ -13,6 +13,13 @@
 // pidfile, checked against /proc/PID/cmdline so a reused PID is never taken
 // for a VM, and through the QMP socket.
 //
+// QMP is spoken by a small client of its own (qmp.go) rather than
+// digitalocean/go-qemu's: every call here needs a context (a branch must not
+// hang on a stuck QEMU), QEMU's error class (to tell a missing command from a
+// failed one), file descriptors passed with a command (getfd) without the
+// "oob" capability, and replies matched to commands by id so that a reply
+// arriving after its caller gave up is dropped, not handed to the next call.
+//
 // This package must never keep state of its own about VMs (the store does),
 // never leave a QEMU running after a failed Start, and never signal a process
 // it has not verified to be the QEMU of the given VM directory.
