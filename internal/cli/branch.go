@@ -58,11 +58,7 @@ NAME-N with --alias).`,
 }
 
 func runBranch(ctx context.Context, o *BranchOptions) error {
-	ref, err := o.f.headRef(o.VM)
-	if err != nil {
-		return err
-	}
-	c, err := o.f.Client(ctx)
+	ref, c, err := o.f.target(ctx, o.VM)
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,7 @@ so a script can be piped or passed as a here-document.`,
 }
 
 func runConnect(ctx context.Context, o *ConnectOptions) error {
-	ref, err := o.f.headRef(o.VM)
-	if err != nil {
-		return err
-	}
-	c, err := o.f.Client(ctx)
+	ref, c, err := o.f.target(ctx, o.VM)
 	if err != nil {
 		return err
 	}

@@ -64,11 +64,7 @@ word after VM is joined with spaces, so quoting the command is optional.`,
 }
 
 func runExecute(ctx context.Context, o *ExecuteOptions) error {
-	ref, err := o.f.headRef(o.VM)
-	if err != nil {
-		return err
-	}
-	c, err := o.f.Client(ctx)
+	ref, c, err := o.f.target(ctx, o.VM)
 	if err != nil {
 		return err
 	}

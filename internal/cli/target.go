@@ -34,6 +34,20 @@ func (f *Factory) headRef(arg string) (string, error) {
 	return head, nil
 }
 
+// target is headRef plus a client of the daemon: what every command that
+// acts on one VM starts with.
+func (f *Factory) target(ctx context.Context, arg string) (string, *client.Client, error) {
+	ref, err := f.headRef(arg)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := f.Client(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return ref, c, nil
+}
+
 // resolve looks ref up in the daemon, explaining a HEAD that points at a VM
 // that is gone.
 func resolve(ctx context.Context, c *client.Client, ref string, fromHead bool) (api.VM, error) {
