@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 
 	"vers/api"
 	"vers/internal/errdefs"
@@ -315,6 +317,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	}
 	// Give back the frozen RAM's zero pages, off the critical path.
 	go func() {
+		// At the lowest CPU priority: guests come first.
+		runtime.LockOSThread()
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 		if freed, err := punchZeroPages(snap.MemPath); err != nil {
 			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)
 		} else {

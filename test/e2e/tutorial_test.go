@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -269,12 +270,17 @@ func TestTutorialParallel(t *testing.T) {
 	}
 	runs := make([]run, len(tutorial.Migrations))
 	var wg sync.WaitGroup
+	// As three people would press enter together, each session waits for
+	// the same instant (guest clocks are the host's) before it migrates:
+	// had vers run the sessions one after another, they could not overlap.
+	go1 := time.Now().Add(4 * time.Second).UnixNano()
+	barrier := fmt.Sprintf("while [ $(date +%%s%%N) -lt %d ]; do sleep 0.02; done\n", go1)
 	for i, m := range tutorial.Migrations {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			runs[i].start = time.Now()
-			runs[i].r = p.versIn(m.Script(), "connect", m.Alias)
+			runs[i].r = p.versIn(barrier+m.Script(), "connect", m.Alias)
 			runs[i].end = time.Now()
 		}()
 	}
