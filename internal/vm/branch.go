@@ -195,6 +195,21 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		}
 	})
 
+	if pcfg.MemPath != "" && !mc.prefaulted {
+		// Punching the snapshot's zero pages unmaps them again: let it end.
+		if ch, ok := m.sparsing.Load(parentRow.SnapshotID); ok {
+			select {
+			case <-ch.(chan struct{}):
+			case <-ctx.Done():
+				return BranchResult{}, ctx.Err()
+			}
+		}
+		if err := prefault(mc.inst.PID(), pcfg.MemPath); err != nil {
+			m.log.Warn("prefault guest RAM", "vm", parentRow.ID, "err", err)
+		} else {
+			mc.prefaulted = true
+		}
+	}
 	tPrepared := time.Now()
 	if err := fault.Check("branch.before-freeze"); err != nil {
 		return BranchResult{}, err
@@ -316,9 +331,13 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		}
 	}
 	// Give back the frozen RAM's zero pages, off the critical path.
+	sparsed := make(chan struct{})
+	m.sparsing.Store(sid, sparsed)
 	go func() {
+		defer func() { m.sparsing.Delete(sid); close(sparsed) }()
 		// At the lowest CPU priority: guests come first.
 		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 		if freed, err := punchZeroPages(snap.MemPath); err != nil {
 			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)

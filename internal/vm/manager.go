@@ -51,6 +51,9 @@ type Manager struct {
 	live map[string]*machine // running VMs this daemon is attached to, by id
 	// opMu serialises operations that change the set of VMs or the tree.
 	opMu sync.Mutex
+	// sparsing holds, per snapshot, a channel closed when the background
+	// punching of its frozen RAM's zero pages is done.
+	sparsing sync.Map
 }
 
 // machine is the daemon's handle on one running VM.
@@ -60,6 +63,9 @@ type machine struct {
 
 	mu    sync.Mutex
 	agent *agent.Client
+	// prefaulted: its file-backed RAM is mapped in whole (see prefault);
+	// it stays so, so only a VM's first branch pays for it.
+	prefaulted bool
 }
 
 // New returns a manager; call Recover before serving.

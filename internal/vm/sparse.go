@@ -2,8 +2,10 @@ package vm
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,4 +61,40 @@ func punchZeroPages(path string) (int64, error) {
 		}
 	}
 	return freed, flush()
+}
+
+// prefault maps every page of the file at memPath into the address space of
+// process pid (which maps it as guest RAM) by reading the mapping through
+// /proc/PID/mem. A background snapshot first touches every guest page so it
+// can write-protect it; in a VM whose RAM is a private file mapping that has
+// never been touched that is ~0.4 s per GiB, inside the guest's pause. Done
+// here, before the pause, it costs the pause nothing.
+func prefault(pid int, memPath string) error {
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return err
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	buf := make([]byte, 1<<20)
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[len(f)-1] != memPath {
+			continue
+		}
+		var start, end uint64
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil {
+			continue
+		}
+		for off := start; off < end; off += uint64(len(buf)) {
+			n := min(uint64(len(buf)), end-off)
+			if _, err := mem.ReadAt(buf[:n], int64(off)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
