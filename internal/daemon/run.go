@@ -51,6 +51,7 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 		return fmt.Errorf("recover vms: %w", err)
 	}
 	go vms.Watch(ctx, 2*time.Second)
+	go vms.PruneImages(ctx, images)
 
 	sock := layout.Socket()
 	os.Remove(sock) // we hold the lock, so any socket file is stale
