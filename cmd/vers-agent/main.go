@@ -5,8 +5,8 @@
 //
 //   - initramfs: PID 1 on the kernel's in-memory root that holds
 //     /lib/modules/load-order. Loads the modules, mounts the root device
-//     (vers.root=, default /dev/vda), switches root and executes
-//     /sbin/vers-agent there.
+//     (vers.root=, default /dev/vda), switches root and goes on as the
+//     rootfs stage in the same process.
 //   - rootfs: PID 1 on the real root. Mounts, grows the root filesystem,
 //     configures the network and hostname (vers.hostname=, default "vers"),
 //     reaps orphans, and serves the host forever.
@@ -40,10 +40,16 @@ func main() {
 	switch guest.DetectStage() {
 	case guest.StageInitramfs:
 		log := guest.NewConsoleLogger()
-		err := guest.RunInitramfs(log.Logf)
-		log.Logf("initramfs stage failed: %v", err)
-		// PID 1 must not exit: the kernel would panic and the log be lost.
-		select {}
+		if err := guest.RunInitramfs(log.Logf); err != nil {
+			log.Logf("initramfs stage failed: %v", err)
+			// PID 1 must not exit: the kernel would panic and the log be lost.
+			select {}
+		}
+		// The same process goes on as the root filesystem's init: the copy
+		// installed there (/sbin/vers-agent, /sbin/init) is the same binary,
+		// and not executing it again saves reading it from disk and a second
+		// start-up (~0.3 s of a boot on TCG).
+		runRoot(log)
 	case guest.StageRootfs:
 		runRoot(guest.NewConsoleLogger())
 	default:

@@ -52,8 +52,8 @@ func RunInitramfs(logf func(string, ...any)) error {
 	if err := switchRoot(newRoot); err != nil {
 		return err
 	}
-	logf("switched root to %s, starting %s", dev, RootAgent)
-	return unix.Exec(RootAgent, []string{RootAgent}, os.Environ())
+	logf("switched root to %s", dev)
+	return nil
 }
 
 // loadModules loads the modules named in dir/load-order, in that order.
