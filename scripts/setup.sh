@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs zstd xz-utils ca-certificates; do
+for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs zstd xz-utils ca-certificates procps; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
