@@ -261,31 +261,12 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	os.Chmod(snap.Layer, 0o400)
 
 	tSaved := time.Now()
-	// Children, in parallel.
 	res := BranchResult{SnapshotID: sid, Pause: pause}
-	type started struct {
-		mc    *machine
-		ready time.Duration
-		err   error
-	}
-	out := make([]started, count)
-	var wg sync.WaitGroup
-	for i := range kids {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			mc, err := m.startChild(ctx, kids[i], kidCfgs[i], snap)
-			out[i] = started{mc: mc, ready: time.Since(start), err: err}
-		}(i)
-	}
-	wg.Wait()
-	for i, o := range out {
+	out, err := m.startChildren(ctx, kids, kidCfgs, snap, start)
+	for _, o := range out {
 		if o.mc != nil {
-			inst := o.mc
-			undo.Add(func() { inst.closeAgent(); inst.inst.Stop(bg) })
-		}
-		if o.err != nil && err == nil {
-			err = fmt.Errorf("child %d of %d: %w", i+1, count, o.err)
+			mc := o.mc
+			undo.Add(func() { mc.closeAgent(); mc.inst.Close(); qemu.Kill(mc.cfg) })
 		}
 	}
 	if err != nil {
@@ -331,20 +312,7 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		}
 	}
 	// Give back the frozen RAM's zero pages, off the critical path.
-	sparsed := make(chan struct{})
-	m.sparsing.Store(sid, sparsed)
-	go func() {
-		defer func() { m.sparsing.Delete(sid); close(sparsed) }()
-		// At the lowest CPU priority: guests come first.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
-		if freed, err := punchZeroPages(snap.MemPath); err != nil {
-			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)
-		} else {
-			m.log.Debug("sparsified snapshot RAM", "snapshot", sid, "freed_mib", freed>>20)
-		}
-	}()
+	m.sparsify(sid, snap.MemPath)
 	m.log.Info("branched", "parent", parentRow.ID, "snapshot", sid, "children", count,
 		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds(),
 		"prepare_ms", tPrepared.Sub(start).Milliseconds(), "copy_ms", tFrozen.Sub(tPrepared).Milliseconds(),
@@ -503,4 +471,54 @@ func (m *Manager) keepConsole(cfg qemu.Config) string {
 		os.WriteFile(dst, b, 0o600)
 	}
 	return dst
+}
+
+// sparsify punches the zero pages out of a snapshot's frozen RAM in the
+// background, at the lowest CPU priority: guests come first. m.sparsing
+// holds a channel closed when it is done.
+func (m *Manager) sparsify(sid, path string) {
+	done := make(chan struct{})
+	m.sparsing.Store(sid, done)
+	go func() {
+		defer func() { m.sparsing.Delete(sid); close(done) }()
+		// The thread's priority is lowered and never restored: the runtime
+		// ends a thread whose goroutine exits while locked to it.
+		runtime.LockOSThread()
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+		if freed, err := punchZeroPages(path); err != nil {
+			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)
+		} else {
+			m.log.Debug("sparsified snapshot RAM", "snapshot", sid, "freed_mib", freed>>20)
+		}
+	}()
+}
+
+// started is one child's start: its handle, when it was ready, or why not.
+type started struct {
+	mc    *machine
+	ready time.Duration
+	err   error
+}
+
+// startChildren starts every child from snap at once. It returns each
+// child's outcome (so the caller can undo the ones that started) and the
+// first failure.
+func (m *Manager) startChildren(ctx context.Context, kids []store.VM, cfgs []qemu.Config, snap store.Snapshot, since time.Time) ([]started, error) {
+	out := make([]started, len(kids))
+	var wg sync.WaitGroup
+	for i := range kids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			mc, err := m.startChild(ctx, kids[i], cfgs[i], snap)
+			out[i] = started{mc: mc, ready: time.Since(since), err: err}
+		}(i)
+	}
+	wg.Wait()
+	for i, o := range out {
+		if o.err != nil {
+			return out, fmt.Errorf("child %d of %d: %w", i+1, len(kids), o.err)
+		}
+	}
+	return out, nil
 }
