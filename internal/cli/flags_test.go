@@ -121,3 +121,38 @@ func TestSplitRemote(t *testing.T) {
 		}
 	}
 }
+
+func TestBranchArgs(t *testing.T) {
+	tests := []struct {
+		args  []string
+		code  int
+		vm    string
+		alias string
+		count int
+		co    bool
+	}{
+		{[]string{"--alias", "migration-premium"}, 0, "", "migration-premium", 1, false},
+		{[]string{"db-root", "--alias", "x", "-c"}, 0, "db-root", "x", 1, true},
+		{[]string{"--count", "3", "--alias", "s"}, 0, "", "s", 3, false},
+		{[]string{"--count", "0"}, ExitInvalid, "", "", 0, false},
+		{[]string{"--count", "2", "-c"}, ExitUsage, "", "", 0, false},
+		{[]string{"a", "b"}, ExitUsage, "", "", 0, false},
+		{[]string{"--format", "xml"}, ExitUsage, "", "", 0, false},
+	}
+	for _, tt := range tests {
+		f, _, _ := testFactory()
+		var got *BranchOptions
+		root := NewRoot(f)
+		root.RemoveCommand(root.Commands()...)
+		root.AddCommand(NewCmdBranch(f, func(_ context.Context, o *BranchOptions) error { got = o; return nil }))
+		root.SetArgs(append([]string{"branch"}, tt.args...))
+		err := root.Execute()
+		if code := ExitCode(err); code != tt.code {
+			t.Errorf("%q: exit %d (%v), want %d", tt.args, code, err, tt.code)
+			continue
+		}
+		if tt.code == 0 && (got.VM != tt.vm || got.Alias != tt.alias || got.Count != tt.count || got.Checkout != tt.co) {
+			t.Errorf("%q: got %+v", tt.args, got)
+		}
+	}
+}
