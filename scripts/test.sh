@@ -10,6 +10,6 @@ export VERS_BIN="$PWD/bin"
 echo "==> building images (cached after the first run)"
 bin/vers image build
 echo "==> unit tests"
-go test -count=1 ./api/... ./client/... ./internal/...
+go test -count=1 ./api/... ./client/... ./internal/... ./cmd/... ./test/bench/
 echo "==> end-to-end tests (real VMs)"
 go test -count=1 -timeout 40m -v ./test/e2e/...
