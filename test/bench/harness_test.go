@@ -1,5 +1,5 @@
 // Package bench measures vers on real VMs: boot to agent-ready, exec round
-// trips, image builds and daemon memory. Every benchmark measures a baseline
+// trips, image builds, daemon memory and branching. Every benchmark measures a baseline
 // in the same run and reports its figures as ratios to it, because the
 // absolute numbers of a shared machine move from run to run.
 //
