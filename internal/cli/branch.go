@@ -64,7 +64,7 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 	}
 	res, err := c.Branch(ctx, ref, api.BranchRequest{Alias: o.Alias, Count: o.Count})
 	if err != nil {
-		return execError(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", err)
 	}
 	if o.Checkout {
 		p, err := o.f.Project()

@@ -49,9 +49,9 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 			fmt.Fprintln(o.f.Out, "HEAD is not set; `vers checkout VM` sets it.")
 			return nil
 		}
-		v, err := resolve(ctx, c, head, true)
+		v, err := c.GetVM(ctx, head)
 		if err != nil {
-			return err
+			return headGone(head, true, err)
 		}
 		fmt.Fprintf(o.f.Out, "HEAD -> %s (%s, %s)\n", label(v), v.ID, v.State)
 		return nil

@@ -52,7 +52,7 @@ func runConnect(ctx context.Context, o *ConnectOptions) error {
 		res, err := c.Exec(ctx, ref, api.ExecRequest{Argv: []string{"bash", "-l"}},
 			client.ExecIO{Stdin: o.f.In, Stdout: o.f.Out, Stderr: o.f.ErrOut})
 		if err != nil {
-			return execError(ref, o.VM == "", err)
+			return headGone(ref, o.VM == "", err)
 		}
 		if res.ExitCode != 0 {
 			return &ExitErr{Code: res.ExitCode}
@@ -117,7 +117,7 @@ func interactive(ctx context.Context, o *ConnectOptions, c *client.Client, ref s
 		if ctx.Err() != nil {
 			return &ExitErr{Code: 128 + int(syscall.SIGTERM), Err: fmt.Errorf("session ended by signal")}
 		}
-		return execError(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", err)
 	}
 	if res.ExitCode != 0 {
 		return &ExitErr{Code: res.ExitCode}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -90,7 +89,7 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: o.Timeout.Milliseconds(),
 	}, streams)
 	if err != nil {
-		return execError(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", err)
 	}
 	if res.TimedOut {
 		return &ExitErr{Code: ExitTimeout, Err: fmt.Errorf("command timed out after %s and was killed", o.Timeout)}
@@ -100,12 +99,3 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 	}
 	return nil
 }
-
-func execError(ref string, fromHead bool, err error) error {
-	if fromHead && errdefs.Code(err) == "not_found" {
-		return fmt.Errorf("HEAD names VM %s, which no longer exists; `vers checkout VM` picks another: %w", ref, errdefs.ErrNotFound)
-	}
-	return err
-}
-
-var _ io.Reader = (*os.File)(nil)

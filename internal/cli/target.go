@@ -48,14 +48,13 @@ func (f *Factory) target(ctx context.Context, arg string) (string, *client.Clien
 	return ref, c, nil
 }
 
-// resolve looks ref up in the daemon, explaining a HEAD that points at a VM
-// that is gone.
-func resolve(ctx context.Context, c *client.Client, ref string, fromHead bool) (api.VM, error) {
-	v, err := c.GetVM(ctx, ref)
+// headGone explains a not-found error for a VM that came from HEAD: HEAD
+// still names a VM that has been killed since.
+func headGone(ref string, fromHead bool, err error) error {
 	if err != nil && fromHead && errors.Is(err, errdefs.ErrNotFound) {
-		return v, fmt.Errorf("HEAD names VM %s, which no longer exists; `vers checkout VM` picks another: %w", ref, errdefs.ErrNotFound)
+		return fmt.Errorf("HEAD names VM %s, which no longer exists; `vers checkout VM` picks another: %w", ref, errdefs.ErrNotFound)
 	}
-	return v, err
+	return err
 }
 
 func label(v api.VM) string {

@@ -320,20 +320,6 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	return res, nil
 }
 
-// attached returns the daemon's handle on a running VM.
-func (m *Manager) attached(row store.VM) (*machine, error) {
-	if row.State != api.StateRunning {
-		return nil, fmt.Errorf("vm %s is %s; only a running VM can be branched: %w", label(row), row.State, errdefs.ErrConflict)
-	}
-	m.mu.Lock()
-	mc := m.live[row.ID]
-	m.mu.Unlock()
-	if mc == nil {
-		return nil, fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
-	}
-	return mc, nil
-}
-
 // startHolder starts the QEMU that receives the parent's state into the
 // snapshot's RAM file. It never runs the guest (-S).
 func (m *Manager) startHolder(ctx context.Context, pcfg qemu.Config, snap store.Snapshot, diskMiB int) (*qemu.Instance, error) {

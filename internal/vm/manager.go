@@ -314,19 +314,9 @@ func (m *Manager) Agent(ctx context.Context, ref string) (*agent.Client, api.VM,
 	if err != nil {
 		return nil, api.VM{}, err
 	}
-	switch row.State {
-	case api.StateRunning:
-	case api.StateDead:
-		return nil, toAPI(row), fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
-			label(row), m.layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
-	default:
-		return nil, toAPI(row), fmt.Errorf("vm %s is %s, not running: %w", label(row), row.State, errdefs.ErrConflict)
-	}
-	m.mu.Lock()
-	mc := m.live[row.ID]
-	m.mu.Unlock()
-	if mc == nil {
-		return nil, toAPI(row), fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
+	mc, err := m.attached(row)
+	if err != nil {
+		return nil, toAPI(row), err
 	}
 	mc.mu.Lock()
 	c := mc.agent
@@ -344,6 +334,26 @@ func (m *Manager) Agent(ctx context.Context, ref string) (*agent.Client, api.VM,
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	return mc.agent, toAPI(row), nil
+}
+
+// attached returns the daemon's handle on a running VM, or says why the VM
+// cannot be used.
+func (m *Manager) attached(row store.VM) (*machine, error) {
+	switch row.State {
+	case api.StateRunning:
+	case api.StateDead:
+		return nil, fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
+			label(row), m.layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
+	default:
+		return nil, fmt.Errorf("vm %s is %s, not running: %w", label(row), row.State, errdefs.ErrConflict)
+	}
+	m.mu.Lock()
+	mc := m.live[row.ID]
+	m.mu.Unlock()
+	if mc == nil {
+		return nil, fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
+	}
+	return mc, nil
 }
 
 // DropAgent forgets a broken agent connection so the next call redials.

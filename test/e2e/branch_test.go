@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vers/internal/paths"
 )
 
 type branchOut struct {
@@ -65,7 +67,7 @@ func usage(t *testing.T, home string) (ram, disk int64) {
 		n, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
 		return n
 	}
-	return du("/dev/shm/vers"), du(filepath.Join(home, "vms")) + du(filepath.Join(home, "snapshots"))
+	return du(paths.RAMDir()), du(filepath.Join(home, "vms")) + du(filepath.Join(home, "snapshots"))
 }
 
 // TestBranch: children start from the parent's exact state — a counter held
@@ -300,7 +302,7 @@ func TestBranchFailures(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join(home, "snapshots", "*")); len(left) != 0 {
 				t.Fatalf("snapshots left after killing the VM: %v", left)
 			}
-			if ents, _ := os.ReadDir("/dev/shm/vers"); len(ents) > 0 {
+			if ents, _ := os.ReadDir(paths.RAMDir()); len(ents) > 0 {
 				for _, e := range ents {
 					t.Logf("RAM dir holds %s (may belong to another test)", e.Name())
 				}

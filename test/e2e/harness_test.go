@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vers/internal/paths"
 )
 
 var (
@@ -110,7 +112,7 @@ func cleanupHome(home string) {
 	// Frozen RAM of this home's snapshots lives outside it.
 	snaps, _ := filepath.Glob(filepath.Join(home, "snapshots", "*"))
 	for _, s := range snaps {
-		os.Remove(filepath.Join("/dev/shm/vers", "snap-"+filepath.Base(s)+".ram"))
+		os.Remove(filepath.Join(paths.RAMDir(), "snap-"+filepath.Base(s)+".ram"))
 	}
 	os.RemoveAll(home)
 }
