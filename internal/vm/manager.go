@@ -191,7 +191,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 
 	mc := &machine{cfg: cfg, inst: inst}
 	if err := m.connect(ctx, mc, row, m.BootTimeout); err != nil {
-		return api.VM{}, fmt.Errorf("vm did not come up (console log: %s): %w", cfg.SerialLog(), err)
+		kept := m.keepConsole(cfg)
+		return api.VM{}, fmt.Errorf("vm did not come up: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500))
 	}
 	undo.Add(func() { mc.closeAgent() })
 
@@ -236,13 +237,33 @@ func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
 
 // connect dials the agent of mc, waits until the guest is up and brings its
 // clock, entropy and hostname in line with the host.
+// A QEMU that exits meanwhile (a guest that panicked or powered off) ends the
+// wait at once.
 func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
-	dctx, cancel := context.WithTimeout(ctx, timeout)
+	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
 	defer cancel()
+	wctx, cancelWatch := context.WithCancelCause(dctx)
+	defer cancelWatch(nil)
+	go func() {
+		t := time.NewTicker(exitPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if mc.inst.Exited() {
+					cancelWatch(errExited)
+					return
+				}
+			}
+		}
+	}()
+	dctx = wctx
 	c, err := agent.Dial(dctx, mc.cfg.AgentSocket())
 	if err != nil {
-		if dctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout)
+		if cause := context.Cause(dctx); dctx.Err() != nil && ctx.Err() == nil {
+			return cause
 		}
 		return err
 	}
@@ -261,6 +282,13 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	mc.mu.Unlock()
 	return nil
 }
+
+// exitPoll is how often a VM that is coming up is checked for a QEMU that
+// exited.
+const exitPoll = 100 * time.Millisecond
+
+// errExited: the VM's QEMU process exited before its agent answered.
+var errExited = errors.New("the VM stopped before its agent answered (QEMU exited: the guest panicked or powered off)")
 
 func hostname(row store.VM) string {
 	if row.Alias != "" {

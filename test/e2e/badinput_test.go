@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInput: every mistake gets a clear message, its stable exit code,
@@ -98,6 +99,36 @@ func TestFailedRunLeavesNothing(t *testing.T) {
 	q.expect(1, "qemu-system-x86", "run")
 	if vms := q.status(); len(vms) != 0 {
 		t.Fatalf("run without QEMU left %+v", vms)
+	}
+
+	// QEMU dies while the guest boots: the run ends at once, not after the
+	// boot timeout, says why, keeps the console, and leaves nothing.
+	home3 := shortHome(t)
+	r3 := newProject(t)
+	r3.env = []string{"VERS_HOME=" + home3, "VERS_BOOT_TIMEOUT=5m"}
+	r3.must("init")
+	go func() {
+		for i := 0; i < 600; i++ {
+			logs, _ := filepath.Glob(filepath.Join(home3, "vms", "*", "serial.log"))
+			if st, err := os.Stat(strings.Join(logs, "")); len(logs) == 1 && err == nil && st.Size() > 0 {
+				exec.Command("pkill", "-KILL", "-f", "qemu-system.*"+home3).Run()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	res := r3.expect(1, "QEMU exited", "run", "--vm-alias", "dies")
+	if res.dur > time.Minute {
+		t.Fatalf("a run whose QEMU died took %s to fail", res.dur)
+	}
+	if !strings.Contains(res.err, "console") {
+		t.Fatalf("the error does not point at the console log: %s", res.err)
+	}
+	if vms := r3.status(); len(vms) != 0 {
+		t.Fatalf("a run whose QEMU died left %+v", vms)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(home3, "vms", "*")); len(dirs) != 0 {
+		t.Fatalf("a run whose QEMU died left %v", dirs)
 	}
 }
 
