@@ -25,4 +25,6 @@ echo "==> building bin/vers bin/versd bin/vers-agent"
 mkdir -p bin
 go build -o bin/vers ./cmd/vers
 go build -o bin/versd ./cmd/versd
-CGO_ENABLED=0 go build -ldflags='-s -w' -o bin/vers-agent ./cmd/vers-agent
+# Static and reproducible (the same bytes from any clone): the images' cache
+# key includes the agent. test/e2e builds it with the same flags.
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o bin/vers-agent ./cmd/vers-agent

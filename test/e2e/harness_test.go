@@ -59,9 +59,18 @@ func run(m *testing.M) int {
 	return code
 }
 
+// buildBinaries builds the commands into dir. The agent is built exactly as
+// scripts/setup.sh builds it (static, reproducible: the same bytes from any
+// clone), so that the images, whose cache key includes the agent, are shared
+// between the suite, the demo and the benchmarks.
 func buildBinaries(dir string) error {
-	for _, b := range []struct{ name, cgo string }{{"vers", "1"}, {"versd", "1"}, {"vers-agent", "0"}} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.name), "vers/cmd/"+b.name)
+	agentFlags := []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+	for _, b := range []struct {
+		name, cgo string
+		flags     []string
+	}{{"vers", "1", nil}, {"versd", "1", nil}, {"vers-agent", "0", agentFlags}} {
+		args := append(append([]string{"build"}, b.flags...), "-o", filepath.Join(dir, b.name), "vers/cmd/"+b.name)
+		cmd := exec.Command("go", args...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v\n%s", b.name, err, out)
