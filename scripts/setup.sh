@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs zstd xz-utils ca-certificates procps; do
+# xfsprogs: guest RAM lives on an in-memory XFS, whose reflinks make branching
+# share RAM instead of copying it (internal/rampool).
+for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs xfsprogs zstd xz-utils ca-certificates procps; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

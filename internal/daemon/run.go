@@ -16,6 +16,7 @@ import (
 
 	"vers/internal/image"
 	"vers/internal/paths"
+	"vers/internal/rampool"
 	"vers/internal/store"
 	"vers/internal/vm"
 )
@@ -46,7 +47,12 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 	defer st.Close()
 	agentPath, _ := paths.AgentBinary()
 	images := image.New(layout.ImageDir, agentPath)
+	pool, err := rampool.Ensure(ctx, paths.RAMDir(), paths.RAMPoolDir(), log)
+	if err != nil {
+		return err
+	}
 	vms := vm.New(layout, st, images, log)
+	vms.UseRAMPool(pool)
 	if err := vms.Recover(ctx); err != nil {
 		return fmt.Errorf("recover vms: %w", err)
 	}

@@ -40,12 +40,23 @@ func (l Layout) VMDir(id string) string { return filepath.Join(l.Home, "vms", id
 func (l Layout) SnapshotsDir() string { return filepath.Join(l.Home, "snapshots") }
 
 // RAMDir holds guest RAM files (VERS_RAM_DIR, default /dev/shm/vers): each
-// running VM's own RAM, and the frozen RAM of snapshots that children map.
+// running VM's own RAM, and the frozen RAM of snapshots.
 func RAMDir() string {
 	if d := os.Getenv("VERS_RAM_DIR"); d != "" {
 		return d
 	}
 	return "/dev/shm/vers"
+}
+
+// RAMPoolDir is where the in-memory filesystem that the default RAMDir is
+// mounted from keeps its image (see internal/rampool), or "" when the daemon
+// must not mount one: with VERS_RAM_POOL=off, or a RAM directory of one's own
+// (VERS_RAM_DIR), which is used as it is. One filesystem, one mount point.
+func RAMPoolDir() string {
+	if os.Getenv("VERS_RAM_POOL") == "off" || os.Getenv("VERS_RAM_DIR") != "" {
+		return ""
+	}
+	return "/run/vers/pool"
 }
 
 // AgentBinary finds the vers-agent binary that images embed: VERS_AGENT, or

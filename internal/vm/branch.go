@@ -18,29 +18,40 @@ import (
 	"vers/internal/fault"
 	"vers/internal/paths"
 	"vers/internal/qemu"
+	"vers/internal/rampool"
 	"vers/internal/revert"
 	"vers/internal/store"
 )
 
-// How a branch is made (see docs/branching.md for the measurements behind it):
+// How a branch is made (docs/branching.md has the measurements behind it).
+// The disk is the same either way: in the pause the parent's disk moves onto
+// a new overlay, and its old top becomes the snapshot's immutable layer, under
+// the parent's and every child's overlay. RAM is done one of two ways:
 //
-//  1. A "holder" QEMU is started beside the parent, identical but for its RAM,
-//     a fresh shared file S, and waiting for an incoming migration.
-//  2. The parent is live-migrated into the holder over a unix socket: RAM is
-//     copied while the guest runs; only the last dirty pages and the device
-//     state are sent while it is stopped (pause-before-switchover holds it
-//     there). In that stop the parent's disk is switched onto a new overlay,
-//     so the old top becomes an immutable layer — same instant as the RAM.
-//  3. The parent resumes (cont): its pause is the migration's final phase,
-//     which does not grow with RAM size.
-//  4. The holder, paused and never run, writes its device state without RAM
-//     (x-ignore-shared: S is the RAM) and exits. S is made read-only.
-//  5. Each child is the same machine with S mapped copy-on-write (share=off)
-//     and its own overlay on the layer; it loads the device state and runs.
-//     Children share every page of S they have not written.
+// Clone, where the RAM directory can clone files (internal/rampool), and the
+// VM's RAM is a shared file of its own there — every VM made on such a host:
 //
-// Every VM runs on a file-backed RAM, so every VM — root, child, grandchild —
-// is branched by exactly the same steps, at the same cost.
+//  1. The parent's dirty RAM pages are written to its file while it runs.
+//  2. The pause: stop; the disk switch; the RAM file is cloned into the
+//     snapshot (its blocks shared, not copied: milliseconds, whatever the
+//     size); the device state is saved without RAM (x-ignore-shared: it is
+//     in the file); cont. Blocks are copied later, one by one, when the
+//     parent or a child writes them.
+//  3. Each child gets its own clone of the snapshot's RAM, loads the device
+//     state and runs. A child's RAM is again a file of its own, so a child
+//     is branched exactly like its parent, at any depth.
+//
+// Copy, everywhere else (a plain tmpfs: no file can share another's pages):
+//
+//  1. A "holder" QEMU is started beside the parent, identical but for its
+//     RAM, a fresh shared file S, and waiting for an incoming migration.
+//  2. The pause: stop; the disk switch; a background-snapshot migration into
+//     the holder starts: QEMU write-protects guest RAM and resumes the guest
+//     itself. RAM then streams to the holder as it was at the stop, each page
+//     the guest writes being copied out first.
+//  3. The holder saves the device state without RAM (S is the RAM) and goes.
+//  4. Each child maps S copy-on-write (share=off), loads the device state and
+//     runs: children share every page of S they have not written.
 
 // BranchResult reports one branch.
 type BranchResult struct {
@@ -135,12 +146,16 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	})
 
 	// Everything that can be prepared while the parent runs is prepared now:
-	// the holder, the parent's next overlay, the children's overlays.
-	holder, err := m.startHolder(ctx, pcfg, snap, parentRow.FsMiB)
-	if err != nil {
-		return BranchResult{}, err
+	// the holder (copy), the parent's next overlay, the children's overlays.
+	clone := m.cloneRAM && pcfg.MemPath != "" && !pcfg.MemPrivate
+	var holder *qemu.Instance
+	if !clone {
+		holder, err = m.startHolder(ctx, pcfg, snap, parentRow.FsMiB)
+		if err != nil {
+			return BranchResult{}, err
+		}
+		undo.Add(func() { holder.Stop(bg) })
 	}
-	undo.Add(func() { holder.Stop(bg) })
 
 	// The current top layer gets a second name inside the snapshot: the same
 	// inode, so it keeps every write until the switch, and afterwards the
@@ -167,7 +182,12 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		c := pcfg
 		c.Name, c.Dir = k.ID, dir
 		c.Disk = filepath.Join(dir, "disk.qcow2")
-		c.MemPath, c.MemPrivate = snap.MemPath, true
+		if clone {
+			c.MemPath = ownRAM(k.ID)
+			undo.Add(func() { os.Remove(c.MemPath) })
+		} else {
+			c.MemPath, c.MemPrivate = snap.MemPath, true
+		}
 		c.Incoming, c.Frozen = true, false
 		if err := c.Validate(); err != nil {
 			return BranchResult{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
@@ -195,7 +215,11 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		}
 	})
 
-	if pcfg.MemPath != "" && !mc.prefaulted {
+	if clone {
+		if err := rampool.Flush(pcfg.MemPath); err != nil {
+			return BranchResult{}, fmt.Errorf("flush guest RAM: %w", err)
+		}
+	} else if pcfg.MemPath != "" && !mc.prefaulted {
 		// Punching the snapshot's zero pages unmaps them again: let it end.
 		if ch, ok := m.sparsing.Load(parentRow.SnapshotID); ok {
 			select {
@@ -216,7 +240,14 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	}
 	// The freeze.
 	oldDisk := pcfg.Disk
-	pause, switched, ferr := m.freeze(ctx, mc.inst, holder, snap, nextDisk)
+	var pause time.Duration
+	var switched bool
+	var ferr error
+	if clone {
+		pause, switched, ferr = m.freezeClone(ctx, mc.inst, pcfg.MemPath, snap, nextDisk)
+	} else {
+		pause, switched, ferr = m.freeze(ctx, mc.inst, holder, snap, nextDisk)
+	}
 	tFrozen := time.Now()
 	if !switched {
 		return BranchResult{}, ferr
@@ -243,20 +274,22 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err := fault.Check("branch.after-freeze"); err != nil {
 		return BranchResult{}, err
 	}
-	// The holder writes the device state and goes; its RAM is the snapshot.
-	if err := holder.SetMigration(ctx, map[string]bool{"x-ignore-shared": true}, nil); err != nil {
-		return BranchResult{}, err
+	if !clone {
+		// The holder writes the device state and goes; its RAM is the snapshot.
+		if err := holder.SetMigration(ctx, map[string]bool{"x-ignore-shared": true}, nil); err != nil {
+			return BranchResult{}, err
+		}
+		if err := holder.SaveState(ctx, snap.StatePath); err != nil {
+			return BranchResult{}, fmt.Errorf("save device state: %w", err)
+		}
+		// The holder is paused, holds nothing that needs flushing and never
+		// writes S again: it is killed outright (a graceful quit costs QEMU a
+		// second or more of CPU), off the children's path.
+		go func() {
+			holder.Close()
+			qemu.Kill(holder.Config())
+		}()
 	}
-	if err := holder.SaveState(ctx, snap.StatePath); err != nil {
-		return BranchResult{}, fmt.Errorf("save device state: %w", err)
-	}
-	// The holder is paused, holds nothing that needs flushing and never
-	// writes S again: it is killed outright (a graceful quit costs QEMU a
-	// second or more of CPU), off the children's path.
-	go func() {
-		holder.Close()
-		qemu.Kill(holder.Config())
-	}()
 	os.Chmod(snap.MemPath, 0o400)
 	os.Chmod(snap.Layer, 0o400)
 
@@ -311,11 +344,14 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 			res.AllReady = out[i].ready
 		}
 	}
-	// Give back the frozen RAM's zero pages, off the critical path.
-	m.sparsify(sid, snap.MemPath)
+	if !clone {
+		// Give back the frozen RAM's zero pages, off the critical path. (A
+		// clone has none: a page never written is a hole in every file.)
+		m.sparsify(sid, snap.MemPath)
+	}
 	m.log.Info("branched", "parent", parentRow.ID, "snapshot", sid, "children", count,
 		"pause_ms", pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds(),
-		"prepare_ms", tPrepared.Sub(start).Milliseconds(), "copy_ms", tFrozen.Sub(tPrepared).Milliseconds(),
+		"prepare_ms", tPrepared.Sub(start).Milliseconds(), "freeze_ms", tFrozen.Sub(tPrepared).Milliseconds(),
 		"state_ms", tSaved.Sub(tFrozen).Milliseconds(), "children_ms", time.Since(tSaved).Milliseconds())
 	return res, nil
 }
@@ -380,9 +416,7 @@ func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, sna
 	}
 	stopped := time.Now()
 	resume := func(cause error) (time.Duration, bool, error) {
-		if st, _ := parent.Status(bg); st != "running" {
-			parent.Execute(bg, "cont", nil, nil)
-		}
+		m.resume(bg, parent)
 		return 0, switched, cause
 	}
 	if err := fault.Check("branch.in-pause"); err != nil {
@@ -414,9 +448,62 @@ func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, sna
 	return pause, true, nil
 }
 
+// freezeClone takes the snapshot of a VM whose RAM is a file that can be
+// cloned: it stops the parent, switches its disk onto nextDisk, clones the
+// RAM file (ram) into the snapshot, saves the device state without RAM, and
+// resumes it. The pause does not grow with RAM: the clone shares blocks, and
+// the dirty pages were written out before the stop (rampool.Flush), so the
+// clone has only the last few to write. On failure the parent runs on as
+// before; switched reports whether its disk moved (see freeze).
+func (m *Manager) freezeClone(ctx context.Context, parent *qemu.Instance, ram string, snap store.Snapshot, nextDisk string) (pause time.Duration, switched bool, err error) {
+	if err := parent.SetMigration(ctx, map[string]bool{"x-ignore-shared": true, "background-snapshot": false}, migrationParams); err != nil {
+		return 0, false, err
+	}
+	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
+		return 0, false, fmt.Errorf("stop: %w", err)
+	}
+	stopped := time.Now()
+	resume := func(cause error) (time.Duration, bool, error) {
+		m.resume(context.WithoutCancel(ctx), parent)
+		return 0, switched, cause
+	}
+	if err := fault.Check("branch.in-pause"); err != nil {
+		return resume(err)
+	}
+	if err := parent.SwitchDisk(ctx, nextDisk, "d-"+snap.ID[:8]); err != nil {
+		return resume(fmt.Errorf("switch disk: %w", err))
+	}
+	switched = true
+	if err := rampool.Clone(ram, snap.MemPath); err != nil {
+		return resume(fmt.Errorf("freeze guest RAM: %w", err))
+	}
+	if err := parent.SaveState(ctx, snap.StatePath); err != nil {
+		return resume(fmt.Errorf("save device state: %w", err))
+	}
+	if err := parent.Execute(ctx, "cont", nil, nil); err != nil {
+		return resume(fmt.Errorf("cont: %w", err))
+	}
+	return time.Since(stopped), true, nil
+}
+
+// resume runs a VM stopped by a branch again, whatever step it stopped in.
+func (m *Manager) resume(ctx context.Context, inst *qemu.Instance) {
+	if st, _ := inst.Status(ctx); st != "running" {
+		if err := inst.Execute(ctx, "cont", nil, nil); err != nil {
+			m.log.Error("resume after a failed branch", "vm", inst.Config().Name, "err", err)
+		}
+	}
+}
+
 // startChild boots one child from the snapshot and hands it over clean:
 // clock set, RNG reseeded, hostname its own.
 func (m *Manager) startChild(ctx context.Context, row store.VM, cfg qemu.Config, snap store.Snapshot) (*machine, error) {
+	if !cfg.MemPrivate {
+		// Its own RAM, a clone of the snapshot's.
+		if err := rampool.Clone(snap.MemPath, cfg.MemPath); err != nil {
+			return nil, err
+		}
+	}
 	inst, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"vers/internal/errdefs"
+	"vers/internal/paths"
 	"vers/internal/qemu"
+	"vers/internal/rampool"
 	"vers/internal/store"
 )
 
@@ -87,9 +90,14 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 	if err := os.RemoveAll(m.layout.VMDir(v.ID)); err != nil {
 		return fmt.Errorf("remove files of %s: %w", label(v), err)
 	}
+	// Its own RAM, named after it whether or not its row says so yet (a
+	// child's row gets its machine only once it runs); a snapshot's frozen
+	// RAM is collected below.
+	os.Remove(ownRAM(v.ID))
 	if cfg, ok := machineOf(v); ok && cfg.MemPath != "" && !cfg.MemPrivate {
-		os.Remove(cfg.MemPath) // its own RAM; a snapshot's frozen RAM is collected below
+		os.Remove(cfg.MemPath)
 	}
+	defer m.giveBackRAM()
 	if err := m.store.DropRefs(ctx, v.ID); err != nil {
 		return err
 	}
@@ -100,6 +108,19 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 	m.log.Info("vm killed", "id", v.ID, "alias", v.Alias)
 	return nil
 }
+
+// giveBackRAM has the RAM filesystem return deleted files' blocks to the
+// host at once (see rampool.GiveBack).
+func (m *Manager) giveBackRAM() {
+	if m.cloneRAM {
+		if err := rampool.GiveBack(paths.RAMDir()); err != nil {
+			m.log.Warn("give back freed RAM", "err", err)
+		}
+	}
+}
+
+// ownRAM is the file a VM's RAM lives in when it has a file of its own.
+func ownRAM(id string) string { return filepath.Join(paths.RAMDir(), id+".ram") }
 
 // machineOf decodes the QEMU configuration stored with a VM.
 func machineOf(v store.VM) (qemu.Config, bool) {

@@ -26,6 +26,7 @@ import (
 	"vers/internal/image"
 	"vers/internal/paths"
 	"vers/internal/qemu"
+	"vers/internal/rampool"
 	"vers/internal/revert"
 	"vers/internal/store"
 )
@@ -54,6 +55,10 @@ type Manager struct {
 	// sparsing holds, per snapshot, a channel closed when the background
 	// punching of its frozen RAM's zero pages is done.
 	sparsing sync.Map
+	// cloneRAM: the RAM directory can clone files (see internal/rampool).
+	// Every new VM's RAM is then a shared file of its own there, and a branch
+	// clones it instead of copying it.
+	cloneRAM bool
 }
 
 // machine is the daemon's handle on one running VM.
@@ -66,6 +71,17 @@ type machine struct {
 	// prefaulted: its file-backed RAM is mapped in whole (see prefault);
 	// it stays so, so only a VM's first branch pays for it.
 	prefaulted bool
+}
+
+// UseRAMPool tells the manager what the RAM directory can do. Call it before
+// Recover.
+func (m *Manager) UseRAMPool(p rampool.Pool) {
+	m.cloneRAM = p.Reflink
+	method := "copy (background snapshot)"
+	if p.Reflink {
+		method = "clone (reflink)"
+	}
+	m.log.Info("guest RAM", "dir", p.Dir, "branch", method)
 }
 
 // New returns a manager; call Recover before serving.
@@ -183,6 +199,9 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err := qemu.CreateOverlay(ctx, rootfs.Path, "raw", cfg.Disk, spec.FsMiB); err != nil {
 		return api.VM{}, fmt.Errorf("create disk: %w", err)
 	}
+	if cfg.MemPath != "" {
+		undo.Add(func() { os.Remove(cfg.MemPath) })
+	}
 	inst, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return api.VM{}, fmt.Errorf("start qemu: %w", err)
@@ -231,6 +250,9 @@ func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
 		Initrd: kernel.Initrd,
 		Disk:   dir + "/disk.qcow2",
 		Accel:  m.accel,
+	}
+	if m.cloneRAM {
+		c.MemPath = ownRAM(row.ID)
 	}
 	return c
 }

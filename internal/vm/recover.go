@@ -58,6 +58,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 					m.store.UpdateVM(ctx, row)
 				}
 			}
+			// A daemon killed in a branch's pause leaves the parent stopped.
+			if st, err := inst.Status(ctx); err == nil && row.State == api.StateRunning && (st == "paused" || st == "postmigrate" || st == "finish-migrate") {
+				m.log.Warn("vm left stopped by an interrupted branch: resuming it", "id", row.ID, "status", st)
+				m.resume(ctx, inst)
+			}
 			m.mu.Lock()
 			m.live[row.ID] = &machine{cfg: cfg, inst: inst}
 			m.mu.Unlock()
@@ -117,6 +122,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			dir := filepath.Join(m.layout.VMsDir(), e.Name())
 			qemu.Kill(qemu.Config{Name: e.Name(), Dir: dir})
 			os.RemoveAll(dir)
+			os.Remove(ownRAM(e.Name()))
 			m.log.Warn("removed leftover vm directory", "id", e.Name())
 		}
 	}

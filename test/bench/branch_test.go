@@ -60,12 +60,31 @@ stat -c %%s /run/vers-bench-fill/x`, branchFillMiB+64, branchFillMiB)
 //   - depth: root → c1 → c2 kept; then branches of the root (depth 1) and of
 //     c2 (depth 3) alternated, each child killed after.
 //
-// The phases of each branch (prepare, copy, children) are read from the
+// The phases of each branch (prepare, freeze, children) are read from the
 // daemon's log, to show where the time goes.
+//
+// It runs twice, once per way of freezing RAM (see internal/vm): ram=clone,
+// the default, on the in-memory filesystem whose files can be cloned, and
+// ram=copy, in a plain directory of the home's own, where RAM is copied into
+// a holder.
 func BenchmarkBranch(b *testing.B) {
 	requireVMs(b)
+	b.Run("ram=clone", func(b *testing.B) { benchmarkBranch(b, false) })
+	b.Run("ram=copy", func(b *testing.B) { benchmarkBranch(b, true) })
+}
+
+func benchmarkBranch(b *testing.B, copyRAM bool) {
 	h := newHome(b)
 	defer h.close()
+	if copyRAM {
+		// A directory of its own on a tmpfs: files there cannot be cloned.
+		dir, err := os.MkdirTemp("/dev/shm", "vers-bench-")
+		if err != nil {
+			b.Skip("no tmpfs at /dev/shm")
+		}
+		defer os.RemoveAll(dir)
+		h.ramDir = filepath.Join(dir, "ram")
+	}
 	c := h.start()
 	ctx := context.Background()
 
@@ -103,6 +122,7 @@ func BenchmarkBranch(b *testing.B) {
 	coldBoot()
 
 	// Fan-out: ten children from one snapshot.
+	pool0, _ := poolBytes()
 	start := time.Now()
 	fout, _ := h.must("branch", root.ID, "--alias", "fan", "--count", strconv.Itoa(branchFanout), "--format", "json")
 	fanWall := time.Since(start)
@@ -111,7 +131,7 @@ func BenchmarkBranch(b *testing.B) {
 		b.Fatalf("vers branch --count %d made %d children", branchFanout, len(fan.Children))
 	}
 	time.Sleep(branchIdle)
-	mem := h.fanoutMemory(fan, root.ID)
+	mem := h.fanoutMemory(fan, root.ID, pool0)
 	for _, ch := range fan.Children {
 		h.must("kill", ch.ID)
 	}
@@ -169,7 +189,7 @@ func BenchmarkBranch(b *testing.B) {
 	report(b, "first-ready", field(rep, branchSample.firstReadyD))
 	report(b, "branch-cli", field(rep, branchSample.cliD))
 	report(b, "e2e", field(rep, branchSample.e2eD))
-	report(b, "copy", phase(rep, "copy_ms"))
+	report(b, "freeze", phase(rep, "freeze_ms"))
 	report(b, "children", phase(rep, "children_ms"))
 	coldP50 := cold.percentile(50)
 	b.ReportMetric(ratio(field(rep, branchSample.e2eD).percentile(50), coldP50), "e2e/cold-p50")
@@ -181,7 +201,7 @@ func BenchmarkBranch(b *testing.B) {
 	b.ReportMetric(fan.PauseMillis, "fanout-pause-ms")
 	b.ReportMetric(ratio(fanWall, coldP50), "fanout/cold-p50")
 	b.ReportMetric(mem.childrenMiB, "fanout-children-pss-MiB")
-	b.ReportMetric(mem.snapMiB, "fanout-snap-file-MiB")
+	b.ReportMetric(mem.snapMiB, "fanout-ram-files-MiB")
 	b.ReportMetric(mem.childrenMiB+mem.snapMiB, "fanout-total-MiB")
 	b.ReportMetric(mem.rootMiB, "root-pss-MiB")
 	if mem.rootMiB > 0 {
@@ -198,8 +218,8 @@ func BenchmarkBranch(b *testing.B) {
 	b.ReportMetric(ratio(p3.percentile(50), p1.percentile(50)), "depth3/depth1-pause-p50")
 	// c1 → c2 is the first branch of a VM that was itself made by a branch.
 	b.ReportMetric(c2.pause, "child-1st-branch-pause-ms")
-	report(b, "depth1-copy", phase(depth1, "copy_ms"))
-	report(b, "depth3-copy", phase(depth3, "copy_ms"))
+	report(b, "depth1-freeze", phase(depth1, "freeze_ms"))
+	report(b, "depth3-freeze", phase(depth3, "freeze_ms"))
 
 	b.ReportMetric(float64(rep[0].firstReady), "first-ready-1st-ms")
 	b.ReportMetric(float64(rep[4].firstReady), "first-ready-5th-ms")
@@ -310,15 +330,32 @@ func (h *home) mustExecOut(c *client.Client, ref, cmd, want string) {
 // fanoutMem is what a fan-out's children cost the host, in MiB.
 type fanoutMem struct {
 	childrenMiB float64 // sum of the children's QEMU PSS
-	snapMiB     float64 // blocks of the snapshot's frozen RAM file
-	rootMiB     float64 // the parent's QEMU PSS: what one full VM costs
+	// snapMiB: the RAM files the fan-out added. Copy: the blocks of the
+	// snapshot's frozen RAM file. Clone: how much the in-memory filesystem
+	// that holds every RAM file grew (shared blocks count once there).
+	snapMiB float64
+	rootMiB float64 // the parent's QEMU PSS: what one full VM costs
+}
+
+// poolImage is the image of the in-memory filesystem that guest RAM files
+// live on by default (internal/rampool): its allocated blocks are the host
+// memory those files hold.
+const poolImage = "/run/vers/pool/ram.img"
+
+func poolBytes() (int64, bool) {
+	var st syscall.Stat_t
+	if syscall.Stat(poolImage, &st) != nil {
+		return 0, false
+	}
+	return st.Blocks * 512, true
 }
 
 // fanoutMemory reads the children's QEMU pids from `vers status --format
-// json`, as a user would, and the snapshot's RAM file size from the RAM
-// directory. The children map that file privately: pages they have read
-// show in their PSS as well, so the sum may count those twice; it errs high.
-func (h *home) fanoutMemory(fan api.BranchResponse, rootID string) fanoutMem {
+// json`, as a user would, and what the RAM files added (pool0: the RAM
+// filesystem's size before the fan-out). A child's PSS includes the RAM
+// pages it has read or written; those it wrote may also be in the RAM
+// files already, so the sum may count them twice: it errs high.
+func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) fanoutMem {
 	h.b.Helper()
 	out, _ := h.must("status", "--format", "json")
 	var vms []api.VM
@@ -345,7 +382,17 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string) fanoutMem {
 		res.childrenMiB += pss(ch.ID)
 	}
 	res.rootMiB = pss(rootID)
-	snap := filepath.Join(paths.RAMDir(), "snap-"+fan.SnapshotID+".ram")
+	if h.ramDir == "" {
+		if pool, ok := poolBytes(); ok {
+			res.snapMiB = float64(pool-pool0) / (1 << 20)
+			return res
+		}
+	}
+	ramDir := h.ramDir
+	if ramDir == "" {
+		ramDir = paths.RAMDir()
+	}
+	snap := filepath.Join(ramDir, "snap-"+fan.SnapshotID+".ram")
 	var st syscall.Stat_t
 	if err := syscall.Stat(snap, &st); err != nil {
 		h.b.Fatalf("the snapshot's RAM file: %v", err)
@@ -397,9 +444,9 @@ func parseBranchLog(log string) map[string]map[string]int64 {
 
 func TestParseBranchLog(t *testing.T) {
 	const log = `time=2026-01-01T00:00:00.000Z level=INFO msg="vm started" id=x boot_ms=2900
-time=2026-01-01T00:00:01.000Z level=INFO msg=branched parent=p snapshot=s1 children=1 pause_ms=7 first_ready_ms=2325 all_ready_ms=2325 prepare_ms=70 copy_ms=2048 state_ms=4 children_ms=201
-time=2026-01-01T00:00:02.000Z level=INFO msg=branched parent=p snapshot=s2 children=10 pause_ms=43 copy_ms=x children_ms=1223
-time=2026-01-01T00:00:03.000Z level=ERROR msg="record snapshot" snapshot=s3 copy_ms=5
+time=2026-01-01T00:00:01.000Z level=INFO msg=branched parent=p snapshot=s1 children=1 pause_ms=7 first_ready_ms=2325 all_ready_ms=2325 prepare_ms=70 freeze_ms=2048 state_ms=4 children_ms=201
+time=2026-01-01T00:00:02.000Z level=INFO msg=branched parent=p snapshot=s2 children=10 pause_ms=43 freeze_ms=x children_ms=1223
+time=2026-01-01T00:00:03.000Z level=ERROR msg="record snapshot" snapshot=s3 freeze_ms=5
 `
 	got := parseBranchLog(log)
 	if len(got) != 2 {
@@ -410,12 +457,12 @@ time=2026-01-01T00:00:03.000Z level=ERROR msg="record snapshot" snapshot=s3 copy
 		want      int64
 		ok        bool
 	}{
-		{"s1", "copy_ms", 2048, true},
+		{"s1", "freeze_ms", 2048, true},
 		{"s1", "children_ms", 201, true},
 		{"s1", "pause_ms", 7, true},
 		{"s2", "children_ms", 1223, true},
-		{"s2", "copy_ms", 0, false}, // not a number
-		{"s3", "copy_ms", 0, false}, // not a branched line
+		{"s2", "freeze_ms", 0, false}, // not a number
+		{"s3", "freeze_ms", 0, false}, // not a branched line
 	} {
 		v, ok := got[tc.snap][tc.key]
 		if v != tc.want || ok != tc.ok {

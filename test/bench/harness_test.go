@@ -142,6 +142,7 @@ type home struct {
 	dir     string // VERS_HOME
 	project string // a `vers init` directory with a fixed vers.toml
 	images  string // VERS_IMAGE_DIR
+	ramDir  string // VERS_RAM_DIR, "" for the default
 }
 
 // Machine size of every benchmark VM: the defaults of `vers init`, written
@@ -177,7 +178,11 @@ func newHome(b *testing.B) *home {
 }
 
 func (h *home) env() []string {
-	return append(os.Environ(), "VERS_HOME="+h.dir, "VERS_IMAGE_DIR="+h.images)
+	env := append(os.Environ(), "VERS_HOME="+h.dir, "VERS_IMAGE_DIR="+h.images)
+	if h.ramDir != "" {
+		env = append(env, "VERS_RAM_DIR="+h.ramDir)
+	}
+	return env
 }
 
 // vers runs the CLI in the project directory and returns its stdout, how

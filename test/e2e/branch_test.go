@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,18 +57,37 @@ func (p *project) counterNow(vm string) int {
 	return n
 }
 
-// usage is what a VM tree costs the host: bytes in the RAM dir and the daemon home.
-func usage(t *testing.T, home string) (ram, disk int64) {
+// usage is what a VM tree costs the host: bytes of the files in the RAM dir
+// and in the daemon home's VM and snapshot directories (the directories
+// themselves do not count: the daemon makes them on first use).
+func usage(t *testing.T, home, ramDir string) (ram, disk int64) {
 	t.Helper()
 	du := func(dir string) int64 {
-		out, err := exec.Command("du", "-sb", dir).Output()
-		if err != nil {
-			return 0
-		}
-		n, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+		var n int64
+		filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					n += info.Size()
+				}
+			}
+			return nil
+		})
 		return n
 	}
-	return du(paths.RAMDir()), du(filepath.Join(home, "vms")) + du(filepath.Join(home, "snapshots"))
+	return du(ramDir), du(filepath.Join(home, "vms")) + du(filepath.Join(home, "snapshots"))
+}
+
+// poolImage is the image of the in-memory filesystem guest RAM lives on by
+// default (internal/rampool); its allocated bytes are the host memory that
+// RAM files hold, each shared block once.
+const poolImage = "/run/vers/pool/ram.img"
+
+func poolBytes() (int64, bool) {
+	var st syscall.Stat_t
+	if syscall.Stat(poolImage, &st) != nil {
+		return 0, false
+	}
+	return st.Blocks * 512, true
 }
 
 // TestBranch: children start from the parent's exact state — a counter held
@@ -75,10 +95,40 @@ func usage(t *testing.T, home string) (ram, disk int64) {
 // and diverge afterwards; HEAD moves only with -c; the tree shows them.
 func TestBranch(t *testing.T) {
 	requireVMs(t)
+	testBranch(t, newProject(t), versHome, paths.RAMDir())
+}
+
+// TestBranchCopy is TestBranch where RAM cannot be cloned (a plain directory
+// of its own): branches copy RAM into a holder instead.
+func TestBranchCopy(t *testing.T) {
+	requireVMs(t)
+	home := shortHome(t)
 	p := newProject(t)
+	ram := plainRAMDir(t)
+	p.env = []string{"VERS_HOME=" + home, "VERS_RAM_DIR=" + ram}
+	testBranch(t, p, home, ram)
+	if log, _ := os.ReadFile(filepath.Join(home, "versd.log")); !strings.Contains(string(log), "copy (background snapshot)") {
+		t.Fatal("the daemon did not branch by copying")
+	}
+}
+
+// plainRAMDir is a RAM directory of the test's own on a tmpfs, which cannot
+// clone files; it does not exist yet, as on a fresh machine.
+func plainRAMDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "vers-test-")
+	if err != nil {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "ram")
+}
+
+func testBranch(t *testing.T, p *project, home, ramDir string) {
 	p.must("init")
 	root := uniqueAlias(t, "broot")
-	ram0, disk0 := usage(t, versHome)
+	ram0, disk0 := usage(t, home, ramDir)
+	pool0, pooled := poolBytes()
 	p.must("run", "--vm-alias", root)
 	// The counter lives in the shell's memory; the file only shows it.
 	p.must("execute", "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &")
@@ -163,9 +213,21 @@ func TestBranch(t *testing.T) {
 			}
 		}
 	}
-	ram1, disk1 := usage(t, versHome)
+	ram1, disk1 := usage(t, home, ramDir)
 	if ram1 > ram0 || disk1 > disk0+64<<10 {
 		t.Fatalf("kill -r did not free the tree: RAM dir %d -> %d bytes, VM and snapshot dirs %d -> %d", ram0, ram1, disk0, disk1)
+	}
+	if pooled && ramDir == paths.RAMDir() {
+		// The filesystem gives freed blocks back in the background; its log
+		// and metadata may keep a few MiB.
+		var pool1 int64
+		for i := 0; i < 150; i++ {
+			if pool1, _ = poolBytes(); pool1 <= pool0+32<<20 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("kill -r did not give the RAM back: the RAM filesystem held %d MiB before, %d MiB after", pool0>>20, pool1>>20)
 	}
 }
 
@@ -264,7 +326,7 @@ func TestBranchFailures(t *testing.T) {
 			q.must("init")
 			q.must("run", "--vm-alias", "fp")
 			q.must("execute", "echo state > /root/s; nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &")
-			ram0, _ := usage(t, home)
+			ram0, _ := usage(t, home, paths.RAMDir())
 			snaps0, _ := filepath.Glob(filepath.Join(home, "snapshots", "*"))
 			r := q.vers("branch", "--alias", "fp-child")
 			if r.code == 0 || !strings.Contains(r.err, "injected failure") {
@@ -288,7 +350,7 @@ func TestBranchFailures(t *testing.T) {
 				t.Fatalf("%s QEMU processes for one VM", strings.TrimSpace(string(out)))
 			}
 			// The frozen RAM is freed; a layer the parent's disk now rests on may stay.
-			ram1, _ := usage(t, home)
+			ram1, _ := usage(t, home, paths.RAMDir())
 			if ram1 > ram0 {
 				t.Fatalf("RAM dir grew from %d to %d bytes", ram0, ram1)
 			}
@@ -317,10 +379,18 @@ func TestBranchFailures(t *testing.T) {
 // child and the snapshot holder, and can branch the parent again.
 func TestBranchDaemonCrash(t *testing.T) {
 	requireVMs(t)
+	t.Run("clone", func(t *testing.T) { testBranchDaemonCrash(t, false) })
+	t.Run("copy", func(t *testing.T) { testBranchDaemonCrash(t, true) })
+}
+
+func testBranchDaemonCrash(t *testing.T, copyRAM bool) {
 	home := shortHome(t)
 	q := newProject(t)
-	// A RAM directory that does not exist yet, as on a fresh machine.
-	ram := "VERS_RAM_DIR=" + filepath.Join(home, "ram")
+	// The default RAM directory, or one of its own where RAM is copied.
+	ram := "VERS_RAM_POOL=on"
+	if copyRAM {
+		ram = "VERS_RAM_DIR=" + plainRAMDir(t)
+	}
 	q.env = []string{"VERS_HOME=" + home, ram}
 	q.must("init")
 	q.must("run", "--vm-alias", "cr")

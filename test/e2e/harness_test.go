@@ -118,10 +118,14 @@ func cleanupHome(home string) {
 			}
 		}
 	}
-	// Frozen RAM of this home's snapshots lives outside it.
+	// The RAM of this home's VMs and snapshots lives outside it.
 	snaps, _ := filepath.Glob(filepath.Join(home, "snapshots", "*"))
 	for _, s := range snaps {
 		os.Remove(filepath.Join(paths.RAMDir(), "snap-"+filepath.Base(s)+".ram"))
+	}
+	vms, _ := filepath.Glob(filepath.Join(home, "vms", "*"))
+	for _, v := range vms {
+		os.Remove(filepath.Join(paths.RAMDir(), filepath.Base(v)+".ram"))
 	}
 	os.RemoveAll(home)
 }

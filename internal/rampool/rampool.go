@@ -1,0 +1,360 @@
+// Package rampool provides the filesystem that guest RAM lives on.
+//
+// A branch must freeze a running VM's RAM in a few milliseconds, let the
+// parent write on, and give each child a RAM of its own that starts equal to
+// the frozen one — without copying it. A tmpfs cannot share pages between two
+// files, so there every frozen RAM is a full copy. A filesystem with reflinks
+// can: cloning a file (FICLONE) shares all its blocks and costs milliseconds
+// whatever its size; a block is copied only when one side writes it.
+//
+// So guest RAM lives in files on an XFS filesystem (reflink=1) that itself
+// lives in memory: an image file on a tmpfs of its own, attached to a loop
+// device. The tmpfs holds the XFS image only, so nothing else can fill it
+// under the filesystem; the filesystem is mounted with discard, so blocks
+// freed by deleted RAM files go back to the tmpfs, that is to the host.
+//
+// Ensure sets this up once per host (the first daemon does it; the others
+// find it mounted). Where it cannot be done — not root, no loop device, no
+// XFS — the RAM directory stays a plain directory and Reflink is false; the
+// daemon then branches by copying RAM instead (see internal/vm).
+package rampool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pool is the RAM directory as the daemon found or made it.
+type Pool struct {
+	// Dir holds guest RAM files.
+	Dir string
+	// Reflink: files in Dir can be cloned (Clone), so branching shares RAM
+	// blocks instead of copying them.
+	Reflink bool
+}
+
+// The filesystem image, in the pool's own tmpfs, and the host-wide lock
+// beside that tmpfs.
+const (
+	imageName = "ram.img"
+	lockName  = "pool.lock"
+)
+
+// Ensure makes dir a reflink-capable RAM directory if it is not one already,
+// with the filesystem image in backingDir. It never fails for want of a
+// pool: the error it returns is only for a RAM directory that cannot be made
+// at all; the reason a pool could not be made is logged, and Reflink is false.
+func Ensure(ctx context.Context, dir, backingDir string, log *slog.Logger) (Pool, error) {
+	p := Pool{Dir: dir}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return p, fmt.Errorf("RAM directory: %w", err)
+	}
+	if CanClone(dir) {
+		p.Reflink = true
+		return p, nil
+	}
+	if backingDir == "" {
+		return p, plainOK(dir)
+	}
+	if err := mountPool(ctx, dir, backingDir, log); err != nil {
+		log.Warn("guest RAM cannot share blocks between branches: they will be copied", "dir", dir, "reason", err)
+		return p, plainOK(dir)
+	}
+	p.Reflink = CanClone(dir)
+	if !p.Reflink {
+		log.Warn("the RAM filesystem was mounted but cannot clone files: branches will copy RAM", "dir", dir)
+	}
+	return p, nil
+}
+
+// plainOK checks a RAM directory whose files cannot be cloned: guest RAM
+// must then be on a tmpfs, the one file system on which QEMU can freeze a
+// VM's RAM while it runs (write-protecting it) when RAM is a file.
+func plainOK(dir string) error {
+	if !OnTmpfs(dir) {
+		return fmt.Errorf("RAM directory %s is on neither a tmpfs nor a file system that can clone files: guest RAM must live in memory; set VERS_RAM_DIR to a directory on a tmpfs such as /dev/shm, or leave it unset", dir)
+	}
+	return nil
+}
+
+// mountPool mounts a tmpfs at backingDir, an XFS image in it, and the image
+// at dir, under a host-wide lock; whatever it made is undone on failure.
+func mountPool(ctx context.Context, dir, backingDir string, log *slog.Logger) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("mounting a filesystem needs root")
+	}
+	for _, tool := range []string{"losetup", "mkfs.xfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (packages util-linux, xfsprogs)", tool)
+		}
+	}
+	if err := os.MkdirAll(backingDir, 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(backingDir), lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
+	if CanClone(dir) { // another daemon made it meanwhile
+		return nil
+	}
+	// Mounting over RAM files would hide them from whoever manages them.
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+		return fmt.Errorf("%s is not empty: VMs made before use it", dir)
+	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+
+	if !IsMountpoint(backingDir) {
+		size, err := memTotal()
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount("vers-pool", backingDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
+			"mode=0700,size="+strconv.FormatInt(size, 10)); err != nil {
+			return fmt.Errorf("mount tmpfs at %s: %w", backingDir, err)
+		}
+		undo = append(undo, func() { unix.Unmount(backingDir, unix.MNT_DETACH) })
+	}
+	img := filepath.Join(backingDir, imageName)
+	fresh := false
+	if _, err := os.Stat(img); errors.Is(err, os.ErrNotExist) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(backingDir, &st); err != nil {
+			return err
+		}
+		// The filesystem is a little smaller than its tmpfs: the tmpfs must
+		// never be the one to run out of space under it.
+		size := int64(st.Blocks) * st.Bsize / 64 * 63 &^ (1<<20 - 1)
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			return err
+		}
+		undo = append(undo, func() { os.Remove(img) })
+		if err := os.Truncate(img, size); err != nil {
+			return err
+		}
+		fresh = true
+	}
+	dev, err := loopFor(ctx, img)
+	if err != nil {
+		return err
+	}
+	if where := mountedAt(dev); dev != "" && where != "" {
+		return fmt.Errorf("the RAM filesystem %s is mounted at %s already", dev, where)
+	}
+	if dev == "" {
+		var stderr strings.Builder
+		cmd := exec.CommandContext(ctx, "losetup", "--find", "--show", img)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("losetup: %v: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		dev = strings.TrimSpace(string(out))
+		undo = append(undo, func() { exec.Command("losetup", "-d", dev).Run() })
+	}
+	if fresh {
+		// -K: the image is sparse and new; discarding it first is wasted time.
+		if out, err := exec.CommandContext(ctx, "mkfs.xfs", "-q", "-K", "-m", "reflink=1", "-L", "vers-ram", dev).CombinedOutput(); err != nil {
+			return fmt.Errorf("mkfs.xfs: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	if err := unix.Mount(dev, dir, "xfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_NOATIME, "discard"); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", dev, dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	log.Info("guest RAM filesystem mounted", "dir", dir, "device", dev, "image", img)
+	return nil
+}
+
+// loopFor returns the loop device already attached to img, or "".
+func loopFor(ctx context.Context, img string) (string, error) {
+	out, err := exec.CommandContext(ctx, "losetup", "--noheadings", "--output", "NAME", "--associated", img).Output()
+	if err != nil {
+		return "", fmt.Errorf("losetup --associated: %w", err)
+	}
+	if f := strings.Fields(string(out)); len(f) > 0 {
+		return f[0], nil
+	}
+	return "", nil
+}
+
+// CanClone reports whether files in dir can be cloned: it tries.
+func CanClone(dir string) bool {
+	src, err := os.CreateTemp(dir, ".probe-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		return false
+	}
+	dst, err := os.CreateTemp(dir, ".probe-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
+}
+
+// Clone makes dst a copy of src that shares all of src's blocks. dst must not
+// exist. src must not change while it is cloned.
+func Clone(src, dst string) error {
+	s, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlFileClone(int(d.Fd()), int(s.Fd())); err != nil {
+		d.Close()
+		os.Remove(dst)
+		return fmt.Errorf("clone %s: %w", filepath.Base(src), err)
+	}
+	return d.Close()
+}
+
+// Flush writes a RAM file's dirty pages to the filesystem and waits. Cloning
+// flushes too, but a clone made right after a flush has little left to write:
+// a branch flushes while the guest still runs, so that its pause is short.
+func Flush(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Fdatasync(int(f.Fd()))
+}
+
+// GiveBack makes the filesystem return the blocks of RAM files deleted so
+// far to the host now, not at its next log checkpoint (up to half a minute
+// later). XFS frees a deleted file's blocks in the background, and discards
+// them once that is in its log: statfs waits for the freeing, syncing the
+// directory forces the log. It writes no file's data.
+func GiveBack(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// OnTmpfs reports whether dir is on a tmpfs.
+func OnTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
+}
+
+// Used is how many bytes the filesystem holding dir has in use: what its
+// files cost the host, each shared block counted once.
+func Used(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
+}
+
+// IsMountpoint reports whether dir is a mount point (in /proc/self/mountinfo).
+func IsMountpoint(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 && unescapeMount(fields[4]) == abs {
+			return true
+		}
+	}
+	return false
+}
+
+// mountedAt returns where the block device dev is mounted, or "".
+func mountedAt(dev string) string {
+	if dev == "" {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == dev {
+			return unescapeMount(f[1])
+		}
+	}
+	return ""
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// memTotal is the host's RAM in bytes: the pool's tmpfs may grow to it (a
+// tmpfs size is a cap, not a reservation).
+func memTotal() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no MemTotal in /proc/meminfo")
+}
