@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"vers/api"
 	"vers/client"
@@ -203,6 +206,9 @@ func benchmarkBranch(b *testing.B, copyRAM bool) {
 	b.ReportMetric(fan.PauseMillis, "fanout-pause-ms")
 	b.ReportMetric(ratio(fanWall, coldP50), "fanout/cold-p50")
 	b.ReportMetric(mem.childrenMiB, "fanout-children-pss-MiB")
+	if !copyRAM {
+		b.ReportMetric(mem.cacheMiB, "fanout-children-ram-cache-MiB")
+	}
 	b.ReportMetric(mem.snapMiB, "fanout-ram-files-MiB")
 	b.ReportMetric(mem.childrenMiB+mem.snapMiB, "fanout-total-MiB")
 	b.ReportMetric(mem.rootMiB, "root-pss-MiB")
@@ -338,6 +344,11 @@ func (h *home) mustExecOut(c *client.Client, ref, cmd, want string) {
 // fanoutMem is what a fan-out's children cost the host, in MiB.
 type fanoutMem struct {
 	childrenMiB float64 // sum of the children's QEMU PSS
+	// cacheMiB (clone only): the page cache of the children's own RAM files,
+	// mapped or not. A child's page-ins read 2 MiB around each page it
+	// touches (QEMU asks for huge pages), so most of it is unmapped, clean
+	// and the first thing the host reclaims; PSS counts the mapped part.
+	cacheMiB float64
 	// snapMiB: the RAM files the fan-out added. Copy: the blocks of the
 	// snapshot's frozen RAM file. Clone: how much the in-memory filesystem
 	// that holds every RAM file grew (shared blocks count once there).
@@ -391,6 +402,13 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) 
 	}
 	res.rootMiB = pss(rootID)
 	if h.ramDir == "" {
+		for _, ch := range fan.Children {
+			n, err := resident(filepath.Join(paths.RAMDir(), ch.ID+".ram"))
+			if err != nil {
+				h.b.Fatalf("page cache of VM %s's RAM file: %v", ch.ID, err)
+			}
+			res.cacheMiB += float64(n) / (1 << 20)
+		}
 		if pool, ok := poolBytes(); ok {
 			res.snapMiB = float64(pool-pool0) / (1 << 20)
 			return res
@@ -407,6 +425,34 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) 
 	}
 	res.snapMiB = float64(st.Blocks*512) / (1 << 20)
 	return res
+}
+
+// resident is how many bytes of the file at path are in the page cache.
+func resident(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return 0, err
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return 0, err
+	}
+	defer syscall.Munmap(m)
+	page := int64(os.Getpagesize())
+	vec := make([]byte, (st.Size()+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return 0, e
+	}
+	var n int64
+	for _, v := range vec {
+		n += int64(v & 1)
+	}
+	return n * page, nil
 }
 
 // readLog returns the daemon's log ("" if it cannot be read: the phase
