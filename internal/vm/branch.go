@@ -426,6 +426,7 @@ func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, sna
 		return resume(fmt.Errorf("switch disk: %w", err))
 	}
 	switched = true
+	fault.Crash("branch.crash-in-pause")
 	if err := parent.Execute(ctx, "migrate", map[string]string{"uri": "unix:" + sock}, nil); err != nil {
 		return resume(fmt.Errorf("migrate: %w", err))
 	}
@@ -474,6 +475,7 @@ func (m *Manager) freezeClone(ctx context.Context, parent *qemu.Instance, ram st
 		return resume(fmt.Errorf("switch disk: %w", err))
 	}
 	switched = true
+	fault.Crash("branch.crash-in-pause")
 	if err := rampool.Clone(ram, snap.MemPath); err != nil {
 		return resume(fmt.Errorf("freeze guest RAM: %w", err))
 	}

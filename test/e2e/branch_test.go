@@ -407,11 +407,15 @@ func TestBranchFailures(t *testing.T) {
 // child and the snapshot holder, and can branch the parent again.
 func TestBranchDaemonCrash(t *testing.T) {
 	requireVMs(t)
-	t.Run("clone", func(t *testing.T) { testBranchDaemonCrash(t, false) })
-	t.Run("copy", func(t *testing.T) { testBranchDaemonCrash(t, true) })
+	for _, point := range []string{"branch.crash-in-pause", "branch.crash-after-freeze"} {
+		t.Run("clone/"+point, func(t *testing.T) { testBranchDaemonCrash(t, point, false) })
+		t.Run("copy/"+point, func(t *testing.T) { testBranchDaemonCrash(t, point, true) })
+	}
 }
 
-func testBranchDaemonCrash(t *testing.T, copyRAM bool) {
+// testBranchDaemonCrash kills the daemon at point: in the parent's pause
+// (the parent is left stopped, its disk already moved) or right after it.
+func testBranchDaemonCrash(t *testing.T, point string, copyRAM bool) {
 	home := shortHome(t)
 	q := newProject(t)
 	// The default RAM directory, or one of its own where RAM is copied.
@@ -428,7 +432,7 @@ func testBranchDaemonCrash(t *testing.T, copyRAM bool) {
 	pid := homeDaemonPID(t, home)
 	syscall.Kill(pid, syscall.SIGTERM)
 	waitFor(t, "versd to stop", 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
-	q.env = []string{"VERS_HOME=" + home, ram, "VERS_FAILPOINTS=branch.crash-after-freeze"}
+	q.env = []string{"VERS_HOME=" + home, ram, "VERS_FAILPOINTS=" + point}
 	if r := q.vers("branch", "--alias", "cr-kid"); r.code == 0 {
 		t.Fatal("branch succeeded although the daemon crashed")
 	}
