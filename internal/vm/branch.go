@@ -411,22 +411,14 @@ func (m *Manager) freeze(ctx context.Context, parent, holder *qemu.Instance, sna
 		return 0, false, err
 	}
 	bg := context.WithoutCancel(ctx)
-	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
-		return 0, false, fmt.Errorf("stop: %w", err)
+	stopped, switched, err := m.stopAndSwitch(ctx, parent, snap, nextDisk)
+	if err != nil {
+		return 0, switched, err
 	}
-	stopped := time.Now()
 	resume := func(cause error) (time.Duration, bool, error) {
 		m.resume(bg, parent)
-		return 0, switched, cause
+		return 0, true, cause
 	}
-	if err := fault.Check("branch.in-pause"); err != nil {
-		return resume(err)
-	}
-	if err := parent.SwitchDisk(ctx, nextDisk, "d-"+snap.ID[:8]); err != nil {
-		return resume(fmt.Errorf("switch disk: %w", err))
-	}
-	switched = true
-	fault.Crash("branch.crash-in-pause")
 	if err := parent.Execute(ctx, "migrate", map[string]string{"uri": "unix:" + sock}, nil); err != nil {
 		return resume(fmt.Errorf("migrate: %w", err))
 	}
@@ -460,22 +452,14 @@ func (m *Manager) freezeClone(ctx context.Context, parent *qemu.Instance, ram st
 	if err := parent.SetMigration(ctx, map[string]bool{"x-ignore-shared": true, "background-snapshot": false}, migrationParams); err != nil {
 		return 0, false, err
 	}
-	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
-		return 0, false, fmt.Errorf("stop: %w", err)
+	stopped, switched, err := m.stopAndSwitch(ctx, parent, snap, nextDisk)
+	if err != nil {
+		return 0, switched, err
 	}
-	stopped := time.Now()
 	resume := func(cause error) (time.Duration, bool, error) {
 		m.resume(context.WithoutCancel(ctx), parent)
-		return 0, switched, cause
+		return 0, true, cause
 	}
-	if err := fault.Check("branch.in-pause"); err != nil {
-		return resume(err)
-	}
-	if err := parent.SwitchDisk(ctx, nextDisk, "d-"+snap.ID[:8]); err != nil {
-		return resume(fmt.Errorf("switch disk: %w", err))
-	}
-	switched = true
-	fault.Crash("branch.crash-in-pause")
 	if err := rampool.Clone(ram, snap.MemPath); err != nil {
 		return resume(fmt.Errorf("freeze guest RAM: %w", err))
 	}
@@ -486,6 +470,27 @@ func (m *Manager) freezeClone(ctx context.Context, parent *qemu.Instance, ram st
 		return resume(fmt.Errorf("cont: %w", err))
 	}
 	return time.Since(stopped), true, nil
+}
+
+// stopAndSwitch begins every freeze: it stops the parent and moves its disk
+// onto nextDisk, so that the old top is the snapshot's layer. It returns
+// when the stop began, and whether the disk moved; on failure the parent
+// runs again.
+func (m *Manager) stopAndSwitch(ctx context.Context, parent *qemu.Instance, snap store.Snapshot, nextDisk string) (stopped time.Time, switched bool, err error) {
+	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
+		return time.Time{}, false, fmt.Errorf("stop: %w", err)
+	}
+	stopped = time.Now()
+	if err := fault.Check("branch.in-pause"); err != nil {
+		m.resume(context.WithoutCancel(ctx), parent)
+		return stopped, false, err
+	}
+	if err := parent.SwitchDisk(ctx, nextDisk, "d-"+snap.ID[:8]); err != nil {
+		m.resume(context.WithoutCancel(ctx), parent)
+		return stopped, false, fmt.Errorf("switch disk: %w", err)
+	}
+	fault.Crash("branch.crash-in-pause")
+	return stopped, true, nil
 }
 
 // resume runs a VM stopped by a branch again, whatever step it stopped in.
