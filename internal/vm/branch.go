@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/api"
+	"vers/internal/cgroup"
 	"vers/internal/errdefs"
 	"vers/internal/fault"
 	"vers/internal/paths"
@@ -515,9 +516,11 @@ func (m *Manager) startChild(ctx context.Context, row store.VM, cfg qemu.Config,
 	if err != nil {
 		return nil, err
 	}
+	m.placeVM(row.ID, inst.PID())
 	mc := &machine{cfg: cfg, inst: inst}
 	fail := func(err error) (*machine, error) {
 		inst.Stop(context.WithoutCancel(ctx))
+		cgroup.Remove(row.ID)
 		return nil, err
 	}
 	if err := inst.SetMigration(ctx, map[string]bool{"x-ignore-shared": true}, nil); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"vers/internal/cgroup"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
 	"vers/internal/qemu"
@@ -87,6 +88,7 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 	if err := qemu.Kill(qemu.Config{Name: v.ID, Dir: m.layout.VMDir(v.ID)}); err != nil {
 		return fmt.Errorf("kill qemu of %s: %w", label(v), err)
 	}
+	cgroup.Remove(v.ID)
 	if err := os.RemoveAll(m.layout.VMDir(v.ID)); err != nil {
 		return fmt.Errorf("remove files of %s: %w", label(v), err)
 	}

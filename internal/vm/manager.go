@@ -22,6 +22,7 @@ import (
 
 	"vers/api"
 	"vers/internal/agent"
+	"vers/internal/cgroup"
 	"vers/internal/errdefs"
 	"vers/internal/image"
 	"vers/internal/paths"
@@ -59,6 +60,8 @@ type Manager struct {
 	// Every new VM's RAM is then a shared file of its own there, and a branch
 	// clones it instead of copying it.
 	cloneRAM bool
+	// cgroupOnce: why VMs cannot have block I/O groups is logged once.
+	cgroupOnce sync.Once
 }
 
 // machine is the daemon's handle on one running VM.
@@ -206,7 +209,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, fmt.Errorf("start qemu: %w", err)
 	}
-	undo.Add(func() { inst.Stop(context.WithoutCancel(ctx)) })
+	undo.Add(func() { inst.Stop(context.WithoutCancel(ctx)); cgroup.Remove(row.ID) })
+	m.placeVM(row.ID, inst.PID())
 
 	mc := &machine{cfg: cfg, inst: inst}
 	if err := m.connect(ctx, mc, row, m.BootTimeout); err != nil {
@@ -303,6 +307,15 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	mc.agent = c
 	mc.mu.Unlock()
 	return nil
+}
+
+// placeVM gives a VM's QEMU a block I/O group of its own (internal/cgroup),
+// so that the page-ins of VMs started together run in parallel. Best
+// effort: where it cannot, VMs share one group, as the log says once.
+func (m *Manager) placeVM(id string, pid int) {
+	if err := cgroup.Place(id, pid); err != nil {
+		m.cgroupOnce.Do(func() { m.log.Info("VMs share one block I/O group", "reason", err) })
+	}
 }
 
 // exitPoll is how often a VM that is coming up is checked for a QEMU that

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"vers/api"
+	"vers/internal/cgroup"
 	"vers/internal/paths"
 	"vers/internal/qemu"
 )
@@ -123,6 +124,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			qemu.Kill(qemu.Config{Name: e.Name(), Dir: dir})
 			os.RemoveAll(dir)
 			os.Remove(ownRAM(e.Name()))
+			cgroup.Remove(e.Name())
 			m.log.Warn("removed leftover vm directory", "id", e.Name())
 		}
 	}
