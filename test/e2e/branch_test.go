@@ -112,6 +112,28 @@ func TestBranchCopy(t *testing.T) {
 	}
 }
 
+// ioGroupRoot is where VMs' block I/O groups live: the cgroup v1 blkio
+// hierarchy here ("" if the host has none: then the checks are skipped).
+func ioGroupRoot() string {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && f[2] == "cgroup" && strings.Contains(","+f[3]+",", ",blkio,") {
+			return filepath.Join(f[1], "vers")
+		}
+	}
+	return ""
+}
+
+func hostHasIOGroups() bool { return ioGroupRoot() != "" }
+
+func ioGroupDir(id string) string { return filepath.Join(ioGroupRoot(), id) }
+
+// inGroup reports whether process pid is in the block I/O group named id.
+func inGroup(pid int, id string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && strings.Contains(string(b), ":/vers/"+id+"\n")
+}
+
 // ramFiles lists the files in the default RAM directory.
 func ramFiles() map[string]bool {
 	out := map[string]bool{}
@@ -150,6 +172,16 @@ func testBranch(t *testing.T, p *project, home, ramDir string) {
 		t.Fatalf("branch result %+v", b)
 	}
 	kid := b.Children[0].Alias
+	// Each VM's QEMU has a block I/O group of its own, where the host has
+	// the controller (internal/cgroup).
+	groups := hostHasIOGroups()
+	if groups {
+		for _, v := range []statusVM{b.Parent, b.Children[0]} {
+			if v, _ := p.find(v.Alias); !inGroup(v.PID, v.ID) {
+				t.Fatalf("VM %s (pid %d) is not in a block I/O group of its own", v.Alias, v.PID)
+			}
+		}
+	}
 	if b.PauseMS <= 0 || b.PauseMS > 5000 {
 		t.Fatalf("pause %.1f ms", b.PauseMS)
 	}
@@ -220,6 +252,15 @@ func testBranch(t *testing.T, p *project, home, ramDir string) {
 		for _, v := range vms {
 			if strings.HasPrefix(v.Alias, root) {
 				t.Fatalf("left after kill -r: %+v", v)
+			}
+		}
+	}
+	if groups {
+		for _, x := range []branchOut{b, g, gg} {
+			for _, v := range append([]statusVM{x.Parent}, x.Children...) {
+				if _, err := os.Stat(ioGroupDir(v.ID)); err == nil {
+					t.Fatalf("kill -r left the block I/O group of %s", v.ID)
+				}
 			}
 		}
 	}
