@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -255,9 +257,10 @@ func Flush(path string) error {
 
 // GiveBack makes the filesystem return the blocks of RAM files deleted so
 // far to the host now, not at its next log checkpoint (up to half a minute
-// later). XFS frees a deleted file's blocks in the background, and discards
-// them once that is in its log: statfs waits for the freeing, syncing the
-// directory forces the log. It writes no file's data.
+// later). XFS frees a deleted file's blocks in a background worker (statfs
+// nudges it) and may discard them only once that is in its log; FITRIM
+// forces the whole log, then discards the free space. It writes no file's
+// data.
 func GiveBack(dir string) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
@@ -268,7 +271,53 @@ func GiveBack(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	// struct fstrim_range: start, len, minlen. Free runs under 64 KiB are
+	// left: they are not worth a discard each.
+	r := [3]uint64{0, ^uint64(0), 64 << 10}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, d.Fd(), fitrim, uintptr(unsafe.Pointer(&r))); e != 0 {
+		return fmt.Errorf("FITRIM %s: %w", dir, e)
+	}
+	return nil
+}
+
+// fitrim is FITRIM, _IOWR('X', 121, struct fstrim_range).
+const fitrim = 0xC0185879
+
+// Returner gives the blocks of deleted RAM files back to the host in the
+// background, soon after each Kick. XFS frees a deleted file's blocks in a
+// background worker and discards them when its log next commits, so one
+// GiveBack right after a delete may come too early: it is repeated a little
+// later. Kicks that come meanwhile are folded into the next round.
+type Returner struct {
+	kick chan struct{}
+}
+
+// returnAfter are the delays, from a kick, of the GiveBack rounds.
+var returnAfter = []time.Duration{0, 500 * time.Millisecond, 3 * time.Second}
+
+// NewReturner starts the returner of dir; it runs as long as the process.
+func NewReturner(dir string, log *slog.Logger) *Returner {
+	r := &Returner{kick: make(chan struct{}, 1)}
+	go func() {
+		for range r.kick {
+			start := time.Now()
+			for _, d := range returnAfter {
+				time.Sleep(time.Until(start.Add(d)))
+				if err := GiveBack(dir); err != nil {
+					log.Warn("give back freed RAM", "dir", dir, "err", err)
+				}
+			}
+		}
+	}()
+	return r
+}
+
+// Kick asks for the blocks of files deleted so far to be given back.
+func (r *Returner) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // a round is already asked for
+	}
 }
 
 // OnTmpfs reports whether dir is on a tmpfs.

@@ -12,7 +12,6 @@ import (
 	"vers/internal/errdefs"
 	"vers/internal/paths"
 	"vers/internal/qemu"
-	"vers/internal/rampool"
 	"vers/internal/store"
 )
 
@@ -112,12 +111,10 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 }
 
 // giveBackRAM has the RAM filesystem return deleted files' blocks to the
-// host at once (see rampool.GiveBack).
+// host now rather than at its next log checkpoint (see rampool.Returner).
 func (m *Manager) giveBackRAM() {
-	if m.cloneRAM {
-		if err := rampool.GiveBack(paths.RAMDir()); err != nil {
-			m.log.Warn("give back freed RAM", "err", err)
-		}
+	if m.returner != nil {
+		m.returner.Kick()
 	}
 }
 

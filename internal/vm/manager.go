@@ -60,6 +60,8 @@ type Manager struct {
 	// Every new VM's RAM is then a shared file of its own there, and a branch
 	// clones it instead of copying it.
 	cloneRAM bool
+	// returner gives deleted RAM files' blocks back to the host (clone only).
+	returner *rampool.Returner
 	// cgroupOnce: why VMs cannot have block I/O groups is logged once.
 	cgroupOnce sync.Once
 }
@@ -83,6 +85,7 @@ func (m *Manager) UseRAMPool(p rampool.Pool) {
 	method := "copy (background snapshot)"
 	if p.Reflink {
 		method = "clone (reflink)"
+		m.returner = rampool.NewReturner(p.Dir, m.log)
 	}
 	m.log.Info("guest RAM", "dir", p.Dir, "branch", method)
 }
