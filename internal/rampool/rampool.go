@@ -326,6 +326,17 @@ func OnTmpfs(dir string) bool {
 	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
+// ImageBytes is the host memory that the RAM filesystem whose image is in
+// backingDir holds: the image's allocated bytes, each shared block counted
+// once. ok is false when there is no image there.
+func ImageBytes(backingDir string) (n int64, ok bool) {
+	var st unix.Stat_t
+	if unix.Stat(filepath.Join(backingDir, imageName), &st) != nil {
+		return 0, false
+	}
+	return st.Blocks * 512, true
+}
+
 // Used is how many bytes the filesystem holding dir has in use: what its
 // files cost the host, each shared block counted once.
 func Used(dir string) (int64, error) {

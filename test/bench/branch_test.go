@@ -20,6 +20,7 @@ import (
 	"vers/api"
 	"vers/client"
 	"vers/internal/paths"
+	"vers/internal/rampool"
 )
 
 // The branching benchmark's machine: a 1 GiB guest with half of it written.
@@ -356,18 +357,9 @@ type fanoutMem struct {
 	rootMiB float64 // the parent's QEMU PSS: what one full VM costs
 }
 
-// poolImage is the image of the in-memory filesystem that guest RAM files
-// live on by default (internal/rampool): its allocated blocks are the host
-// memory those files hold.
-const poolImage = "/run/vers/pool/ram.img"
-
-func poolBytes() (int64, bool) {
-	var st syscall.Stat_t
-	if syscall.Stat(poolImage, &st) != nil {
-		return 0, false
-	}
-	return st.Blocks * 512, true
-}
+// poolBytes is the host memory behind the default RAM directory's files
+// (internal/rampool), each shared block once; false without such a pool.
+func poolBytes() (int64, bool) { return rampool.ImageBytes(paths.RAMPoolDir()) }
 
 // fanoutMemory reads the children's QEMU pids from `vers status --format
 // json`, as a user would, and what the RAM files added (pool0: the RAM

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"vers/internal/paths"
+	"vers/internal/rampool"
 )
 
 type branchOut struct {
@@ -77,18 +78,9 @@ func usage(t *testing.T, home, ramDir string) (ram, disk int64) {
 	return du(ramDir), du(filepath.Join(home, "vms")) + du(filepath.Join(home, "snapshots"))
 }
 
-// poolImage is the image of the in-memory filesystem guest RAM lives on by
-// default (internal/rampool); its allocated bytes are the host memory that
-// RAM files hold, each shared block once.
-const poolImage = "/run/vers/pool/ram.img"
-
-func poolBytes() (int64, bool) {
-	var st syscall.Stat_t
-	if syscall.Stat(poolImage, &st) != nil {
-		return 0, false
-	}
-	return st.Blocks * 512, true
-}
+// poolBytes is the host memory behind the default RAM directory's files
+// (internal/rampool), each shared block once; false without such a pool.
+func poolBytes() (int64, bool) { return rampool.ImageBytes(paths.RAMPoolDir()) }
 
 // TestBranch: children start from the parent's exact state — a counter held
 // in a process' memory goes on from the same value in parent and children —
