@@ -11,21 +11,27 @@ const (
 	StateRunning  = "running"
 	StatePaused   = "paused"
 	StateDead     = "dead" // its QEMU is gone; kill it to free what it owned
+	// StateUnresponsive: its QEMU runs but does not answer (stopped, hung);
+	// kill it to free what it owned.
+	StateUnresponsive = "unresponsive"
 )
 
 // VM is one virtual machine as the API shows it.
 type VM struct {
-	ID        string    `json:"id"`
-	Alias     string    `json:"alias,omitempty"`
-	State     string    `json:"state"`
-	ParentID  string    `json:"parent_id,omitempty"`
-	MemMiB    int       `json:"mem_size_mib"`
-	VCPUs     int       `json:"vcpu_count"`
-	FsMiB     int       `json:"fs_size_vm_mib"`
-	Kernel    string    `json:"kernel"`
-	Rootfs    string    `json:"rootfs"`
-	PID       int       `json:"pid,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID    string `json:"id"`
+	Alias string `json:"alias,omitempty"`
+	State string `json:"state"`
+	// StateReason says why a VM is paused, dead or unresponsive, when known
+	// (e.g. "host disk full: …").
+	StateReason string    `json:"state_reason,omitempty"`
+	ParentID    string    `json:"parent_id,omitempty"`
+	MemMiB      int       `json:"mem_size_mib"`
+	VCPUs       int       `json:"vcpu_count"`
+	FsMiB       int       `json:"fs_size_vm_mib"`
+	Kernel      string    `json:"kernel"`
+	Rootfs      string    `json:"rootfs"`
+	PID         int       `json:"pid,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
 	// BootMillis is how long the VM took from create to agent-ready.
 	BootMillis int64 `json:"boot_ms,omitempty"`
 }
@@ -50,6 +56,8 @@ type Error struct {
 	// Code is one of the Code* values; clients decide on it, never on Message.
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Deleted lists the VMs a kill removed before it failed.
+	Deleted []string `json:"deleted,omitempty"`
 }
 
 // Error codes, mapped to HTTP statuses by the daemon and to exit codes by the CLI.

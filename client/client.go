@@ -42,6 +42,8 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// Deleted lists the VMs a kill removed before it failed.
+	Deleted []string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -99,7 +101,7 @@ func decodeError(resp *http.Response) error {
 	if json.Unmarshal(b, &e) != nil || e.Code == "" {
 		return &Error{Status: resp.StatusCode, Code: api.CodeInternal, Message: fmt.Sprintf("versd answered %s: %s", resp.Status, bytes.TrimSpace(b))}
 	}
-	return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+	return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Deleted: e.Deleted}
 }
 
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
@@ -125,7 +127,13 @@ func (c *Client) CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM,
 func (c *Client) DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error) {
 	var out api.DeleteVMResponse
 	path := "/v1/vms/" + url.PathEscape(ref) + "?recursive=" + strconv.FormatBool(recursive)
-	return out, c.do(ctx, http.MethodDelete, path, nil, &out)
+	err := c.do(ctx, http.MethodDelete, path, nil, &out)
+	var e *Error
+	if errors.As(err, &e) {
+		// A kill that failed part way still removed these.
+		out.Deleted = e.Deleted
+	}
+	return out, err
 }
 
 // Branch branches the running VM ref.

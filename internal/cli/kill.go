@@ -47,10 +47,8 @@ func runKill(ctx context.Context, o *KillOptions) error {
 		return err
 	}
 	res, err := c.DeleteVM(ctx, v.ID, o.Recursive)
-	if err != nil {
-		return err
-	}
-	// A HEAD that named a killed VM is cleared, so it cannot point at a stranger.
+	// A HEAD that named a killed VM is cleared, so it cannot point at a
+	// stranger: also when the kill of a tree failed part way.
 	if p, perr := o.f.Project(); perr == nil {
 		if head, _ := p.Head(); head != "" {
 			for _, id := range res.Deleted {
@@ -59,6 +57,9 @@ func runKill(ctx context.Context, o *KillOptions) error {
 				}
 			}
 		}
+	}
+	if err != nil {
+		return err
 	}
 	if o.Format == "json" {
 		return json.NewEncoder(o.f.Out).Encode(res)

@@ -3,12 +3,10 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,9 +28,12 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(4 << 20)
+	// After the hijack the request's context does not end when the client
+	// goes: the exec's own context ends when reading from the client fails,
+	// and with it the process in the guest.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	if err := s.runExec(ctx, conn, ref); err != nil {
+	if err := s.runExec(ctx, cancel, conn, ref); err != nil {
 		e := &api.Error{Code: errdefs.Code(err), Message: errdefs.Message(err)}
 		if e.Code == api.CodeInternal {
 			s.log.Error("exec failed", "vm", ref, "err", err)
@@ -49,7 +50,7 @@ func sendControl(ctx context.Context, conn *websocket.Conn, c api.ExecControl) e
 	return conn.Write(ctx, websocket.MessageText, b)
 }
 
-func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) error {
+func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, ref string) error {
 	typ, msg, err := conn.Read(ctx)
 	if err != nil {
 		return fmt.Errorf("read exec request: %w", err)
@@ -67,8 +68,7 @@ func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) 
 	if req.TimeoutMS < 0 {
 		return fmt.Errorf("timeout must not be negative: %w", errdefs.ErrInvalid)
 	}
-	client, v, err := s.vms.Agent(ctx, ref)
-	if err != nil {
+	if err := checkEnv(req.Env); err != nil {
 		return err
 	}
 	areq := agent.ExecRequest{
@@ -77,13 +77,9 @@ func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) 
 		TTY:     req.TTY, Rows: req.Rows, Cols: req.Cols, Term: req.Term,
 		Login: req.TTY && req.Command == "" && len(req.Argv) == 0,
 	}
-	proc, err := client.Start(ctx, areq)
+	proc, err := s.vms.Exec(ctx, ref, areq)
 	if err != nil {
-		if ctx.Err() == nil {
-			// The channel may be stale (guest rebooted, agent restarted): redial next time.
-			s.vms.DropAgent(v.ID, client)
-		}
-		return fmt.Errorf("start in vm %s: %w", ref, err)
+		return err
 	}
 	defer proc.Close()
 	if !req.Stdin {
@@ -125,13 +121,13 @@ func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) 
 	go pump(api.StreamStderr, proc.Stderr())
 
 	// Client → process: stdin and controls. When the client goes away the
-	// context ends and proc.Close kills the process.
+	// context ends, and the process with it.
 	go func() {
+		defer cancel()
 		stdinOpen := req.Stdin
 		for {
 			typ, msg, err := conn.Read(ctx)
 			if err != nil {
-				cancelOnGone(ctx, proc)
 				return
 			}
 			switch typ {
@@ -175,64 +171,12 @@ func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) 
 	return sendControl(ctx, conn, api.ExecControl{Type: "exit", ExitCode: res.ExitCode, Signaled: res.Signal, TimedOut: res.TimedOut})
 }
 
-func cancelOnGone(ctx context.Context, p *agent.Process) {
-	if ctx.Err() != nil {
-		p.Close()
-	}
-}
-
-// readFile streams a file out of a VM.
-func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Query().Get("path")
-	if path == "" {
-		s.writeError(w, r, fmt.Errorf("give the file with ?path=: %w", errdefs.ErrInvalid))
-		return
-	}
-	client, _, err := s.vms.Agent(r.Context(), r.PathValue("ref"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rc, info, err := client.ReadFile(r.Context(), path)
-	if errors.Is(err, agent.ErrNotFound) {
-		err = fmt.Errorf("%s: no such file in the VM: %w", path, errdefs.ErrNotFound)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer rc.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-	w.Header().Set("X-File-Mode", strconv.FormatUint(uint64(info.Mode.Perm()), 8))
-	w.WriteHeader(http.StatusOK)
-	io.Copy(w, rc)
-}
-
-// writeFile stores the request body as a file in a VM.
-func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Query().Get("path")
-	if path == "" {
-		s.writeError(w, r, fmt.Errorf("give the file with ?path=: %w", errdefs.ErrInvalid))
-		return
-	}
-	mode := os.FileMode(0o644)
-	if m := r.URL.Query().Get("mode"); m != "" {
-		v, err := strconv.ParseUint(m, 8, 32)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("mode %q is not octal: %w", m, errdefs.ErrInvalid))
-			return
+// checkEnv refuses environment entries that are not KEY=VALUE.
+func checkEnv(env []string) error {
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.ContainsAny(k, "\x00") {
+			return fmt.Errorf("environment entry %q: write it as KEY=VALUE (e.g. -e LANG=C.UTF-8): %w", e, errdefs.ErrInvalid)
 		}
-		mode = os.FileMode(v)
 	}
-	client, _, err := s.vms.Agent(r.Context(), r.PathValue("ref"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := client.WriteFile(r.Context(), path, mode, r.Body); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

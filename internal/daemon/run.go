@@ -14,8 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vers/internal/agent"
 	"vers/internal/image"
 	"vers/internal/paths"
+	"vers/internal/qemu"
 	"vers/internal/rampool"
 	"vers/internal/store"
 	"vers/internal/vm"
@@ -51,8 +53,16 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	vms := vm.New(layout, st, images, log)
-	vms.UseRAMPool(pool)
+	vcfg := vm.Config{
+		Layout: layout, Store: st, Images: images, Log: log,
+		Hypervisor: vm.QEMU{}, Dial: agent.Dial, RAM: vm.RAMPool{}, Groups: vm.CgroupGroups{},
+		Accel: qemu.DetectAccel(), RAMDir: pool.Dir, CloneRAM: pool.Reflink,
+		Host: vm.ReadHostLimits(layout.VMsDir()), BootTimeout: bootTimeout(),
+	}
+	if pool.Reflink {
+		vcfg.Returner = rampool.NewReturner(pool.Dir, log)
+	}
+	vms := vm.New(vcfg)
 	if err := vms.Recover(ctx); err != nil {
 		return fmt.Errorf("recover vms: %w", err)
 	}
@@ -81,4 +91,12 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// bootTimeout is 90 s, or VERS_BOOT_TIMEOUT (a Go duration) when set.
+func bootTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("VERS_BOOT_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 90 * time.Second
 }

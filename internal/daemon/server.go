@@ -126,7 +126,11 @@ func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
-	recursive, _ := strconv.ParseBool(r.URL.Query().Get("recursive"))
+	recursive, err := boolParam(r, "recursive")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	ids, err := s.vms.Kill(r.Context(), r.PathValue("ref"), recursive)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -146,6 +150,20 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
 		out = append(out, imageToAPI(st))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// boolParam reads a true/false query parameter; anything else is refused
+// rather than read as false.
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: use true or false: %w", name, v, errdefs.ErrInvalid)
+	}
+	return b, nil
 }
 
 func decode(r *http.Request, v any) error {
@@ -188,5 +206,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == api.CodeInternal {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, httpStatus(code), api.Error{Code: code, Message: errdefs.Message(err)})
+	e := api.Error{Code: code, Message: errdefs.Message(err)}
+	// A kill that failed part way says what it removed.
+	var ke *vm.KillError
+	if errors.As(err, &ke) {
+		e.Deleted = ke.Deleted
+	}
+	writeJSON(w, httpStatus(code), e)
 }

@@ -151,9 +151,20 @@ func (m *monitor) read(r *bufio.Reader) {
 	close(m.done)
 }
 
+// CallTimeout bounds every QMP command, whatever the caller's context
+// allows: no command QEMU answers takes long (a migration returns at once and
+// is polled), so a QEMU that does not answer within it is stuck (stopped,
+// hung, or swapped out), and the caller must learn so instead of waiting.
+const CallTimeout = 15 * time.Second
+
+// ErrUnresponsive: QEMU did not answer a QMP command within CallTimeout.
+var ErrUnresponsive = errors.New("qemu is not answering")
+
 // execute runs one QMP command. If f is not nil its descriptor travels with
 // the command (SCM_RIGHTS), as getfd and add-fd expect.
 func (m *monitor) execute(ctx context.Context, cmd string, args any, f *os.File, result any) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, CallTimeout, fmt.Errorf("no answer within %s: %w", CallTimeout, ErrUnresponsive))
+	defer cancel()
 	m.mu.Lock()
 	m.nextID++
 	id := m.nextID
@@ -209,6 +220,9 @@ func (m *monitor) execute(ctx context.Context, cmd string, args any, f *os.File,
 		return fmt.Errorf("qmp %s: %w", cmd, m.readErr)
 	case <-ctx.Done():
 		forget()
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUnresponsive) {
+			return fmt.Errorf("qmp %s: %w", cmd, cause)
+		}
 		return fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
 }

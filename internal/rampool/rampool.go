@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+	"vers/internal/hostmem"
 
 	"golang.org/x/sys/unix"
 )
@@ -405,16 +406,4 @@ func unescapeMount(s string) string {
 
 // memTotal is the host's RAM in bytes: the pool's tmpfs may grow to it (a
 // tmpfs size is a cap, not a reservation).
-func memTotal() (int64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no MemTotal in /proc/meminfo")
-}
+func memTotal() (int64, error) { return hostmem.Total() }

@@ -21,6 +21,32 @@ type Snapshot struct {
 	MemPath   string // frozen RAM file, mapped copy-on-write by children
 	StatePath string // device state (migration stream without RAM)
 	Machine   string // the source's machine configuration (opaque JSON)
+	// Phase is how far the branch that made it got (Phase*).
+	Phase string
+	// NextDisk is the overlay the source moves onto in the freeze.
+	NextDisk string
+}
+
+// Branch phases, as recorded with the snapshot.
+const (
+	// PhasePrepared: recorded before the freeze; the source may or may not
+	// have moved onto NextDisk.
+	PhasePrepared = "prepared"
+	// PhaseFrozen: the source runs on NextDisk; the children may not run.
+	PhaseFrozen = "frozen"
+	// PhaseReady: the children run (or the branch ended).
+	PhaseReady = "ready"
+)
+
+const snapshotColumns = `id, source_vm, created_at, dir, layer, mem_path, state_path, machine, phase, next_disk`
+
+func scanSnapshot(row interface{ Scan(...any) error }, extra ...any) (Snapshot, error) {
+	var sn Snapshot
+	var created int64
+	dst := append([]any{&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine, &sn.Phase, &sn.NextDisk}, extra...)
+	err := row.Scan(dst...)
+	sn.CreatedAt = time.Unix(0, created).UTC()
+	return sn, err
 }
 
 // Reference kinds. A VM whose disk chain passes through a snapshot's layer
@@ -54,8 +80,11 @@ func (s *Store) Update(ctx context.Context, f func(*Tx) error) error {
 
 // CreateSnapshot records sn.
 func (t *Tx) CreateSnapshot(ctx context.Context, sn Snapshot) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO snapshots (id, source_vm, created_at, dir, layer, mem_path, state_path, machine) VALUES (?,?,?,?,?,?,?,?)`,
-		sn.ID, sn.SourceVM, sn.CreatedAt.UnixNano(), sn.Dir, sn.Layer, sn.MemPath, sn.StatePath, sn.Machine)
+	if sn.Phase == "" {
+		sn.Phase = PhaseReady
+	}
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		sn.ID, sn.SourceVM, sn.CreatedAt.UnixNano(), sn.Dir, sn.Layer, sn.MemPath, sn.StatePath, sn.Machine, sn.Phase, sn.NextDisk)
 	if err != nil {
 		return fmt.Errorf("create snapshot %s: %w", sn.ID, err)
 	}
@@ -87,44 +116,82 @@ func (t *Tx) UpdateVM(ctx context.Context, v VM) error {
 	return nil
 }
 
+// SetSnapshotPhase records how far the branch of snapshot id got.
+func (t *Tx) SetSnapshotPhase(ctx context.Context, id, phase string) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE snapshots SET phase=? WHERE id=?`, phase, id)
+	if err != nil {
+		return fmt.Errorf("snapshot %s phase: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("snapshot %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
 // DropRefs removes every reference a VM holds (it is being deleted).
-func (s *Store) DropRefs(ctx context.Context, vmID string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM refs WHERE vm_id=?`, vmID)
+func (t *Tx) DropRefs(ctx context.Context, vmID string) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM refs WHERE vm_id=?`, vmID)
 	return err
 }
 
+// DeleteVM is Store.DeleteVM inside the transaction.
+func (t *Tx) DeleteVM(ctx context.Context, id string) error { return deleteVM(ctx, t.tx, id) }
+
 // GetSnapshot returns one snapshot.
 func (s *Store) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
-	var sn Snapshot
-	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, source_vm, created_at, dir, layer, mem_path, state_path, machine FROM snapshots WHERE id=?`, id).
-		Scan(&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine)
+	sn, err := scanSnapshot(s.db.QueryRowContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots WHERE id=?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return sn, fmt.Errorf("snapshot %s: %w", id, errdefs.ErrNotFound)
 	}
-	sn.CreatedAt = time.Unix(0, created).UTC()
 	return sn, err
+}
+
+// Unfinished lists the snapshots whose branch did not reach PhaseReady.
+func (s *Store) Unfinished(ctx context.Context) ([]Snapshot, error) {
+	return s.snapshots(ctx, `WHERE phase != ?`, PhaseReady)
+}
+
+// ListSnapshots lists every snapshot, oldest first.
+func (s *Store) ListSnapshots(ctx context.Context) ([]Snapshot, error) {
+	return s.snapshots(ctx, "")
+}
+
+func (s *Store) snapshots(ctx context.Context, where string, args ...any) ([]Snapshot, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots `+where+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Snapshot
+	for rows.Next() {
+		sn, err := scanSnapshot(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sn)
+	}
+	return out, rows.Err()
 }
 
 // Garbage lists snapshots nothing refers to any more (dead), and those whose
 // RAM no VM maps any more although their disk layer is still used (memFree).
+// A snapshot whose branch is still under way is neither: its children are
+// not recorded yet.
 func (s *Store) Garbage(ctx context.Context) (dead, memFree []Snapshot, err error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, source_vm, created_at, dir, layer, mem_path, state_path, machine,
+	rows, err := s.db.QueryContext(ctx, `SELECT `+snapshotColumns+`,
 		(SELECT COUNT(*) FROM refs r WHERE r.snapshot_id = s.id),
 		(SELECT COUNT(*) FROM refs r WHERE r.snapshot_id = s.id AND r.kind = ?)
-		FROM snapshots s`, RefMem)
+		FROM snapshots s WHERE phase = ?`, RefMem, PhaseReady)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var sn Snapshot
-		var created int64
 		var all, mem int
-		if err := rows.Scan(&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine, &all, &mem); err != nil {
+		sn, err := scanSnapshot(rows, &all, &mem)
+		if err != nil {
 			return nil, nil, err
 		}
-		sn.CreatedAt = time.Unix(0, created).UTC()
 		switch {
 		case all == 0:
 			dead = append(dead, sn)

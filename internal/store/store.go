@@ -14,7 +14,8 @@ import (
 
 	"vers/internal/errdefs"
 
-	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+	"modernc.org/sqlite" // also the database/sql driver "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // VM is one row of the vms table.
@@ -79,6 +80,10 @@ var migrations = []string{
 		PRIMARY KEY (vm_id, snapshot_id, kind)
 	);
 	CREATE INDEX refs_snapshot ON refs(snapshot_id);`,
+	// A branch records how far it got, so that a restarted daemon finishes
+	// or undoes it by the same steps (internal/vm Recover).
+	`ALTER TABLE snapshots ADD COLUMN phase TEXT NOT NULL DEFAULT 'ready';
+	ALTER TABLE snapshots ADD COLUMN next_disk TEXT NOT NULL DEFAULT '';`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -152,7 +157,7 @@ func createVM(ctx context.Context, db execer, v VM) error {
 	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine)
-	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: vms.alias") {
+	if isUnique(err) && v.Alias != "" {
 		return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", v.Alias, errdefs.ErrConflict)
 	}
 	if err != nil {
@@ -250,9 +255,19 @@ func (s *Store) Children(ctx context.Context, id string) ([]VM, error) {
 	return out, rows.Err()
 }
 
+// isUnique reports whether err is SQLite's unique-constraint violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 // DeleteVM removes the row of id. Deleting a missing row is not an error.
 func (s *Store) DeleteVM(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM vms WHERE id=?`, id); err != nil {
+	return deleteVM(ctx, s.db, id)
+}
+
+func deleteVM(ctx context.Context, db execer, id string) error {
+	if _, err := db.ExecContext(ctx, `DELETE FROM vms WHERE id=?`, id); err != nil {
 		return fmt.Errorf("delete vm %s: %w", id, err)
 	}
 	return nil

@@ -125,12 +125,12 @@ func TestSnapshotRefsAndGarbage(t *testing.T) {
 	if err != nil || len(dead) != 0 || len(memFree) != 0 {
 		t.Fatalf("in use: dead=%v memFree=%v err=%v", dead, memFree, err)
 	}
-	s.DropRefs(ctx, "c")
+	s.Update(ctx, func(tx *Tx) error { return tx.DropRefs(ctx, "c") })
 	dead, memFree, _ = s.Garbage(ctx)
 	if len(dead) != 0 || len(memFree) != 1 || memFree[0].ID != "s1" {
 		t.Fatalf("child gone: dead=%v memFree=%v", dead, memFree)
 	}
-	s.DropRefs(ctx, "p")
+	s.Update(ctx, func(tx *Tx) error { return tx.DropRefs(ctx, "p") })
 	dead, _, _ = s.Garbage(ctx)
 	if len(dead) != 1 || dead[0].ID != "s1" {
 		t.Fatalf("all gone: dead=%v", dead)
@@ -145,5 +145,80 @@ func TestSnapshotRefsAndGarbage(t *testing.T) {
 	}
 	if dead, _, _ = s.Garbage(ctx); len(dead) != 1 {
 		t.Fatal("a rolled-back ref was kept")
+	}
+}
+
+func TestUniqueAliasIsConflict(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CreateVM(ctx, VM{ID: "1", Alias: "web", State: "running", Kernel: "k", Rootfs: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CreateVM(ctx, VM{ID: "2", Alias: "web", State: "running", Kernel: "k", Rootfs: "r"})
+	if !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("a taken alias: got %v, want a conflict", err)
+	}
+	// The same id twice is not an alias conflict.
+	err = s.CreateVM(ctx, VM{ID: "1", State: "running", Kernel: "k", Rootfs: "r"})
+	if err == nil || errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("a taken id: got %v, want a plain error", err)
+	}
+}
+
+func TestSnapshotPhases(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Update(ctx, func(tx *Tx) error {
+		if err := tx.CreateSnapshot(ctx, Snapshot{ID: "s1", SourceVM: "p", Phase: PhasePrepared, NextDisk: "/d/next"}); err != nil {
+			return err
+		}
+		return tx.CreateSnapshot(ctx, Snapshot{ID: "s2", SourceVM: "p"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	un, err := s.Unfinished(ctx)
+	if err != nil || len(un) != 1 || un[0].ID != "s1" || un[0].NextDisk != "/d/next" {
+		t.Fatalf("unfinished: %+v %v", un, err)
+	}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.SetSnapshotPhase(ctx, "s1", PhaseReady) }); err != nil {
+		t.Fatal(err)
+	}
+	if un, _ := s.Unfinished(ctx); len(un) != 0 {
+		t.Fatalf("still unfinished: %+v", un)
+	}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.SetSnapshotPhase(ctx, "nope", PhaseReady) }); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("missing snapshot: %v", err)
+	}
+}
+
+// TestGarbageSkipsBranchesUnderWay: a snapshot whose children are not
+// recorded yet is not garbage, whatever its references say.
+func TestGarbageSkipsBranchesUnderWay(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.CreateSnapshot(ctx, Snapshot{ID: "s", SourceVM: "p", Phase: PhasePrepared}); err != nil {
+			return err
+		}
+		return tx.AddRef(ctx, Ref{VMID: "p", SnapshotID: "s", Kind: RefDisk})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead, memFree, _ := s.Garbage(ctx); len(dead)+len(memFree) != 0 {
+		t.Fatalf("a branch under way is garbage: %v %v", dead, memFree)
+	}
+	s.Update(ctx, func(tx *Tx) error { return tx.SetSnapshotPhase(ctx, "s", PhaseReady) })
+	if _, memFree, _ := s.Garbage(ctx); len(memFree) != 1 {
+		t.Fatalf("a finished branch with no children: %v", memFree)
 	}
 }

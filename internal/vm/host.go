@@ -1,44 +1,49 @@
 package vm
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"vers/internal/errdefs"
+	"vers/internal/hostmem"
 )
 
-// HostLimits is what this host can give one VM.
+// HostLimits is what this host can give VMs.
 type HostLimits struct {
 	MemMiB  int // total RAM
 	CPUs    int
 	DiskMiB int // free space where VM disks live
-	diskDir string
+	// Available is the memory the host can give now, in MiB (nil: unknown).
+	Available func() int
+	diskDir   string
+	// freeDisk, when set (tests), measures the free disk space instead.
+	freeDisk func() int
 }
 
 // ReadHostLimits measures the host. dir is where VM disks are written.
 func ReadHostLimits(dir string) HostLimits {
 	h := HostLimits{CPUs: runtime.NumCPU(), diskDir: dir}
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 2 && fields[0] == "MemTotal:" {
-				kb, _ := strconv.Atoi(fields[1])
-				h.MemMiB = kb / 1024
+	if total, err := hostmem.Total(); err == nil {
+		h.MemMiB = int(total >> 20)
+		h.Available = func() int {
+			n, err := hostmem.Available()
+			if err != nil {
+				return h.MemMiB
 			}
+			return int(n >> 20)
 		}
-		f.Close()
 	}
 	return h
 }
 
-func (h HostLimits) freeDiskMiB() int {
+// FreeDiskMiB is the free space where VM disks live.
+func (h HostLimits) FreeDiskMiB() int {
+	if h.freeDisk != nil {
+		return h.freeDisk()
+	}
 	dir := h.diskDir
 	for dir != "/" && dir != "." {
 		var st unix.Statfs_t
@@ -79,7 +84,7 @@ func (h HostLimits) Check(memMiB, vcpus, fsMiB int) error {
 		return fmt.Errorf("vcpu_count %d is more than this host has (%d): %w", vcpus, h.CPUs, errdefs.ErrInvalid)
 	}
 	// Disks are thin qcow2 overlays, but a size the host could never hold is a mistake.
-	if free := h.freeDiskMiB(); free > 0 && fsMiB > free {
+	if free := h.FreeDiskMiB(); free > 0 && fsMiB > free {
 		return fmt.Errorf("fs_size_vm_mib %d is more than the free disk space on this host (%d MiB): %w", fsMiB, free, errdefs.ErrInvalid)
 	}
 	return nil

@@ -2,25 +2,36 @@ package vm
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
-	"vers/internal/cgroup"
 	"vers/internal/errdefs"
-	"vers/internal/paths"
 	"vers/internal/qemu"
 	"vers/internal/store"
 )
 
+// killLockWait bounds how long a kill waits for an operation on the VM to
+// let go, after the VM's process was ended (which makes that operation
+// fail at once).
+const killLockWait = 30 * time.Second
+
+// KillError is a kill that removed some VMs of a tree before it failed:
+// Deleted lists them, so that a caller can forget them (HEAD included).
+type KillError struct {
+	Deleted []string
+	Err     error
+}
+
+func (e *KillError) Error() string { return e.Err.Error() }
+func (e *KillError) Unwrap() error { return e.Err }
+
 // Kill stops the VM ref and deletes everything it owns. A VM with children
 // is refused unless recursive, in which case the whole subtree goes, deepest
-// first. It returns the ids removed.
+// first. It returns the ids removed; after a partial failure the error is
+// a *KillError that lists them.
 func (m *Manager) Kill(ctx context.Context, ref string, recursive bool) ([]string, error) {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
 	row, err := m.store.ResolveVM(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -39,8 +50,11 @@ func (m *Manager) Kill(ctx context.Context, ref string, recursive bool) ([]strin
 	}
 	var done []string
 	for _, v := range order {
-		if err := m.destroy(ctx, v); err != nil {
-			return done, err
+		if err := m.kill(ctx, v); err != nil {
+			if len(done) > 0 {
+				return done, &KillError{Deleted: done, Err: err}
+			}
+			return nil, err
 		}
 		done = append(done, v.ID)
 	}
@@ -70,39 +84,62 @@ func (m *Manager) subtree(ctx context.Context, root store.VM) ([]store.VM, error
 	return out, walk(root, 0)
 }
 
+// kill ends one VM whatever it is doing: its process goes first, without
+// asking it (a VM that stopped answering can always be killed, and an
+// operation in flight on it then fails at once), then, holding the VM,
+// everything it owned.
+func (m *Manager) kill(ctx context.Context, v store.VM) error {
+	if err := m.hv.Kill(m.qemuConfigOf(v)); err != nil {
+		return fmt.Errorf("kill qemu of %s: %w", label(v), err)
+	}
+	if mc := m.machine(v.ID); mc != nil {
+		lctx, cancel := context.WithTimeout(ctx, killLockWait)
+		err := mc.lock(lctx, "kill "+label(v))
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer mc.unlock()
+	}
+	return m.destroy(ctx, v)
+}
+
+// qemuConfigOf is what identifies a VM's process: its name and directory.
+func (m *Manager) qemuConfigOf(v store.VM) qemu.Config {
+	return qemu.Config{Name: v.ID, Dir: m.cfg.Layout.VMDir(v.ID)}
+}
+
 // destroy stops one VM and removes its files and row. It is idempotent, so a
 // kill interrupted half way can simply be repeated.
 func (m *Manager) destroy(ctx context.Context, v store.VM) error {
-	m.mu.Lock()
-	mc := m.live[v.ID]
-	delete(m.live, v.ID)
-	m.mu.Unlock()
-	if mc != nil {
-		mc.closeAgent()
-		mc.inst.Close()
-	}
+	m.forget(v.ID)
 	// Everything the VM owns is deleted next, so there is nothing for a
 	// graceful quit to flush: it is killed outright, which is immediate where
 	// QEMU's own quit takes a second or more.
-	if err := qemu.Kill(qemu.Config{Name: v.ID, Dir: m.layout.VMDir(v.ID)}); err != nil {
+	if err := m.hv.Kill(m.qemuConfigOf(v)); err != nil {
 		return fmt.Errorf("kill qemu of %s: %w", label(v), err)
 	}
-	cgroup.Remove(v.ID)
-	if err := os.RemoveAll(m.layout.VMDir(v.ID)); err != nil {
+	m.unplaceVM(v.ID)
+	if err := m.inject("kill.files"); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(m.cfg.Layout.VMDir(v.ID)); err != nil {
 		return fmt.Errorf("remove files of %s: %w", label(v), err)
 	}
 	// Its own RAM, named after it whether or not its row says so yet (a
 	// child's row gets its machine only once it runs); a snapshot's frozen
 	// RAM is collected below.
-	os.Remove(ownRAM(v.ID))
+	os.Remove(m.ownRAM(v.ID))
 	if cfg, ok := machineOf(v); ok && cfg.MemPath != "" && !cfg.MemPrivate {
 		os.Remove(cfg.MemPath)
 	}
 	defer m.giveBackRAM()
-	if err := m.store.DropRefs(ctx, v.ID); err != nil {
-		return err
-	}
-	if err := m.store.DeleteVM(ctx, v.ID); err != nil {
+	if err := m.store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DropRefs(ctx, v.ID); err != nil {
+			return err
+		}
+		return tx.DeleteVM(ctx, v.ID)
+	}); err != nil {
 		return err
 	}
 	m.collect(ctx)
@@ -113,21 +150,9 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 // giveBackRAM has the RAM filesystem return deleted files' blocks to the
 // host now rather than at its next log checkpoint (see rampool.Returner).
 func (m *Manager) giveBackRAM() {
-	if m.returner != nil {
-		m.returner.Kick()
+	if m.cfg.Returner != nil {
+		m.cfg.Returner.Kick()
 	}
-}
-
-// ownRAM is the file a VM's RAM lives in when it has a file of its own.
-func ownRAM(id string) string { return filepath.Join(paths.RAMDir(), id+".ram") }
-
-// machineOf decodes the QEMU configuration stored with a VM.
-func machineOf(v store.VM) (qemu.Config, bool) {
-	var cfg qemu.Config
-	if v.Machine == "" || json.Unmarshal([]byte(v.Machine), &cfg) != nil {
-		return qemu.Config{Name: v.ID}, false
-	}
-	return cfg, true
 }
 
 // collect deletes what no VM uses any more: whole snapshots nothing refers
@@ -143,15 +168,20 @@ func (m *Manager) collect(ctx context.Context) {
 		os.Remove(sn.StatePath)
 	}
 	for _, sn := range dead {
-		os.Remove(sn.MemPath)
-		if err := os.RemoveAll(sn.Dir); err != nil {
-			m.log.Error("remove snapshot", "id", sn.ID, "err", err)
-			continue
-		}
-		if err := m.store.DeleteSnapshot(ctx, sn.ID); err != nil {
-			m.log.Error("forget snapshot", "id", sn.ID, "err", err)
-			continue
-		}
-		m.log.Info("snapshot freed", "id", sn.ID)
+		m.removeSnapshot(ctx, sn)
 	}
+}
+
+// removeSnapshot deletes a snapshot's files, then its record.
+func (m *Manager) removeSnapshot(ctx context.Context, sn store.Snapshot) {
+	os.Remove(sn.MemPath)
+	if err := os.RemoveAll(sn.Dir); err != nil {
+		m.log.Error("remove snapshot", "id", sn.ID, "err", err)
+		return
+	}
+	if err := m.store.DropSnapshot(ctx, sn.ID); err != nil {
+		m.log.Error("forget snapshot", "id", sn.ID, "err", err)
+		return
+	}
+	m.log.Info("snapshot freed", "id", sn.ID)
 }

@@ -1,347 +1,128 @@
-// Package vm is the domain of vers: it creates, finds, recovers and kills
-// virtual machines by combining the image cache, the QEMU driver, the guest
-// agent and the metadata store. It owns the VM state machine
-// (creating → running → dead) and makes every multi-step change undo itself
-// on failure. It never speaks HTTP: the daemon translates requests to calls here.
+// Package vm is the domain of vers: it creates, branches, finds, recovers
+// and kills virtual machines, and runs commands and moves files in them. It
+// owns the VM state machine (creating → running ⇄ paused → dead) and makes
+// every multi-step change undo itself on failure.
+//
+// It sees the hypervisor, the guest agent and the RAM filesystem only
+// through the small interfaces of ports.go, so every use case is unit-tested
+// on fakes. It never speaks HTTP (the daemon translates requests into calls
+// here) and never holds a lock across a boot or a call into a VM that has no
+// deadline: operations lock the one VM they change, and the store keeps
+// its own transactions.
 package vm
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 
 	"vers/api"
 	"vers/internal/agent"
 	"vers/internal/cgroup"
 	"vers/internal/errdefs"
-	"vers/internal/image"
 	"vers/internal/paths"
-	"vers/internal/qemu"
 	"vers/internal/rampool"
-	"vers/internal/revert"
 	"vers/internal/store"
 )
 
-// Images is what the manager needs from the image cache.
-type Images interface {
-	Ensure(ctx context.Context, name string, progress io.Writer) (image.Info, error)
+// Config is everything the manager is built from; the daemon fills it once.
+type Config struct {
+	Layout paths.Layout
+	Store  *store.Store
+	Images Images
+	Log    *slog.Logger
+
+	Hypervisor Hypervisor
+	Dial       AgentDialer
+	RAM        RAMFiles
+	Groups     Groups
+	// Accel is "kvm" or "tcg".
+	Accel string
+	// RAMDir holds guest RAM files; CloneRAM says its files can be cloned
+	// (internal/rampool), so that a branch clones RAM instead of copying it.
+	RAMDir   string
+	CloneRAM bool
+	// Returner gives deleted RAM files' blocks back to the host (clone only).
+	Returner *rampool.Returner
+	// Host is what the host can give VMs.
+	Host HostLimits
+	// BootTimeout bounds how long a new VM may take to answer through its agent.
+	BootTimeout time.Duration
 }
+
+// Groups puts VM processes in block I/O groups of their own.
+type Groups interface {
+	Place(id string, pid int) error
+	Remove(id string) error
+}
+
+// CgroupGroups is Groups on the host's control groups (internal/cgroup).
+type CgroupGroups struct{}
+
+func (CgroupGroups) Place(id string, pid int) error { return cgroup.Place(id, pid) }
+func (CgroupGroups) Remove(id string) error         { return cgroup.Remove(id) }
 
 // Manager runs the VMs of one host.
 type Manager struct {
-	layout paths.Layout
-	store  *store.Store
-	images Images
-	accel  string
-	log    *slog.Logger
-	host   HostLimits
-
-	// BootTimeout bounds how long a new VM may take to answer through its agent.
-	BootTimeout time.Duration
+	cfg   Config
+	store *store.Store
+	hv    Hypervisor
+	log   *slog.Logger
 
 	mu   sync.Mutex
 	live map[string]*machine // running VMs this daemon is attached to, by id
-	// opMu serialises operations that change the set of VMs or the tree.
-	opMu sync.Mutex
+
+	// admitMu makes "is there room, then reserve it" one step: it is held
+	// only while the rows that reserve memory are checked and written.
+	admitMu sync.Mutex
 	// sparsing holds, per snapshot, a channel closed when the background
 	// punching of its frozen RAM's zero pages is done.
 	sparsing sync.Map
-	// cloneRAM: the RAM directory can clone files (see internal/rampool).
-	// Every new VM's RAM is then a shared file of its own there, and a branch
-	// clones it instead of copying it.
-	cloneRAM bool
-	// returner gives deleted RAM files' blocks back to the host (clone only).
-	returner *rampool.Returner
 	// cgroupOnce: why VMs cannot have block I/O groups is logged once.
 	cgroupOnce sync.Once
-}
-
-// machine is the daemon's handle on one running VM.
-type machine struct {
-	cfg  qemu.Config
-	inst *qemu.Instance
-
-	mu    sync.Mutex
-	agent *agent.Client
-	// prefaulted: its file-backed RAM is mapped in whole (see prefault);
-	// it stays so, so only a VM's first branch pays for it.
-	prefaulted bool
-}
-
-// UseRAMPool tells the manager what the RAM directory can do. Call it before
-// Recover.
-func (m *Manager) UseRAMPool(p rampool.Pool) {
-	m.cloneRAM = p.Reflink
-	method := "copy (background snapshot)"
-	if p.Reflink {
-		method = "clone (reflink)"
-		m.returner = rampool.NewReturner(p.Dir, m.log)
-	}
-	m.log.Info("guest RAM", "dir", p.Dir, "branch", method)
+	// failpoint, when set (tests), decides which named steps fail.
+	failpoint func(point string) error
 }
 
 // New returns a manager; call Recover before serving.
-func New(layout paths.Layout, st *store.Store, images Images, log *slog.Logger) *Manager {
-	return &Manager{
-		layout:      layout,
-		store:       st,
-		images:      images,
-		accel:       qemu.DetectAccel(),
-		log:         log,
-		host:        ReadHostLimits(layout.VMsDir()),
-		BootTimeout: bootTimeout(),
-		live:        map[string]*machine{},
+func New(cfg Config) *Manager {
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = 90 * time.Second
 	}
-}
-
-// bootTimeout is 90 s, or VERS_BOOT_TIMEOUT (a Go duration) when set.
-func bootTimeout() time.Duration {
-	if d, err := time.ParseDuration(os.Getenv("VERS_BOOT_TIMEOUT")); err == nil && d > 0 {
-		return d
+	method := "copy (background snapshot)"
+	if cfg.CloneRAM {
+		method = "clone (reflink)"
 	}
-	return 90 * time.Second
+	cfg.Log.Info("guest RAM", "dir", cfg.RAMDir, "branch", method)
+	return &Manager{cfg: cfg, store: cfg.Store, hv: cfg.Hypervisor, log: cfg.Log, live: map[string]*machine{}}
 }
 
 // Accel is the accelerator VMs use: "kvm" or "tcg".
-func (m *Manager) Accel() string { return m.accel }
+func (m *Manager) Accel() string { return m.cfg.Accel }
 
-// Spec is what a new VM is made from.
-type Spec struct {
-	Alias  string
-	MemMiB int
-	VCPUs  int
-	FsMiB  int
-	Kernel string
-	Rootfs string
-}
+var (
+	aliasRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	// idLikeRE matches what could be a VM id or the start of one.
+	idLikeRE = regexp.MustCompile(`^[0-9a-fA-F-]+$`)
+)
 
-var aliasRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
-// ValidateAlias reports whether s can name a VM.
+// ValidateAlias reports whether s can name a VM. An alias never looks like
+// an id (only hex digits and '-'), so a name always means one VM.
 func ValidateAlias(s string) error {
-	if s == "" || aliasRE.MatchString(s) {
-		return nil
-	}
-	return fmt.Errorf("alias %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit: %w", s, errdefs.ErrInvalid)
-}
-
-// Create boots a VM and returns once its agent answers.
-func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
-	if err := ValidateAlias(spec.Alias); err != nil {
-		return api.VM{}, err
-	}
-	if err := m.host.Check(spec.MemMiB, spec.VCPUs, spec.FsMiB); err != nil {
-		return api.VM{}, err
-	}
-	if _, err := qemu.Binary(); err != nil {
-		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
-	}
-	kernel, err := m.images.Ensure(ctx, spec.Kernel, nil)
-	if err != nil {
-		return api.VM{}, imageErr("kernel", spec.Kernel, err)
-	}
-	rootfs, err := m.images.Ensure(ctx, spec.Rootfs, nil)
-	if err != nil {
-		return api.VM{}, imageErr("rootfs", spec.Rootfs, err)
-	}
-	if kernel.Kind != image.KindKernel {
-		return api.VM{}, fmt.Errorf("image %q is a %s, not a kernel: %w", spec.Kernel, kernel.Kind, errdefs.ErrInvalid)
-	}
-	if rootfs.Kind != image.KindRootfs {
-		return api.VM{}, fmt.Errorf("image %q is a %s, not a root filesystem: %w", spec.Rootfs, rootfs.Kind, errdefs.ErrInvalid)
-	}
-	if spec.FsMiB < rootfs.SizeMiB {
-		return api.VM{}, fmt.Errorf("fs_size_vm_mib %d is smaller than the %q image (%d MiB); use at least %d: %w",
-			spec.FsMiB, spec.Rootfs, rootfs.SizeMiB, rootfs.SizeMiB, errdefs.ErrInvalid)
-	}
-
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
-
-	start := time.Now()
-	row := store.VM{
-		ID: uuid.NewString(), Alias: spec.Alias, State: api.StateCreating,
-		MemMiB: spec.MemMiB, VCPUs: spec.VCPUs, FsMiB: spec.FsMiB,
-		Kernel: spec.Kernel, Rootfs: spec.Rootfs, CreatedAt: start,
-	}
-	undo := revert.New()
-	defer undo.Fail()
-
-	// The row comes first: it reserves the alias, and a daemon that dies
-	// during the next steps finds a "creating" row and cleans up after it.
-	if err := m.store.CreateVM(ctx, row); err != nil {
-		return api.VM{}, err
-	}
-	undo.Add(func() { m.store.DeleteVM(context.WithoutCancel(ctx), row.ID) })
-
-	dir := m.layout.VMDir(row.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return api.VM{}, fmt.Errorf("create vm dir: %w", err)
-	}
-	undo.Add(func() { os.RemoveAll(dir) })
-
-	cfg, err := m.qemuConfig(row, kernel).WithHostDefaults()
-	if err != nil {
-		return api.VM{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
-	}
-	machineJSON, _ := json.Marshal(cfg)
-	row.Machine = string(machineJSON)
-	if err := m.store.UpdateVM(ctx, row); err != nil {
-		return api.VM{}, err
-	}
-	if err := qemu.CreateOverlay(ctx, rootfs.Path, "raw", cfg.Disk, spec.FsMiB); err != nil {
-		return api.VM{}, fmt.Errorf("create disk: %w", err)
-	}
-	if cfg.MemPath != "" {
-		undo.Add(func() { os.Remove(cfg.MemPath) })
-	}
-	inst, err := qemu.Start(ctx, cfg)
-	if err != nil {
-		return api.VM{}, fmt.Errorf("start qemu: %w", err)
-	}
-	undo.Add(func() { inst.Stop(context.WithoutCancel(ctx)); cgroup.Remove(row.ID) })
-	m.placeVM(row.ID, inst.PID())
-
-	mc := &machine{cfg: cfg, inst: inst}
-	if err := m.connect(ctx, mc, row, m.BootTimeout); err != nil {
-		kept := m.keepConsole(cfg)
-		return api.VM{}, fmt.Errorf("vm did not come up: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500))
-	}
-	undo.Add(func() { mc.closeAgent() })
-
-	row.State = api.StateRunning
-	row.PID = inst.PID()
-	row.BootMillis = time.Since(start).Milliseconds()
-	if err := m.store.UpdateVM(ctx, row); err != nil {
-		return api.VM{}, err
-	}
-	m.mu.Lock()
-	m.live[row.ID] = mc
-	m.mu.Unlock()
-	undo.Success()
-	m.log.Info("vm created", "id", row.ID, "alias", row.Alias, "pid", row.PID, "boot_ms", row.BootMillis)
-	return toAPI(row), nil
-}
-
-func imageErr(kind, name string, err error) error {
 	switch {
-	case errors.Is(err, image.ErrUnknown):
-		return fmt.Errorf("%s %w: %w", kind, err, errdefs.ErrInvalid)
-	case errors.Is(err, image.ErrInvalid):
-		return fmt.Errorf("%s image %q: %w: %w", kind, name, err, errdefs.ErrInvalid)
+	case s == "":
+		return nil
+	case !aliasRE.MatchString(s):
+		return fmt.Errorf("alias %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit: %w", s, errdefs.ErrInvalid)
+	case idLikeRE.MatchString(s):
+		return fmt.Errorf("alias %q could be read as a VM id (only hex digits and '-'); use a letter from g to z, '_' or '.' in it: %w", s, errdefs.ErrInvalid)
 	}
-	return fmt.Errorf("%s image %q: %w", kind, name, err)
-}
-
-func (m *Manager) qemuConfig(row store.VM, kernel image.Info) qemu.Config {
-	dir := m.layout.VMDir(row.ID)
-	c := qemu.Config{
-		Name:   row.ID,
-		Dir:    dir,
-		MemMiB: row.MemMiB,
-		VCPUs:  row.VCPUs,
-		Kernel: kernel.Path,
-		Initrd: kernel.Initrd,
-		Disk:   dir + "/disk.qcow2",
-		Accel:  m.accel,
-	}
-	if m.cloneRAM {
-		c.MemPath = ownRAM(row.ID)
-	}
-	return c
-}
-
-// connect dials the agent of mc, waits until the guest is up and brings its
-// clock, entropy and hostname in line with the host.
-// A QEMU that exits meanwhile (a guest that panicked or powered off) ends the
-// wait at once.
-func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
-	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
-	defer cancel()
-	wctx, cancelWatch := context.WithCancelCause(dctx)
-	defer cancelWatch(nil)
-	go func() {
-		t := time.NewTicker(exitPoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-				if mc.inst.Exited() {
-					cancelWatch(errExited)
-					return
-				}
-			}
-		}
-	}()
-	dctx = wctx
-	c, err := agent.Dial(dctx, mc.cfg.AgentSocket())
-	if err != nil {
-		if cause := context.Cause(dctx); dctx.Err() != nil && ctx.Err() == nil {
-			return cause
-		}
-		return err
-	}
-	if _, err := c.Info(dctx); err != nil {
-		c.Close()
-		return fmt.Errorf("guest agent: %w", err)
-	}
-	seed := make([]byte, 64)
-	rand.Read(seed)
-	if err := c.Sync(dctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row)}); err != nil {
-		c.Close()
-		return fmt.Errorf("guest agent sync: %w", err)
-	}
-	mc.mu.Lock()
-	mc.agent = c
-	mc.mu.Unlock()
 	return nil
-}
-
-// placeVM gives a VM's QEMU a block I/O group of its own (internal/cgroup),
-// so that the page-ins of VMs started together run in parallel. Best
-// effort: where it cannot, VMs share one group, as the log says once.
-func (m *Manager) placeVM(id string, pid int) {
-	if err := cgroup.Place(id, pid); err != nil {
-		m.cgroupOnce.Do(func() { m.log.Info("VMs share one block I/O group", "reason", err) })
-	}
-}
-
-// exitPoll is how often a VM that is coming up is checked for a QEMU that
-// exited.
-const exitPoll = 100 * time.Millisecond
-
-// errExited: the VM's QEMU process exited before its agent answered.
-var errExited = errors.New("the VM stopped before its agent answered (QEMU exited: the guest panicked or powered off)")
-
-func hostname(row store.VM) string {
-	if row.Alias != "" {
-		return row.Alias
-	}
-	return "vm-" + row.ID[:8]
-}
-
-func (mc *machine) closeAgent() {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	if mc.agent != nil {
-		mc.agent.Close()
-		mc.agent = nil
-	}
 }
 
 // Get resolves ref (alias, id or id prefix) to a VM.
@@ -350,7 +131,7 @@ func (m *Manager) Get(ctx context.Context, ref string) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, err
 	}
-	return toAPI(row), nil
+	return m.toAPI(row), nil
 }
 
 // List returns every VM, oldest first.
@@ -361,45 +142,45 @@ func (m *Manager) List(ctx context.Context) ([]api.VM, error) {
 	}
 	out := make([]api.VM, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, toAPI(r))
+		out = append(out, m.toAPI(r))
 	}
 	return out, nil
 }
 
-func toAPI(r store.VM) api.VM {
-	return api.VM{
+// toAPI is a row as the API shows it, with what the daemon knows now: a VM
+// whose process has just exited is dead, whatever the last check recorded,
+// and a VM that is paused by the host or stopped answering says so.
+func (m *Manager) toAPI(r store.VM) api.VM {
+	v := api.VM{
 		ID: r.ID, Alias: r.Alias, State: r.State, ParentID: r.ParentID,
 		MemMiB: r.MemMiB, VCPUs: r.VCPUs, FsMiB: r.FsMiB, Kernel: r.Kernel, Rootfs: r.Rootfs,
 		PID: r.PID, CreatedAt: r.CreatedAt, BootMillis: r.BootMillis,
 	}
+	if r.State != api.StateRunning {
+		return v
+	}
+	mc := m.machine(r.ID)
+	if mc == nil {
+		return v
+	}
+	if mc.inst.Exited() {
+		v.State, v.StateReason = api.StateDead, "its QEMU exited"
+		return v
+	}
+	switch h := mc.getHealth(); h {
+	case healthDiskFull:
+		v.State, v.StateReason = api.StatePaused, reasonDiskFull
+	case healthUnresponsive:
+		v.State, v.StateReason = api.StateUnresponsive, reasonUnresponsive
+	}
+	return v
 }
 
-// Agent returns a connected agent client for the running VM ref.
-func (m *Manager) Agent(ctx context.Context, ref string) (*agent.Client, api.VM, error) {
-	row, err := m.store.ResolveVM(ctx, ref)
-	if err != nil {
-		return nil, api.VM{}, err
-	}
-	mc, err := m.attached(row)
-	if err != nil {
-		return nil, toAPI(row), err
-	}
-	mc.mu.Lock()
-	c := mc.agent
-	mc.mu.Unlock()
-	if c != nil {
-		return c, toAPI(row), nil
-	}
-	if err := m.connect(ctx, mc, row, 20*time.Second); err != nil {
-		if !qemu.Alive(mc.inst.PID()) {
-			m.markDead(ctx, row)
-			return nil, toAPI(row), fmt.Errorf("vm %s has stopped; `vers kill %s` removes it: %w", label(row), label(row), errdefs.ErrConflict)
-		}
-		return nil, toAPI(row), err
-	}
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	return mc.agent, toAPI(row), nil
+// machine returns the daemon's handle on the running VM id, or nil.
+func (m *Manager) machine(id string) *machine {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[id]
 }
 
 // attached returns the daemon's handle on a running VM, or says why the VM
@@ -409,49 +190,75 @@ func (m *Manager) attached(row store.VM) (*machine, error) {
 	case api.StateRunning:
 	case api.StateDead:
 		return nil, fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
-			label(row), m.layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
+			label(row), m.cfg.Layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
 	default:
 		return nil, fmt.Errorf("vm %s is %s, not running: %w", label(row), row.State, errdefs.ErrConflict)
 	}
-	m.mu.Lock()
-	mc := m.live[row.ID]
-	m.mu.Unlock()
+	mc := m.machine(row.ID)
 	if mc == nil {
-		return nil, fmt.Errorf("vm %s is not attached to this daemon: %w", label(row), errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("vm %s is not attached to this daemon; restarting versd re-attaches it: %w", label(row), errdefs.ErrUnavailable)
+	}
+	if mc.inst.Exited() {
+		return nil, fmt.Errorf("vm %s has stopped (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
+			label(row), m.cfg.Layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
 	}
 	return mc, nil
 }
 
-// DropAgent forgets a broken agent connection so the next call redials.
-func (m *Manager) DropAgent(id string, c *agent.Client) {
+// markDead records that a VM's process is gone and lets go of it. A VM that
+// an operation holds is left to that operation, which fails on its own.
+func (m *Manager) markDead(ctx context.Context, row store.VM) {
+	mc := m.machine(row.ID)
+	if mc != nil {
+		if !mc.tryLock() {
+			return
+		}
+		defer mc.unlock()
+	}
+	row.State = api.StateDead
+	if err := m.store.UpdateVM(ctx, row); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		m.log.Error("mark vm dead", "id", row.ID, "err", err)
+	}
+	m.forget(row.ID)
+	m.log.Warn("vm is dead", "id", row.ID, "alias", row.Alias)
+}
+
+// forget drops the daemon's handle on a VM (its agent session, its
+// control connection); the process itself is not touched.
+func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	mc := m.live[id]
+	delete(m.live, id)
 	m.mu.Unlock()
-	if mc == nil {
-		return
-	}
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	if mc.agent == c && c != nil {
-		c.Close()
-		mc.agent = nil
+	if mc != nil {
+		mc.closeAgent()
+		mc.inst.Close()
 	}
 }
 
-func (m *Manager) markDead(ctx context.Context, row store.VM) {
-	row.State = api.StateDead
-	if err := m.store.UpdateVM(ctx, row); err != nil {
-		m.log.Error("mark vm dead", "id", row.ID, "err", err)
+// placeVM gives a VM's QEMU a block I/O group of its own, so that the
+// page-ins of VMs started together run in parallel. Best effort: where it
+// cannot, VMs share one group, as the log says once.
+func (m *Manager) placeVM(id string, pid int) {
+	if m.cfg.Groups == nil {
+		return
 	}
-	m.mu.Lock()
-	if mc := m.live[row.ID]; mc != nil {
-		mc.closeAgent()
-		mc.inst.Close()
-		delete(m.live, row.ID)
+	if err := m.cfg.Groups.Place(id, pid); err != nil {
+		m.cgroupOnce.Do(func() { m.log.Info("VMs share one block I/O group", "reason", err) })
 	}
-	m.mu.Unlock()
-	m.log.Warn("vm is dead", "id", row.ID, "alias", row.Alias)
 }
+
+func (m *Manager) unplaceVM(id string) {
+	if m.cfg.Groups != nil {
+		m.cfg.Groups.Remove(id)
+	}
+}
+
+// ownRAM is the file a VM's RAM lives in when it has a file of its own.
+func (m *Manager) ownRAM(id string) string { return filepath.Join(m.cfg.RAMDir, id+".ram") }
+
+// snapRAM is a snapshot's frozen RAM.
+func (m *Manager) snapRAM(sid string) string { return filepath.Join(m.cfg.RAMDir, "snap-"+sid+".ram") }
 
 func label(r store.VM) string {
 	if r.Alias != "" {
@@ -459,3 +266,17 @@ func label(r store.VM) string {
 	}
 	return r.ID
 }
+
+// hostname is the name a VM's guest gets: its alias, or one made of its id.
+func hostname(row store.VM) string {
+	if row.Alias != "" {
+		return row.Alias
+	}
+	return "vm-" + row.ID[:8]
+}
+
+// agentDialTimeout bounds a dial of a running VM's agent (one that has
+// answered before, so it is up).
+const agentDialTimeout = 20 * time.Second
+
+var _ = agent.Dial

@@ -2,34 +2,26 @@ package vm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
-	"time"
 
 	"vers/api"
-	"vers/internal/cgroup"
-	"vers/internal/paths"
 	"vers/internal/qemu"
+	"vers/internal/store"
 )
 
 // Recover brings the manager in line with what runs on the host after a
 // daemon start: VMs whose QEMU still runs are re-attached, VMs whose QEMU is
-// gone are marked dead, and VMs caught half-created by a crash are removed
-// with everything they had. Agents are dialled lazily, on first use.
+// gone are marked dead, VMs caught half-created by a crash are removed with
+// everything they had, and branches caught part way are finished or undone
+// by the phase they recorded. Agents are dialled lazily, on first use.
 func (m *Manager) Recover(ctx context.Context) error {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
 	rows, err := m.store.ListVMs(ctx)
 	if err != nil {
 		return err
 	}
 	for _, row := range rows {
-		cfg, ok := machineOf(row)
-		if !ok {
-			cfg = qemu.Config{Name: row.ID, Dir: m.layout.VMDir(row.ID)}
-		}
 		switch row.State {
 		case api.StateCreating:
 			m.log.Warn("removing vm left half-created", "id", row.ID)
@@ -37,68 +29,109 @@ func (m *Manager) Recover(ctx context.Context) error {
 				m.log.Error("remove half-created vm", "id", row.ID, "err", err)
 			}
 		case api.StateRunning, api.StatePaused:
-			inst, err := qemu.Attach(ctx, cfg)
-			if errors.Is(err, qemu.ErrNotRunning) {
-				m.markDead(ctx, row)
-				continue
-			}
-			if err != nil {
-				// Its QEMU may still run: leave the record alone so a later
-				// daemon can try again, and `vers kill` can still remove it.
-				m.log.Error("re-attach vm", "id", row.ID, "err", err)
-				continue
-			}
-			// A daemon killed during a branch may not have recorded that the
-			// disk moved to a new overlay: QEMU knows.
-			if file, err := inst.ActiveDisk(ctx); err == nil && file != "" && file != cfg.Disk && cfg.Disk != "" {
-				m.log.Warn("vm disk moved while the daemon was down", "id", row.ID, "disk", file)
-				cfg.Disk = file
-				inst.SetConfig(cfg)
-				if b, err := json.Marshal(cfg); err == nil {
-					row.Machine = string(b)
-					m.store.UpdateVM(ctx, row)
-				}
-			}
-			// A daemon killed in a branch's pause leaves the parent stopped.
-			if st, err := inst.Status(ctx); err == nil && row.State == api.StateRunning && (st == "paused" || st == "postmigrate" || st == "finish-migrate") {
-				m.log.Warn("vm left stopped by an interrupted branch: resuming it", "id", row.ID, "status", st)
-				m.resume(ctx, inst)
-			}
-			m.mu.Lock()
-			m.live[row.ID] = &machine{cfg: cfg, inst: inst}
-			m.mu.Unlock()
-			m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
+			m.reattach(ctx, row)
 		}
+	}
+	if err := m.recoverBranches(ctx); err != nil {
+		return err
 	}
 	m.sweep(ctx)
 	m.collect(ctx)
 	return nil
 }
 
-// Watch marks VMs dead when their QEMU exits on its own (guest power-off,
-// crash, kill -9). It returns when ctx ends.
-func (m *Manager) Watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// reattach finds a running VM's QEMU again.
+func (m *Manager) reattach(ctx context.Context, row store.VM) {
+	cfg, ok := machineOf(row)
+	if !ok {
+		cfg = m.qemuConfigOf(row)
+	}
+	inst, err := m.hv.Attach(ctx, cfg)
+	if errors.Is(err, qemu.ErrNotRunning) {
+		m.markDead(ctx, row)
+		return
+	}
+	if err != nil {
+		// Its QEMU may still run: leave the record alone so a later daemon
+		// can try again, and `vers kill` can still remove it.
+		m.log.Error("re-attach vm", "id", row.ID, "err", err)
+		return
+	}
+	m.mu.Lock()
+	m.live[row.ID] = newMachine(inst)
+	m.mu.Unlock()
+	m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
+}
+
+// recoverBranches follows each branch that a crash interrupted from the
+// phase it recorded: before the parent's disk moved (prepared, and QEMU
+// says the disk did not move) the snapshot is undone; after it, the
+// parent's record is brought in line and the snapshot stays as its layer.
+// The children are "creating" rows, already removed. A parent left stopped
+// in the pause runs again.
+func (m *Manager) recoverBranches(ctx context.Context) error {
+	snaps, err := m.store.Unfinished(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sn := range snaps {
+		mc := m.machine(sn.SourceVM)
+		if mc == nil {
+			// The parent is gone or dead: nothing runs on the snapshot's layer
+			// any more, and its references decide (collect).
+			m.finishBranch(ctx, sn)
+			continue
 		}
-		m.mu.Lock()
-		var gone []string
-		for id, mc := range m.live {
-			if !qemu.Alive(mc.inst.PID()) {
-				gone = append(gone, id)
-			}
+		cfg := mc.inst.Config()
+		file, err := mc.inst.ActiveDisk(ctx)
+		if err != nil {
+			m.log.Error("recover branch: read the parent's disk", "snapshot", sn.ID, "err", err)
+			continue
 		}
-		m.mu.Unlock()
-		for _, id := range gone {
-			if row, err := m.store.GetVM(ctx, id); err == nil && row.State != api.StateDead {
-				m.markDead(ctx, row)
-			}
+		switch {
+		case file == sn.NextDisk && cfg.Disk != sn.NextDisk:
+			m.log.Warn("vm disk moved while the daemon was down", "id", sn.SourceVM, "disk", file)
+			m.recordDisk(ctx, sn.SourceVM, mc, file)
+			// The old top's VM-directory name goes; the snapshot's name stays.
+			os.Remove(cfg.Disk)
+			m.finishBranch(ctx, sn)
+		case file == sn.NextDisk:
+			m.finishBranch(ctx, sn)
+		case sn.Phase == store.PhasePrepared:
+			m.log.Warn("undoing a branch that never froze", "snapshot", sn.ID, "vm", sn.SourceVM)
+			os.Remove(sn.NextDisk)
+			m.removeSnapshot(ctx, sn)
 		}
+		if st, err := mc.inst.Status(ctx); err == nil && (st == "paused" || st == "postmigrate" || st == "finish-migrate") {
+			m.log.Warn("vm left stopped by an interrupted branch: resuming it", "id", sn.SourceVM, "status", st)
+			m.resume(ctx, mc.inst)
+		}
+	}
+	return nil
+}
+
+// recordDisk records that a VM's disk is now file.
+func (m *Manager) recordDisk(ctx context.Context, id string, mc *machine, file string) {
+	cfg := mc.inst.Config()
+	cfg.Disk = file
+	mc.inst.SetConfig(cfg)
+	row, err := m.store.GetVM(ctx, id)
+	if err != nil {
+		return
+	}
+	row.Machine = machineJSON(cfg)
+	if err := m.store.UpdateVM(ctx, row); err != nil {
+		m.log.Error("record moved disk", "id", id, "err", err)
+	}
+}
+
+// finishBranch marks an interrupted branch's snapshot as ended: it lives
+// on as a disk layer for as long as anything refers to it.
+func (m *Manager) finishBranch(ctx context.Context, sn store.Snapshot) {
+	if err := m.store.Update(ctx, func(tx *store.Tx) error {
+		return tx.SetSnapshotPhase(ctx, sn.ID, store.PhaseReady)
+	}); err != nil {
+		m.log.Error("finish interrupted branch", "snapshot", sn.ID, "err", err)
 	}
 }
 
@@ -115,20 +148,20 @@ func (m *Manager) sweep(ctx context.Context) {
 	for _, r := range rows {
 		known[r.ID] = true
 	}
-	if ents, err := os.ReadDir(m.layout.VMsDir()); err == nil {
+	if ents, err := os.ReadDir(m.cfg.Layout.VMsDir()); err == nil {
 		for _, e := range ents {
 			if known[e.Name()] || !e.IsDir() {
 				continue
 			}
-			dir := filepath.Join(m.layout.VMsDir(), e.Name())
-			qemu.Kill(qemu.Config{Name: e.Name(), Dir: dir})
+			dir := filepath.Join(m.cfg.Layout.VMsDir(), e.Name())
+			m.hv.Kill(qemu.Config{Name: e.Name(), Dir: dir})
 			os.RemoveAll(dir)
-			os.Remove(ownRAM(e.Name()))
-			cgroup.Remove(e.Name())
+			os.Remove(m.ownRAM(e.Name()))
+			m.unplaceVM(e.Name())
 			m.log.Warn("removed leftover vm directory", "id", e.Name())
 		}
 	}
-	ents, err := os.ReadDir(m.layout.SnapshotsDir())
+	ents, err := os.ReadDir(m.cfg.Layout.SnapshotsDir())
 	if err != nil {
 		return
 	}
@@ -137,15 +170,15 @@ func (m *Manager) sweep(ctx context.Context) {
 		if !e.IsDir() {
 			continue
 		}
-		dir := filepath.Join(m.layout.SnapshotsDir(), sid)
+		dir := filepath.Join(m.cfg.Layout.SnapshotsDir(), sid)
 		// A holder never outlives its branch.
-		qemu.Kill(qemu.Config{Name: "snap-" + sid, Dir: filepath.Join(dir, "h")})
+		m.hv.Kill(qemu.Config{Name: "snap-" + sid, Dir: filepath.Join(dir, "h")})
 		os.RemoveAll(filepath.Join(dir, "h"))
 		if _, err := m.store.GetSnapshot(ctx, sid); err == nil {
 			continue
 		}
 		os.RemoveAll(dir)
-		os.Remove(filepath.Join(paths.RAMDir(), "snap-"+sid+".ram"))
+		os.Remove(m.snapRAM(sid))
 		m.log.Warn("removed unrecorded snapshot", "id", sid)
 	}
 }

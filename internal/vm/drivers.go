@@ -1,0 +1,58 @@
+package vm
+
+import (
+	"context"
+
+	"vers/internal/agent"
+	"vers/internal/qemu"
+	"vers/internal/rampool"
+)
+
+// The real implementations of the ports.
+
+var (
+	_ Hypervisor  = QEMU{}
+	_ Instance    = (*qemu.Instance)(nil)
+	_ RAMFiles    = RAMPool{}
+	_ AgentDialer = agent.Dial
+)
+
+// QEMU is the Hypervisor of internal/qemu.
+type QEMU struct{}
+
+func (QEMU) Start(ctx context.Context, cfg qemu.Config) (Instance, error) {
+	inst, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+func (QEMU) Attach(ctx context.Context, cfg qemu.Config) (Instance, error) {
+	inst, err := qemu.Attach(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+func (QEMU) Kill(cfg qemu.Config) error { return qemu.Kill(cfg) }
+
+func (QEMU) Available() error {
+	_, err := qemu.Binary()
+	return err
+}
+
+func (QEMU) CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMiB int) error {
+	return qemu.CreateOverlay(ctx, backing, backingFmt, path, sizeMiB)
+}
+
+func (QEMU) CreateBlank(ctx context.Context, path string, sizeMiB int) error {
+	return qemu.CreateBlank(ctx, path, sizeMiB)
+}
+
+// RAMPool is RAMFiles on the RAM filesystem of internal/rampool.
+type RAMPool struct{}
+
+func (RAMPool) Clone(src, dst string) error { return rampool.Clone(src, dst) }
+func (RAMPool) Flush(path string) error     { return rampool.Flush(path) }

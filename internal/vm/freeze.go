@@ -1,0 +1,254 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vers/internal/qemu"
+)
+
+// ramFreezer is how a branch freezes the parent's RAM into the snapshot and
+// gives each child its RAM. Its steps run inside the branch's phases.
+type ramFreezer interface {
+	name() string
+	// prepare runs first in the prepare phase, while the parent runs.
+	prepare(ctx context.Context, b *branch) error
+	// childRAM sets a child's RAM in its machine.
+	childRAM(b *branch, c *qemu.Config, id string)
+	// beforeFreeze runs last before the pause: what makes the pause short.
+	beforeFreeze(ctx context.Context, b *branch) error
+	// freeze runs in the pause, after the disk switch; it must leave the
+	// parent running, and returns how long it was stopped.
+	freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error)
+	// finish completes the snapshot after the pause.
+	finish(ctx context.Context, b *branch) error
+	// childStart runs before a child's process starts.
+	childStart(b *branch, c qemu.Config) error
+	// done runs once every child runs.
+	done(b *branch)
+}
+
+// freezerFor picks the method for a parent: clone where its RAM is a shared
+// file of its own on a RAM filesystem that clones files — every VM made on
+// such a host — and copy everywhere else.
+func (m *Manager) freezerFor(pcfg qemu.Config) ramFreezer {
+	if m.cfg.CloneRAM && pcfg.MemPath != "" && !pcfg.MemPrivate {
+		return cloneRAM{}
+	}
+	return &copyRAM{}
+}
+
+// cloneRAM freezes RAM by cloning the parent's RAM file:
+//
+//  1. The parent's dirty RAM pages are written to its file while it runs.
+//  2. In the pause the file is cloned into the snapshot (its blocks shared,
+//     not copied: milliseconds, whatever the size), and the device state is
+//     saved without RAM (x-ignore-shared: it is in the file). Blocks are
+//     copied later, one by one, when the parent or a child writes them.
+//  3. Each child gets its own clone of the snapshot's RAM. A child's RAM is
+//     again a file of its own, so a child is branched exactly like its
+//     parent, at any depth.
+type cloneRAM struct{}
+
+func (cloneRAM) name() string                                 { return "clone" }
+func (cloneRAM) prepare(ctx context.Context, b *branch) error { return nil }
+
+func (cloneRAM) childRAM(b *branch, c *qemu.Config, id string) {
+	c.MemPath, c.MemPrivate = b.m.ownRAM(id), false
+}
+
+func (cloneRAM) beforeFreeze(ctx context.Context, b *branch) error {
+	if err := b.mc.inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
+		return err
+	}
+	if err := b.m.cfg.RAM.Flush(b.pcfg.MemPath); err != nil {
+		return fmt.Errorf("flush guest RAM: %w", err)
+	}
+	return nil
+}
+
+func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
+	inst, bg := b.mc.inst, context.WithoutCancel(ctx)
+	fail := func(err error) (time.Duration, error) {
+		b.m.resume(bg, inst)
+		return 0, err
+	}
+	if err := b.m.cfg.RAM.Clone(b.pcfg.MemPath, b.snap.MemPath); err != nil {
+		return fail(fmt.Errorf("freeze guest RAM: %w", err))
+	}
+	if err := inst.SaveState(ctx, b.snap.StatePath); err != nil {
+		return fail(fmt.Errorf("save device state: %w", b.m.qemuErr(b.parent, err)))
+	}
+	if err := inst.Cont(ctx); err != nil {
+		return fail(b.m.qemuErr(b.parent, err))
+	}
+	return time.Since(stopped), nil
+}
+
+func (cloneRAM) finish(ctx context.Context, b *branch) error { return nil }
+
+func (cloneRAM) childStart(b *branch, c qemu.Config) error {
+	return b.m.cfg.RAM.Clone(b.snap.MemPath, c.MemPath)
+}
+
+// done: a clone has no zero pages to give back (a page never written is a
+// hole in every file).
+func (cloneRAM) done(b *branch) {}
+
+// copyRAM freezes RAM by copying it, where no file can share another's
+// blocks (a plain tmpfs):
+//
+//  1. A "holder" QEMU is started beside the parent, identical but for its
+//     RAM, a fresh shared file S, and waiting for an incoming migration.
+//  2. In the pause a background-snapshot migration into the holder starts:
+//     QEMU write-protects guest RAM and resumes the guest itself. RAM then
+//     streams to the holder as it was at the stop, each page the guest
+//     writes being copied out first. The pause does not grow with RAM.
+//  3. The holder saves the device state without RAM (S is the RAM) and goes.
+//  4. Each child maps S copy-on-write (share=off), loads the device state and
+//     runs: children share every page of S they have not written.
+//
+// (A live pre-copy, the usual migration, was tried first: under TCG in QEMU
+// 7.2 children made from it crashed now and then with corrupted kernel
+// memory — pages written during the copy were lost. Write-protection does
+// not depend on dirty tracking. See docs/branching.md.)
+type copyRAM struct {
+	holder Instance
+}
+
+func (*copyRAM) name() string { return "copy" }
+
+// prepare starts the holder, which never runs the guest (-S).
+func (c *copyRAM) prepare(ctx context.Context, b *branch) error {
+	h := b.pcfg
+	h.Name = "snap-" + b.snap.ID
+	h.Dir = filepath.Join(b.snap.Dir, "h")
+	h.MemPath, h.MemPrivate = b.snap.MemPath, false
+	h.Incoming, h.Frozen = true, true
+	// The holder needs a disk of the same shape but never reads it.
+	h.Disk = filepath.Join(h.Dir, "scratch.qcow2")
+	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := b.m.hv.CreateBlank(ctx, h.Disk, b.parent.FsMiB); err != nil {
+		return err
+	}
+	inst, err := b.m.hv.Start(ctx, h)
+	if err != nil {
+		return fmt.Errorf("start snapshot holder: %w", err)
+	}
+	c.holder = inst
+	bg := context.WithoutCancel(ctx)
+	b.undo.Add(func() { inst.Stop(bg) })
+	return nil
+}
+
+func (*copyRAM) childRAM(b *branch, c *qemu.Config, id string) {
+	c.MemPath, c.MemPrivate = b.snap.MemPath, true
+}
+
+func (c *copyRAM) beforeFreeze(ctx context.Context, b *branch) error {
+	m := b.m
+	if b.pcfg.MemPath != "" && !b.mc.prefaulted {
+		// Punching the snapshot's zero pages unmaps them again: let it end.
+		if ch, ok := m.sparsing.Load(b.parent.SnapshotID); ok {
+			select {
+			case <-ch.(chan struct{}):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := prefault(b.mc.inst.PID(), b.pcfg.MemPath); err != nil {
+			m.log.Warn("prefault guest RAM", "vm", b.parent.ID, "err", err)
+		} else {
+			b.mc.prefaulted = true
+		}
+	}
+	if err := c.holder.SetRAMMode(ctx, qemu.RAMFull); err != nil {
+		return err
+	}
+	if err := c.holder.ListenRAM(ctx, "unix:"+c.socket(b)); err != nil {
+		return fmt.Errorf("holder: %w", err)
+	}
+	return b.mc.inst.SetRAMMode(ctx, qemu.RAMBackground)
+}
+
+func (*copyRAM) socket(b *branch) string { return filepath.Join(b.snap.Dir, "m.sock") }
+
+// freeze starts the background snapshot; QEMU resumes the guest itself once
+// its RAM is write-protected. It returns the pause once the holder has all
+// of RAM.
+func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
+	parent, bg := b.mc.inst, context.WithoutCancel(ctx)
+	if err := parent.SendRAM(ctx, "unix:"+c.socket(b)); err != nil {
+		b.m.resume(bg, parent)
+		return 0, b.m.qemuErr(b.parent, err)
+	}
+	if err := parent.WaitRunning(ctx); err != nil {
+		parent.CancelMigration(bg)
+		b.m.resume(bg, parent)
+		return 0, b.m.qemuErr(b.parent, err)
+	}
+	pause := time.Since(stopped)
+	mig, err := parent.WaitRAMSent(ctx)
+	if err != nil {
+		parent.CancelMigration(bg)
+		return pause, err
+	}
+	b.m.log.Debug("snapshot copy", "total_ms", mig.TotalTime, "setup_ms", mig.SetupTime, "normal_pages", mig.RAM.Normal,
+		"zero_pages", mig.RAM.Duplicate, "transferred", mig.RAM.Transferred)
+	if err := c.holder.WaitLoaded(ctx); err != nil {
+		return pause, fmt.Errorf("holder: %w", err)
+	}
+	return pause, nil
+}
+
+// finish has the holder write the device state; its RAM is the snapshot.
+func (c *copyRAM) finish(ctx context.Context, b *branch) error {
+	if err := c.holder.SetRAMMode(ctx, qemu.RAMShared); err != nil {
+		return err
+	}
+	if err := c.holder.SaveState(ctx, b.snap.StatePath); err != nil {
+		return fmt.Errorf("save device state: %w", err)
+	}
+	// The holder is paused, holds nothing that needs flushing and never
+	// writes S again: it is killed outright (a graceful quit costs QEMU a
+	// second or more of CPU), off the children's path.
+	h := c.holder
+	go func() {
+		h.Close()
+		b.m.hv.Kill(h.Config())
+	}()
+	return nil
+}
+
+func (*copyRAM) childStart(b *branch, c qemu.Config) error { return nil }
+
+// done gives back the frozen RAM's zero pages, off the critical path.
+func (*copyRAM) done(b *branch) { b.m.sparsify(b.snap.ID, b.snap.MemPath) }
+
+// sparsify punches the zero pages out of a snapshot's frozen RAM in the
+// background, at the lowest CPU priority: guests come first. m.sparsing
+// holds a channel closed when it is done.
+func (m *Manager) sparsify(sid, path string) {
+	done := make(chan struct{})
+	m.sparsing.Store(sid, done)
+	go func() {
+		defer func() { m.sparsing.Delete(sid); close(done) }()
+		// The thread's priority is lowered and never restored: the runtime
+		// ends a thread whose goroutine exits while locked to it.
+		runtime.LockOSThread()
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+		if freed, err := punchZeroPages(path); err != nil {
+			m.log.Warn("sparsify snapshot RAM", "snapshot", sid, "err", err)
+		} else {
+			m.log.Debug("sparsified snapshot RAM", "snapshot", sid, "freed_mib", freed>>20)
+		}
+	}()
+}

@@ -1,0 +1,189 @@
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"vers/internal/agent"
+	"vers/internal/errdefs"
+	"vers/internal/store"
+)
+
+// machine is the daemon's handle on one running VM.
+type machine struct {
+	inst Instance
+
+	// op is the VM's operation lock (a branch, a kill, a reboot): a
+	// one-slot channel, so that taking it can give up when a context ends.
+	op chan struct{}
+
+	// dialMu lets one caller at a time dial the agent; the others wait for
+	// its result instead of racing it for the guest's one channel.
+	dialMu sync.Mutex
+
+	mu     sync.Mutex
+	agent  *agent.Client
+	health health
+	// prefaulted: its file-backed RAM is mapped in whole (see prefault); it
+	// stays so, so only a VM's first copy-method branch pays for it.
+	prefaulted bool
+}
+
+// health is what the last check found wrong with a running VM.
+type health int
+
+const (
+	healthOK health = iota
+	// healthDiskFull: QEMU paused the guest because a write to its disk
+	// failed for lack of space on the host.
+	healthDiskFull
+	// healthUnresponsive: QEMU did not answer in time (stopped, hung).
+	healthUnresponsive
+)
+
+const (
+	reasonDiskFull     = "host disk full: free space where the VMs' disks live; the VM resumes by itself"
+	reasonUnresponsive = "QEMU is not answering; `vers kill` removes the VM"
+)
+
+func newMachine(inst Instance) *machine {
+	return &machine{inst: inst, op: make(chan struct{}, 1)}
+}
+
+// lock takes the VM's operation lock, or gives up when ctx ends.
+func (mc *machine) lock(ctx context.Context, what string) error {
+	select {
+	case mc.op <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case mc.op <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: the VM is busy with another operation (%w): %w", what, ctx.Err(), errdefs.ErrConflict)
+	}
+}
+
+func (mc *machine) tryLock() bool {
+	select {
+	case mc.op <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (mc *machine) unlock() { <-mc.op }
+
+func (mc *machine) getHealth() health {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.health
+}
+
+func (mc *machine) setHealth(h health) (changed bool) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	changed = mc.health != h
+	mc.health = h
+	return changed
+}
+
+func (mc *machine) currentAgent() *agent.Client {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.agent
+}
+
+func (mc *machine) setAgent(c *agent.Client) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	mc.agent = c
+}
+
+func (mc *machine) closeAgent() {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.agent != nil {
+		mc.agent.Close()
+		mc.agent = nil
+	}
+}
+
+// dropAgent forgets c if it is still the VM's session, so the next call
+// dials again.
+func (mc *machine) dropAgent(c *agent.Client) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if c != nil && mc.agent == c {
+		c.Close()
+		mc.agent = nil
+	}
+}
+
+// errExited: the VM's QEMU process exited before its agent answered.
+var errExited = errors.New("the VM stopped before its agent answered (QEMU exited: the guest panicked or powered off)")
+
+// exitPoll is how often a VM that is coming up is checked for a QEMU that
+// exited.
+const exitPoll = 100 * time.Millisecond
+
+// connect dials the agent of mc, waits until the guest is up and brings its
+// clock, entropy and hostname in line with the host. A QEMU that exits
+// meanwhile (a guest that panicked or powered off) ends the wait at once.
+func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
+	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
+	defer cancel()
+	wctx, cancelWatch := context.WithCancelCause(dctx)
+	defer cancelWatch(nil)
+	go func() {
+		pollUntil(wctx, exitPoll, func() bool { return mc.inst.Exited() })
+		if mc.inst.Exited() {
+			cancelWatch(errExited)
+		}
+	}()
+	fail := func(err error) error {
+		if cause := context.Cause(wctx); wctx.Err() != nil && ctx.Err() == nil {
+			return cause
+		}
+		return err
+	}
+	c, err := m.cfg.Dial(wctx, mc.inst.Config().AgentSocket())
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := c.Info(wctx); err != nil {
+		c.Close()
+		return fail(fmt.Errorf("guest agent: %w", err))
+	}
+	seed := make([]byte, 64)
+	rand.Read(seed)
+	if err := c.Sync(wctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row)}); err != nil {
+		c.Close()
+		return fail(fmt.Errorf("guest agent sync: %w", err))
+	}
+	mc.setAgent(c)
+	return nil
+}
+
+// pollUntil checks cond every `every` until it holds (true) or ctx ends
+// (false). It checks once at once.
+func pollUntil(ctx context.Context, every time.Duration, cond func() bool) bool {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package vm
+
+import (
+	"context"
+	"io"
+
+	"vers/internal/agent"
+	"vers/internal/image"
+	"vers/internal/qemu"
+)
+
+// The ports: what the domain needs from the hypervisor, the guest agent,
+// the RAM filesystem and the image cache, as small interfaces defined here.
+// internal/qemu, internal/agent, internal/rampool and internal/image
+// implement them (drivers.go); the unit tests implement them with fakes that
+// boot nothing. A machine is described by a qemu.Config, a pure value.
+
+// Hypervisor starts and finds VM processes.
+type Hypervisor interface {
+	// Start launches cfg's VM and returns once it can be controlled. On
+	// failure nothing is left running.
+	Start(ctx context.Context, cfg qemu.Config) (Instance, error)
+	// Attach finds cfg's running VM again (a restarted daemon); an error
+	// wrapping qemu.ErrNotRunning when it is gone.
+	Attach(ctx context.Context, cfg qemu.Config) (Instance, error)
+	// Kill ends cfg's VM process outright, without talking to it, and
+	// waits until it is gone. Nothing running is not an error.
+	Kill(cfg qemu.Config) error
+	// Available says why no VM can be started here (QEMU missing), or nil.
+	Available() error
+	Disks
+}
+
+// Disks makes the qcow2 files of a VM's disk chain.
+type Disks interface {
+	// CreateOverlay makes path a thin overlay of backing.
+	CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMiB int) error
+	// CreateBlank makes path an empty disk.
+	CreateBlank(ctx context.Context, path string, sizeMiB int) error
+}
+
+// Instance is one running VM process under control.
+type Instance interface {
+	PID() int
+	Config() qemu.Config
+	// SetConfig records a change made to the running machine (its disk moved).
+	SetConfig(qemu.Config)
+	// Exited reports whether the process has gone.
+	Exited() bool
+	// Status is the guest's run state: running, paused, io-error, ...
+	Status(ctx context.Context) (string, error)
+	// Pause stops the vCPUs; Cont runs them again.
+	Pause(ctx context.Context) error
+	Cont(ctx context.Context) error
+	// Stop ends the process gracefully, then by force.
+	Stop(ctx context.Context) error
+	// Close lets go of the process, which keeps running.
+	Close() error
+	Snapshotter
+	RAMStreamer
+}
+
+// Snapshotter is what a freeze does to a paused VM.
+type Snapshotter interface {
+	// SwitchDisk moves the root disk onto overlay (whose backing is the
+	// current top), under a new block node name.
+	SwitchDisk(ctx context.Context, overlay, node string) error
+	// ActiveDisk is the file the root disk writes to now.
+	ActiveDisk(ctx context.Context) (string, error)
+	// SetRAMMode chooses what the next SaveState or SendRAM carries.
+	SetRAMMode(ctx context.Context, mode qemu.RAMMode) error
+	// SaveState writes the device state to path; LoadState reads it into a
+	// VM started with Incoming (it is then paused).
+	SaveState(ctx context.Context, path string) error
+	LoadState(ctx context.Context, path string) error
+}
+
+// RAMStreamer moves RAM between two processes (the copy method's holder).
+type RAMStreamer interface {
+	ListenRAM(ctx context.Context, uri string) error
+	SendRAM(ctx context.Context, uri string) error
+	WaitRAMSent(ctx context.Context) (qemu.Migration, error)
+	CancelMigration(ctx context.Context)
+	WaitRunning(ctx context.Context) error
+	WaitLoaded(ctx context.Context) error
+}
+
+// AgentDialer connects to the guest agent behind a VM's agent socket,
+// retrying until ctx ends.
+type AgentDialer func(ctx context.Context, socket string) (*agent.Client, error)
+
+// RAMFiles are the operations on guest RAM files.
+type RAMFiles interface {
+	// Clone makes dst a copy of src that shares its blocks (FICLONE).
+	Clone(src, dst string) error
+	// Flush writes a running VM's dirty RAM pages to its file.
+	Flush(path string) error
+}
+
+// Images is what the manager needs from the image cache.
+type Images interface {
+	Ensure(ctx context.Context, name string, progress io.Writer) (image.Info, error)
+}

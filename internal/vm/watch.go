@@ -1,0 +1,149 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"vers/api"
+	"vers/internal/errdefs"
+	"vers/internal/fault"
+	"vers/internal/qemu"
+	"vers/internal/store"
+)
+
+// probeTimeout bounds one health check of a VM; a QEMU that does not
+// answer within it is reported as not answering.
+const probeTimeout = 3 * time.Second
+
+// resumeFreeMiB is the free space under the VMs' disks from which a VM
+// that the host's full disk paused is run again.
+const resumeFreeMiB = 256
+
+// Watch keeps the daemon's picture of the VMs true until ctx ends: a VM
+// whose QEMU exited on its own (guest power-off, crash, kill -9) is dead; a
+// VM that QEMU paused because the host's disk filled up says so, and runs
+// again once there is space; a VM whose QEMU stopped answering says so.
+func (m *Manager) Watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.checkAll(ctx)
+	}
+}
+
+// checkAll checks every live VM once, all at once: one that does not
+// answer must not delay the others.
+func (m *Manager) checkAll(ctx context.Context) {
+	m.mu.Lock()
+	ids := make(map[string]*machine, len(m.live))
+	for id, mc := range m.live {
+		ids[id] = mc
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for id, mc := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.check(ctx, id, mc)
+		}()
+	}
+	wg.Wait()
+}
+
+func (m *Manager) check(ctx context.Context, id string, mc *machine) {
+	if mc.inst.Exited() {
+		if row, err := m.store.GetVM(ctx, id); err == nil && row.State != api.StateDead {
+			m.markDead(ctx, row)
+		}
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	st, err := mc.inst.Status(pctx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil && !mc.inst.Exited():
+		if mc.setHealth(healthUnresponsive) {
+			m.log.Warn("vm is not answering", "id", id, "err", err)
+		}
+	case err != nil:
+	case st == "io-error":
+		if mc.setHealth(healthDiskFull) {
+			m.log.Warn("vm paused: host disk full", "id", id, "free_mib", m.cfg.Host.FreeDiskMiB())
+		}
+		m.resumeAfterDiskFull(ctx, id, mc)
+	default:
+		if mc.setHealth(healthOK) {
+			m.log.Info("vm answers again", "id", id, "status", st)
+		}
+	}
+}
+
+// resumeAfterDiskFull runs a VM that a full host disk paused once there is
+// room again; if the disk fills again, QEMU pauses it again.
+func (m *Manager) resumeAfterDiskFull(ctx context.Context, id string, mc *machine) {
+	if free := m.cfg.Host.FreeDiskMiB(); free < resumeFreeMiB {
+		return
+	}
+	if !mc.tryLock() {
+		return
+	}
+	defer mc.unlock()
+	if err := mc.inst.Cont(ctx); err != nil {
+		m.log.Warn("resume vm after disk full", "id", id, "err", err)
+		return
+	}
+	mc.setHealth(healthOK)
+	m.log.Info("vm resumed: host disk has room again", "id", id)
+}
+
+// usable returns the handle on a running VM that can take a command now,
+// or says at once why it cannot: dead, paused by the host's full disk,
+// not answering.
+func (m *Manager) usable(ctx context.Context, row store.VM) (*machine, error) {
+	mc, err := m.attached(row)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	st, err := mc.inst.Status(pctx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		mc.setHealth(healthUnresponsive)
+		return nil, m.qemuErr(row, err)
+	case st == "io-error":
+		mc.setHealth(healthDiskFull)
+		return nil, fmt.Errorf("vm %s is paused: %s: %w", label(row), reasonDiskFull, errdefs.ErrConflict)
+	}
+	return mc, nil
+}
+
+// qemuErr classifies an error from a VM's QEMU: one that is not answering
+// is reported as such, with what to do.
+func (m *Manager) qemuErr(row store.VM, err error) error {
+	if errors.Is(err, qemu.ErrUnresponsive) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("vm %s is not answering (its QEMU may be stopped or hung); `vers kill %s` removes it: %v: %w",
+			label(row), label(row), err, errdefs.ErrUnavailable)
+	}
+	return err
+}
+
+// inject is where tests make a named step fail (internal/fault, or a
+// test's own injector).
+func (m *Manager) inject(point string) error {
+	if m.failpoint != nil {
+		return m.failpoint(point)
+	}
+	return fault.Check(point)
+}
