@@ -421,7 +421,7 @@ func (in *fakeInst) WaitRAMSent(ctx context.Context) (qemu.Migration, error) {
 	}
 	return qemu.Migration{Status: "completed"}, nil
 }
-func (in *fakeInst) CancelMigration(ctx context.Context)    { in.hv.op(ctx, "CancelMigration", in.kind()) }
+func (in *fakeInst) CancelMigration(ctx context.Context)   { in.hv.op(ctx, "CancelMigration", in.kind()) }
 func (in *fakeInst) WaitRunning(ctx context.Context) error { return in.do(ctx, "WaitRunning") }
 func (in *fakeInst) WaitLoaded(ctx context.Context) error  { return in.do(ctx, "WaitLoaded") }
 
@@ -439,9 +439,9 @@ func (h *fakeHV) holderOf(parent *fakeInst) *fakeInst {
 
 type nopSystem struct{}
 
-func (nopSystem) SetTime(time.Time) error     { return nil }
-func (nopSystem) AddEntropy([]byte) error     { return nil }
-func (nopSystem) SetHostname(string) error    { return nil }
+func (nopSystem) SetTime(time.Time) error  { return nil }
+func (nopSystem) AddEntropy([]byte) error  { return nil }
+func (nopSystem) SetHostname(string) error { return nil }
 
 // fakeRAM copies where the RAM filesystem clones.
 type fakeRAM struct {
