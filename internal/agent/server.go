@@ -74,7 +74,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 	if err != nil {
 		return err
 	}
-	sess := &session{srv: s, done: ys.CloseChan(), pending: map[string]*rendezvous{}}
+	sess := &session{srv: s, id: newID(), end: func() { ys.Close() }, done: ys.CloseChan(), pending: map[string]*rendezvous{}}
 	stop := context.AfterFunc(ctx, func() { ys.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -102,7 +102,10 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 
 // session is the state of one host session.
 type session struct {
-	srv     *Server
+	srv *Server
+	// id names the session (see the package comment: branch children).
+	id      string
+	end     func()
 	done    <-chan struct{}
 	mu      sync.Mutex
 	pending map[string]*rendezvous
@@ -127,7 +130,11 @@ func (sess *session) handle(st *yamux.Stream) {
 	s := sess.srv
 	switch req.Op {
 	case opHello:
-		writeMsg(st, reply{Version: Version})
+		writeMsg(st, reply{Version: Version, Session: sess.id})
+	case opReset:
+		s.cfg.Logf("host asked to end session %s", sess.id)
+		writeMsg(st, reply{})
+		sess.end()
 	case opInfo:
 		select {
 		case <-s.ready:

@@ -136,7 +136,10 @@ const exitPoll = 100 * time.Millisecond
 // connect dials the agent of mc, waits until the guest is up and brings its
 // clock, entropy and hostname in line with the host. A QEMU that exits
 // meanwhile (a guest that panicked or powered off) ends the wait at once.
-func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
+// inherited, for a branch child, is the parent's agent session at the
+// freeze: a child whose guest still serves it is made to end it (its
+// commands were the parent's clients'), and gets a session of its own.
+func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration, inherited string) error {
 	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
 	defer cancel()
 	wctx, cancelWatch := context.WithCancelCause(dctx)
@@ -153,7 +156,13 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 		}
 		return err
 	}
-	c, err := m.cfg.Dial(wctx, mc.inst.Config().AgentSocket())
+	sock := mc.inst.Config().AgentSocket()
+	c, err := m.cfg.Dial(wctx, sock)
+	for err == nil && inherited != "" && c.Session() == inherited {
+		m.log.Debug("child serves its parent's agent session: ending it", "vm", row.ID)
+		c.Reset(wctx)
+		c, err = m.cfg.Dial(wctx, sock)
+	}
 	if err != nil {
 		return fail(err)
 	}
