@@ -61,11 +61,8 @@ func (s *Server) runExec(ctx context.Context, conn *websocket.Conn, ref string) 
 	if err := json.Unmarshal(msg, &req); err != nil {
 		return fmt.Errorf("exec request: %v: %w", err, errdefs.ErrInvalid)
 	}
-	if req.Command == "" && len(req.Argv) == 0 && !req.TTY {
-		return fmt.Errorf("nothing to run: give a command: %w", errdefs.ErrInvalid)
-	}
-	if req.TimeoutMS < 0 {
-		return fmt.Errorf("timeout must not be negative: %w", errdefs.ErrInvalid)
+	if err := validateExec(req); err != nil {
+		return err
 	}
 	client, v, err := s.vms.Agent(ctx, ref)
 	if err != nil {
