@@ -10,6 +10,7 @@ import (
 
 	"vers/api"
 	"vers/internal/errdefs"
+	"vers/internal/image"
 	"vers/internal/vm"
 )
 
@@ -45,6 +46,19 @@ func (s *Server) validateCreate(ctx context.Context, req api.CreateVMRequest) er
 	for _, name := range []string{req.Kernel, req.Rootfs} {
 		if !known[name] {
 			return fmt.Errorf("unknown image %q (known: %s): %w", name, strings.Join(s.images.Names(), ", "), errdefs.ErrInvalid)
+		}
+	}
+	// A built image is measured as Create would; a missing one is built first.
+	if info, err := s.images.Get(req.Kernel); err == nil && info.Kind != image.KindKernel {
+		return fmt.Errorf("image %q is a %s, not a kernel: %w", req.Kernel, info.Kind, errdefs.ErrInvalid)
+	}
+	if info, err := s.images.Get(req.Rootfs); err == nil {
+		if info.Kind != image.KindRootfs {
+			return fmt.Errorf("image %q is a %s, not a root filesystem: %w", req.Rootfs, info.Kind, errdefs.ErrInvalid)
+		}
+		if req.FsMiB < info.SizeMiB {
+			return fmt.Errorf("fs_size_vm_mib %d is smaller than the %q image (%d MiB); use at least %d: %w",
+				req.FsMiB, req.Rootfs, info.SizeMiB, info.SizeMiB, errdefs.ErrInvalid)
 		}
 	}
 	if req.Alias != "" {
