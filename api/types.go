@@ -44,6 +44,11 @@ type CreateVMRequest struct {
 	FsMiB  int    `json:"fs_size_vm_mib"`
 	Kernel string `json:"kernel"`
 	Rootfs string `json:"rootfs"`
+	// DryRun only validates the request (alias, sizes against the host,
+	// image names) and answers 204, so a client refuses bad input before it
+	// builds images. It is a body field, not a query parameter, so that a
+	// daemon too old to know it refuses the request instead of booting a VM.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // DeleteVMResponse lists every VM a kill removed.
@@ -119,6 +124,14 @@ type Health struct {
 	PID     int    `json:"pid"`
 	Accel   string `json:"accel"`
 	VMs     int    `json:"vms"`
+	// Build identifies the executable versd runs: two builds differ. A
+	// client compares it with the versd it would start itself.
+	Build string `json:"build"`
+	// Busy counts the requests in flight, exec sessions included.
+	Busy int `json:"busy"`
+	// Stale says why this daemon should be restarted (its executable or
+	// agent file is gone or was replaced), or is empty.
+	Stale string `json:"stale,omitempty"`
 }
 
 // Image is one kernel or root filesystem image.

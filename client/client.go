@@ -99,9 +99,26 @@ func decodeError(resp *http.Response) error {
 	var e api.Error
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &e) != nil || e.Code == "" {
-		return &Error{Status: resp.StatusCode, Code: api.CodeInternal, Message: fmt.Sprintf("versd answered %s: %s", resp.Status, bytes.TrimSpace(b))}
+		// Not an API error: the route itself is unknown (a daemon of an older
+		// build) or something else answered.
+		code := api.CodeInternal
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+			code = api.CodeUnavailable
+		}
+		return &Error{Status: resp.StatusCode, Code: code, Message: fmt.Sprintf("versd answered %s: %s (is it an older build? restart it)", resp.Status, bytes.TrimSpace(b))}
 	}
 	return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Deleted: e.Deleted}
+}
+
+// ErrNoRef is returned for an empty VM reference, which no route can take.
+var ErrNoRef = fmt.Errorf("no VM named: give its alias, id or a unique id prefix: %w", errdefs.ErrInvalid)
+
+// vmPath is the API path of VM ref, and suffix under it.
+func vmPath(ref, suffix string) (string, error) {
+	if ref == "" {
+		return "", ErrNoRef
+	}
+	return "/v1/vms/" + url.PathEscape(ref) + suffix, nil
 }
 
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
@@ -116,18 +133,33 @@ func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
 
 func (c *Client) GetVM(ctx context.Context, ref string) (api.VM, error) {
 	var v api.VM
-	return v, c.do(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(ref), nil, &v)
+	path, err := vmPath(ref, "")
+	if err != nil {
+		return v, err
+	}
+	return v, c.do(ctx, http.MethodGet, path, nil, &v)
 }
 
 func (c *Client) CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error) {
 	var v api.VM
+	req.DryRun = false
 	return v, c.do(ctx, http.MethodPost, "/v1/vms", req, &v)
+}
+
+// ValidateVM asks versd whether CreateVM(req) would be accepted, without
+// building or booting anything.
+func (c *Client) ValidateVM(ctx context.Context, req api.CreateVMRequest) error {
+	req.DryRun = true
+	return c.do(ctx, http.MethodPost, "/v1/vms", req, nil)
 }
 
 func (c *Client) DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error) {
 	var out api.DeleteVMResponse
-	path := "/v1/vms/" + url.PathEscape(ref) + "?recursive=" + strconv.FormatBool(recursive)
-	err := c.do(ctx, http.MethodDelete, path, nil, &out)
+	path, err := vmPath(ref, "?recursive="+strconv.FormatBool(recursive))
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodDelete, path, nil, &out)
 	var e *Error
 	if errors.As(err, &e) {
 		// A kill that failed part way still removed these.
@@ -139,7 +171,11 @@ func (c *Client) DeleteVM(ctx context.Context, ref string, recursive bool) (api.
 // Branch branches the running VM ref.
 func (c *Client) Branch(ctx context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error) {
 	var out api.BranchResponse
-	return out, c.do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(ref)+"/branch", req, &out)
+	path, err := vmPath(ref, "/branch")
+	if err != nil {
+		return out, err
+	}
+	return out, c.do(ctx, http.MethodPost, path, req, &out)
 }
 
 func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
@@ -149,6 +185,9 @@ func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
 
 // ReadFile streams the file path out of VM ref.
 func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error) {
+	if ref == "" {
+		return nil, 0, ErrNoRef
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/vms/"+url.PathEscape(ref)+"/files?path="+url.QueryEscape(path), nil)
 	if err != nil {
 		return nil, 0, err
@@ -167,6 +206,9 @@ func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser,
 
 // WriteFile stores r as the file path in VM ref.
 func (c *Client) WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error {
+	if ref == "" {
+		return ErrNoRef
+	}
 	u := c.base + "/v1/vms/" + url.PathEscape(ref) + "/files?path=" + url.QueryEscape(path) + "&mode=" + strconv.FormatUint(uint64(mode.Perm()), 8)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, r)
 	if err != nil {

@@ -29,6 +29,9 @@ type ExecIO struct {
 // Exec runs req in VM ref and returns its exit. It returns when the process
 // has exited and all of its output has been written.
 func (c *Client) Exec(ctx context.Context, ref string, req api.ExecRequest, streams ExecIO) (api.ExecControl, error) {
+	if ref == "" {
+		return api.ExecControl{}, ErrNoRef
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req.Stdin = streams.Stdin != nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"vers/internal/daemon"
@@ -16,10 +17,17 @@ import (
 )
 
 func main() {
+	notify := readyPipe()
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "versd:", err)
+		if notify != nil {
+			fmt.Fprintln(notify, err)
+		}
+		os.Exit(1)
+	}
 	layout := paths.Default()
 	if err := os.MkdirAll(layout.Home, 0o700); err != nil {
-		fmt.Fprintln(os.Stderr, "versd:", err)
-		os.Exit(1)
+		fail(err)
 	}
 	var out io.Writer = os.Stderr
 	if f, err := os.OpenFile(layout.Log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
@@ -33,9 +41,35 @@ func main() {
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, layout, log); err != nil {
-		log.Error("versd stopped", "err", err)
-		fmt.Fprintln(os.Stderr, "versd:", err)
-		os.Exit(1)
+	ready := func() {
+		if notify != nil {
+			fmt.Fprintln(notify, readyLine)
+			notify.Close()
+			notify = nil
+		}
 	}
+	if err := daemon.Run(ctx, layout, log, ready); err != nil {
+		log.Error("versd stopped", "err", err)
+		stop()
+		fail(err)
+	}
+}
+
+// readyLine is what versd writes on its ready pipe once it serves; anything
+// else on it is the reason it could not start.
+const readyLine = "ready"
+
+// readyPipe is the pipe the vers CLI passes (as fd VERS_READY_FD) to learn
+// when this daemon serves, or why it could not start: versd's stderr is its
+// log, which the CLI would otherwise have to search. The descriptor is closed
+// on exec, so no QEMU or build tool holds it open.
+func readyPipe() *os.File {
+	v := os.Getenv("VERS_READY_FD")
+	os.Unsetenv("VERS_READY_FD")
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "ready")
 }

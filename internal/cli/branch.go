@@ -13,6 +13,7 @@ import (
 
 type BranchOptions struct {
 	f        *Factory
+	Client   clientFunc
 	VM       string
 	Alias    string
 	Checkout bool
@@ -21,7 +22,7 @@ type BranchOptions struct {
 }
 
 func NewCmdBranch(f *Factory, runF func(context.Context, *BranchOptions) error) *cobra.Command {
-	opts := &BranchOptions{f: f}
+	opts := &BranchOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "branch [VM] [--alias NAME] [-c] [--count N]",
 		Short: "Branch HEAD or VM while it runs: children start from its exact state",
@@ -32,9 +33,11 @@ with -c. With --count N, N children come from one snapshot (named NAME-1 …
 NAME-N with --alias).`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.VM = args[0]
+			vm, err := vmArg(args)
+			if err != nil {
+				return err
 			}
+			opts.VM = vm
 			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
@@ -58,7 +61,7 @@ NAME-N with --alias).`,
 }
 
 func runBranch(ctx context.Context, o *BranchOptions) error {
-	ref, c, err := o.f.target(ctx, o.VM)
+	ref, c, err := o.f.target(ctx, o.Client, o.VM)
 	if err != nil {
 		return err
 	}

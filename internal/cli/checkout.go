@@ -8,20 +8,23 @@ import (
 )
 
 type CheckoutOptions struct {
-	f  *Factory
-	VM string
+	f      *Factory
+	Client clientFunc
+	VM     string
 }
 
 func NewCmdCheckout(f *Factory, runF func(context.Context, *CheckoutOptions) error) *cobra.Command {
-	opts := &CheckoutOptions{f: f}
+	opts := &CheckoutOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "checkout [VM]",
 		Short: "Point HEAD at VM; with no VM, print HEAD",
 		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.VM = args[0]
+			vm, err := vmArg(args)
+			if err != nil {
+				return err
 			}
+			opts.VM = vm
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -36,7 +39,7 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.f.Client(ctx)
+	c, err := o.Client(ctx)
 	if err != nil {
 		return err
 	}

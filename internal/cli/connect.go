@@ -15,35 +15,43 @@ import (
 )
 
 type ConnectOptions struct {
-	f  *Factory
-	VM string
+	f      *Factory
+	Client clientFunc
+	VM     string
 }
 
 func NewCmdConnect(f *Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
-	opts := &ConnectOptions{f: f}
+	opts := &ConnectOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "connect [VM]",
 		Short: "Open a login shell in HEAD or VM",
 		Long: `Open an interactive login shell in the VM (HEAD when none is named). On a
 terminal it is a full PTY session: type exit (or Ctrl-D) to return. When
 standard input is not a terminal, the shell runs what standard input gives,
-so a script can be piped or passed as a here-document.`,
-		Args: usageArgs(cobra.MaximumNArgs(1)),
+so a script can be piped or passed as a here-document.
+
+Exit codes: the shell's own. When vers itself fails (no such VM, the session
+lost) it exits 255 and stderr starts with the kind ("vers: not_found: ...").`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.VM = args[0]
+			if len(args) > 1 {
+				return sessionExit(fmt.Errorf("connect takes at most one VM; to run a command use vers execute: %w", errUsage))
 			}
+			vm, err := vmArg(args)
+			if err != nil {
+				return sessionExit(err)
+			}
+			opts.VM = vm
 			if runF != nil {
-				return runF(cmd.Context(), opts)
+				return sessionExit(runF(cmd.Context(), opts))
 			}
-			return runConnect(cmd.Context(), opts)
+			return sessionExit(runConnect(cmd.Context(), opts))
 		},
 	}
 	return cmd
 }
 
 func runConnect(ctx context.Context, o *ConnectOptions) error {
-	ref, c, err := o.f.target(ctx, o.VM)
+	ref, c, err := o.f.target(ctx, o.Client, o.VM)
 	if err != nil {
 		return err
 	}
@@ -64,7 +72,7 @@ func runConnect(ctx context.Context, o *ConnectOptions) error {
 
 // interactive runs a PTY session with the local terminal in raw mode. The
 // terminal is restored on every way out: normal exit, error, or a signal.
-func interactive(ctx context.Context, o *ConnectOptions, c *client.Client, ref string) error {
+func interactive(ctx context.Context, o *ConnectOptions, c Daemon, ref string) error {
 	in := o.f.In.(*os.File)
 	fd := int(in.Fd())
 	cols, rows, err := term.GetSize(fd)
@@ -115,7 +123,7 @@ func interactive(ctx context.Context, o *ConnectOptions, c *client.Client, ref s
 	restore()
 	if err != nil {
 		if ctx.Err() != nil {
-			return &ExitErr{Code: 128 + int(syscall.SIGTERM), Err: fmt.Errorf("session ended by signal")}
+			return fmt.Errorf("session ended by a signal: %w", errCancelled)
 		}
 		return headGone(ref, o.VM == "", err)
 	}

@@ -51,6 +51,12 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 	if sremote == dremote {
 		return fmt.Errorf("exactly one side must be in a VM (VM:PATH): %w", errUsage)
 	}
+	if remote := o.Src; (sremote && spath == "") || (dremote && dpath == "") {
+		if dremote {
+			remote = o.Dst
+		}
+		return fmt.Errorf("%q names no file in the VM: write VM:/path/in/vm (or :/path/in/vm for HEAD), e.g. :/root/: %w", remote, errUsage)
+	}
 	c, err := o.f.Client(ctx)
 	if err != nil {
 		return err

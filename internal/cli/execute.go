@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,16 +11,35 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"vers/api"
 	"vers/client"
 	"vers/internal/errdefs"
 )
 
+// timeoutGrace is how long after --timeout the CLI gives up by itself when
+// the guest has not reported the kill (a stopped VM, a lost agent).
+const timeoutGrace = time.Second
+
 type ExecuteOptions struct {
-	f       *Factory
+	f      *Factory
+	Client clientFunc
+	// Signals delivers the signals that end or interrupt the command; stop
+	// ends the delivery. Tests give their own channel.
+	Signals func() (sigs <-chan os.Signal, stop func())
+
+	// Words are the arguments after vers's leading flags; Dashed says they
+	// came after "--", so that they are all the command.
+	Words  []string
+	Dashed bool
+	flags  *pflag.FlagSet // vers's flags, parsed again after a VM's name
+	help   bool
+
+	// Resolved from Words by resolve.
 	VM      string
 	Command string
+
 	Timeout time.Duration
 	Env     []string
 	Dir     string
@@ -27,72 +47,210 @@ type ExecuteOptions struct {
 }
 
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
-	opts := &ExecuteOptions{f: f}
+	opts := &ExecuteOptions{f: f, Client: f.Client, Signals: notifySignals}
 	cmd := &cobra.Command{
-		Use:     `execute [VM] "COMMAND"`,
+		Use:     `execute [VM] [--] COMMAND...`,
 		Aliases: []string{"exec"},
 		Short:   "Run a command with bash in HEAD or VM; exits with its exit code",
 		Long: `Run COMMAND with bash -c in the VM (HEAD when none is named). Its stdout and
 stderr stream as they come, and vers exits with its exit code. More than one
-word after VM is joined with spaces, so quoting the command is optional.`,
-		Args: usageArgs(cobra.MinimumNArgs(1)),
+word of COMMAND is joined with spaces, so quoting it is optional.
+
+The first word names a VM only when a VM has that alias, id or id prefix, or
+when "--" follows it; otherwise it begins the command, which runs in HEAD:
+  vers execute ls -la                 ls -la in HEAD
+  vers execute db-root ls -la         ls -la in VM db-root
+  vers execute -- db-root             the command "db-root" in HEAD
+  vers execute db-root -- ls -la      VM db-root, whatever follows
+vers's flags come before the command: before VM, after it, or both
+(vers execute db-root --timeout 5s 'make test'); everything from the
+command's first word on is the command's, flags included.
+
+Exit codes: the command's own. When vers itself fails or ends the command
+(no such VM, bad input, --timeout, a signal) it exits 255 and stderr starts
+with the kind: "vers: not_found: ...", "vers: timeout: ...". Ctrl-C is passed
+to the command once; a second one, SIGTERM or SIGHUP make vers stop the
+command and exit.`,
+		DisableFlagParsing: true, // vers's flags may follow VM: see parse
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.Command = args[0]
-			} else {
-				opts.VM, opts.Command = args[0], strings.Join(args[1:], " ")
+			err := opts.parseLeading(args)
+			if opts.help {
+				return cmd.Help()
 			}
-			if strings.TrimSpace(opts.Command) == "" {
-				return fmt.Errorf("the command is empty: %w", errUsage)
+			if err == nil {
+				if runF != nil {
+					err = runF(cmd.Context(), opts)
+				} else {
+					err = runExecute(cmd.Context(), opts)
+				}
 			}
-			if opts.Timeout < 0 {
-				return fmt.Errorf("--timeout must not be negative: %w", errdefs.ErrInvalid)
+			if opts.help {
+				return cmd.Help()
 			}
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runExecute(cmd.Context(), opts)
+			return sessionExit(err)
 		},
 	}
-	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 0, "kill the command after this long (e.g. 30s) and exit 6")
-	cmd.Flags().StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
-	cmd.Flags().StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VM (default /root)")
-	cmd.Flags().BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.DurationVar(&opts.Timeout, "timeout", 0, "kill the command after this long (e.g. 30s; at least 1ms, rounded up to whole ms)")
+	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
+	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VM (default /root)")
+	fl.BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
+	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
+	opts.flags = fl
 	return cmd
 }
 
+func notifySignals() (<-chan os.Signal, func()) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	return sigs, func() { signal.Stop(sigs) }
+}
+
+// parseLeading parses vers's flags before the first other word.
+func (o *ExecuteOptions) parseLeading(args []string) error {
+	if err := o.flags.Parse(args); err != nil {
+		return fmt.Errorf("%v\nSee 'vers execute --help': %w", err, errUsage)
+	}
+	o.Words = o.flags.Args()
+	o.Dashed = o.flags.ArgsLenAtDash() == 0
+	return o.validate()
+}
+
+// resolve decides whether the first word names a VM (see the command's
+// help), parses vers's flags after it, and sets VM and Command. isVM asks
+// the daemon; it is called only when the words leave the question open.
+func (o *ExecuteOptions) resolve(isVM func(string) (bool, error)) error {
+	words := o.Words
+	if !o.Dashed && len(words) >= 2 && words[0] != "" {
+		named := words[1] == "--"
+		if !named {
+			var err error
+			if named, err = isVM(words[0]); err != nil {
+				return err
+			}
+		}
+		if named {
+			o.VM = words[0]
+			if err := o.flags.Parse(words[1:]); err != nil {
+				return fmt.Errorf("%v\nSee 'vers execute --help': %w", err, errUsage)
+			}
+			if o.help {
+				return nil
+			}
+			words = o.flags.Args()
+		}
+	}
+	o.Command = strings.Join(words, " ")
+	if strings.TrimSpace(o.Command) == "" {
+		if o.VM != "" {
+			return fmt.Errorf("no command for VM %s; usage: vers execute [VM] [--] COMMAND...: %w", o.VM, errUsage)
+		}
+		return fmt.Errorf("give a command; usage: vers execute [VM] [--] COMMAND...: %w", errUsage)
+	}
+	return o.validate()
+}
+
+func (o *ExecuteOptions) validate() error {
+	switch {
+	case o.Timeout < 0:
+		return fmt.Errorf("--timeout must not be negative: %w", errdefs.ErrInvalid)
+	case o.Timeout > 0 && o.Timeout < time.Millisecond:
+		// The API counts whole milliseconds, where 0 means no timeout.
+		return fmt.Errorf("--timeout %s is less than a millisecond; give at least 1ms (0 or no flag: no timeout): %w", o.Timeout, errdefs.ErrInvalid)
+	}
+	for _, kv := range o.Env {
+		if i := strings.IndexByte(kv, '='); i <= 0 {
+			return fmt.Errorf("-e %q: write it KEY=VALUE (e.g. -e %s=1): %w", kv, envKey(kv), errdefs.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func envKey(kv string) string {
+	if k, _, _ := strings.Cut(kv, "="); k != "" {
+		return k
+	}
+	return "NAME"
+}
+
+// timeoutMillis is d in whole milliseconds, rounded up, so 1.5ms is 2ms and
+// never 0 (which would mean no timeout).
+func timeoutMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
 func runExecute(ctx context.Context, o *ExecuteOptions) error {
-	ref, c, err := o.f.target(ctx, o.VM)
+	c, err := o.Client(ctx)
 	if err != nil {
 		return err
 	}
-	streams := client.ExecIO{Stdout: o.f.Out, Stderr: o.f.ErrOut}
-	if o.Stdin {
-		streams.Stdin = o.f.In
+	err = o.resolve(func(word string) (bool, error) {
+		_, err := c.GetVM(ctx, word)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil || o.help {
+		return err
 	}
-	// Ctrl-C and friends go to the remote command, as they would locally.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	remote := make(chan int, 4)
+	ref, err := o.f.headRef(o.VM)
+	if err != nil {
+		if o.VM == "" && len(o.Words) > 1 && !o.Dashed {
+			return fmt.Errorf("no VM is named %q, so the whole line is the command, for HEAD; but %w", o.Words[0], err)
+		}
+		return err
+	}
+
+	// The CLI keeps its own deadline: a guest that never reports the kill
+	// (a stopped VM, a lost agent) must not keep vers waiting.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if o.Timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, o.Timeout+timeoutGrace,
+			fmt.Errorf("command did not end within --timeout %s; vers stopped waiting and it is being killed: %w", o.Timeout, errdefs.ErrTimeout))
+		defer stop()
+	}
+	// The first Ctrl-C goes to the remote command, as it would locally; a
+	// second one, SIGTERM or SIGHUP end vers. Ending ctx closes the exec
+	// WebSocket, and the daemon kills the command when it closes.
+	sigs, stopSignals := o.Signals()
+	defer stopSignals()
+	remote := make(chan int, 1)
 	go func() {
-		for s := range sigs {
+		interrupted := false
+		for {
 			select {
-			case remote <- int(s.(syscall.Signal)):
-			default:
+			case <-ctx.Done():
+				return
+			case s := <-sigs:
+				if s == os.Interrupt && !interrupted {
+					interrupted = true
+					remote <- int(syscall.SIGINT)
+					continue
+				}
+				cancel(fmt.Errorf("ended by %v; the command is being killed: %w", s, errCancelled))
+				return
 			}
 		}
 	}()
-	streams.Signal = remote
+	streams := client.ExecIO{Stdout: o.f.Out, Stderr: o.f.ErrOut, Signal: remote}
+	if o.Stdin {
+		streams.Stdin = o.f.In
+	}
 	res, err := c.Exec(ctx, ref, api.ExecRequest{
-		Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: o.Timeout.Milliseconds(),
+		Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout),
 	}, streams)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
 		return headGone(ref, o.VM == "", err)
 	}
 	if res.TimedOut {
-		return &ExitErr{Code: ExitTimeout, Err: fmt.Errorf("command timed out after %s and was killed", o.Timeout)}
+		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)
 	}
 	if res.ExitCode != 0 {
 		return &ExitErr{Code: res.ExitCode}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"vers/internal/errdefs"
 )
@@ -14,40 +13,6 @@ import (
 func testFactory() (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
 	return &Factory{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut, WorkDir: "/nonexistent"}, &out, &errOut
-}
-
-func TestExecuteArgs(t *testing.T) {
-	tests := []struct {
-		args    []string
-		vm, cmd string
-		timeout time.Duration
-		code    int
-	}{
-		{[]string{"sqlite3 /app/db/ecommerce.db '.tables'"}, "", "sqlite3 /app/db/ecommerce.db '.tables'", 0, 0},
-		{[]string{"db-root", "echo hi"}, "db-root", "echo hi", 0, 0},
-		{[]string{"--timeout", "2s", "vm1", "ls", "-l"}, "vm1", "ls -l", 2 * time.Second, 0},
-		{[]string{}, "", "", 0, ExitUsage},
-		{[]string{"   "}, "", "", 0, ExitUsage},
-		{[]string{"--timeout", "-1s", "x"}, "", "", 0, ExitInvalid},
-		{[]string{"--timeout", "soon", "x"}, "", "", 0, ExitUsage},
-	}
-	for _, tt := range tests {
-		f, _, _ := testFactory()
-		var got *ExecuteOptions
-		cmd := NewCmdExecute(f, func(_ context.Context, o *ExecuteOptions) error { got = o; return nil })
-		root := NewRoot(f)
-		root.RemoveCommand(root.Commands()...)
-		root.AddCommand(cmd)
-		root.SetArgs(append([]string{"execute"}, tt.args...))
-		err := root.Execute()
-		if code := ExitCode(err); code != tt.code {
-			t.Errorf("%q: exit %d (%v), want %d", tt.args, code, err, tt.code)
-			continue
-		}
-		if tt.code == 0 && (got.VM != tt.vm || got.Command != tt.cmd || got.Timeout != tt.timeout) {
-			t.Errorf("%q: got vm=%q cmd=%q timeout=%v", tt.args, got.VM, got.Command, got.Timeout)
-		}
-	}
 }
 
 func TestRunFlagsOverride(t *testing.T) {
@@ -77,6 +42,8 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("alias: %w", errdefs.ErrConflict), 4},
 		{fmt.Errorf("mem: %w", errdefs.ErrInvalid), 5},
 		{fmt.Errorf("slow: %w", errdefs.ErrTimeout), 6},
+		{fmt.Errorf("build: %w", errCancelled), 7},
+		{context.Canceled, 7},
 		{&ExitErr{Code: 42}, 42},
 	}
 	for _, tt := range tests {
@@ -153,6 +120,28 @@ func TestBranchArgs(t *testing.T) {
 		}
 		if tt.code == 0 && (got.VM != tt.vm || got.Alias != tt.alias || got.Count != tt.count || got.Checkout != tt.co) {
 			t.Errorf("%q: got %+v", tt.args, got)
+		}
+	}
+}
+
+func TestSessionExit(t *testing.T) {
+	tests := []struct {
+		err  error
+		code int
+		msg  string
+	}{
+		{nil, 0, ""},
+		{&ExitErr{Code: 3}, 3, "exit status 3"}, // the remote command's own code
+		{fmt.Errorf("vm x: %w", errdefs.ErrNotFound), 255, "not_found: vm x"},
+		{fmt.Errorf("bad: %w", errUsage), 255, "usage: bad"},
+		{fmt.Errorf("slow: %w", errdefs.ErrTimeout), 255, "timeout: slow"},
+		{fmt.Errorf("ended: %w", errCancelled), 255, "cancelled: ended"},
+		{errors.New("boom"), 255, "error: boom"},
+	}
+	for _, tt := range tests {
+		err := sessionExit(tt.err)
+		if ExitCode(err) != tt.code || (err != nil && message(err) != tt.msg) {
+			t.Errorf("sessionExit(%v) = %v (exit %d)", tt.err, err, ExitCode(err))
 		}
 	}
 }

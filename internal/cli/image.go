@@ -100,7 +100,7 @@ func imageError(name string, err error) error {
 	case errors.Is(err, image.ErrMissingTool):
 		return fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
 	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("image %s: build interrupted; nothing was kept", name)
+		return fmt.Errorf("image %s: build interrupted; nothing was kept: %w", name, errCancelled)
 	}
 	return err
 }

@@ -10,19 +10,23 @@ import (
 
 type KillOptions struct {
 	f         *Factory
+	Client    clientFunc
 	VM        string
 	Recursive bool
 	Format    string
 }
 
 func NewCmdKill(f *Factory, runF func(context.Context, *KillOptions) error) *cobra.Command {
-	opts := &KillOptions{f: f}
+	opts := &KillOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "kill VM [-r]",
 		Short: "Stop VM and delete everything it owns (-r: with all its descendants)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.VM = args[0]
+			if opts.VM == "" {
+				return fmt.Errorf("the VM is empty: give its alias, id or a unique id prefix: %w", errUsage)
+			}
 			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
@@ -38,7 +42,7 @@ func NewCmdKill(f *Factory, runF func(context.Context, *KillOptions) error) *cob
 }
 
 func runKill(ctx context.Context, o *KillOptions) error {
-	c, err := o.f.Client(ctx)
+	c, err := o.Client(ctx)
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"vers/client"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
 	"vers/internal/project"
@@ -22,14 +22,25 @@ import (
 
 // Exit codes, stable for scripts.
 const (
-	ExitOK       = 0
-	ExitError    = 1
-	ExitUsage    = 2
-	ExitNotFound = 3
-	ExitConflict = 4
-	ExitInvalid  = 5
-	ExitTimeout  = 6
+	ExitOK        = 0
+	ExitError     = 1
+	ExitUsage     = 2
+	ExitNotFound  = 3
+	ExitConflict  = 4
+	ExitInvalid   = 5
+	ExitTimeout   = 6
+	ExitCancelled = 7 // a signal (Ctrl-C, SIGTERM, SIGHUP) ended the command
+
+	// ExitSession is what `vers execute` and `vers connect` exit with when
+	// vers itself fails or ends the command (bad input, no such VM, the
+	// --timeout, a signal): their other codes are the remote command's own,
+	// so vers's codes 1-7 would be mistaken for it. As ssh does; the kind is
+	// printed first on stderr ("vers: timeout: ...").
+	ExitSession = 255
 )
+
+// errCancelled marks a command ended by a signal.
+var errCancelled = errors.New("cancelled")
 
 // ExitError carries a process exit code chosen by a command (for `vers
 // execute`, the remote command's own code).
@@ -67,8 +78,30 @@ func ExitCode(err error) int {
 		return ExitInvalid
 	case errors.Is(err, errdefs.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return ExitTimeout
+	case errors.Is(err, errCancelled), errors.Is(err, context.Canceled):
+		return ExitCancelled
 	}
 	return ExitError
+}
+
+// kindNames are the words `vers execute` and `vers connect` print before
+// their own failures, one per exit code the other commands use.
+var kindNames = map[int]string{
+	ExitError: "error", ExitUsage: "usage", ExitNotFound: "not_found", ExitConflict: "conflict",
+	ExitInvalid: "invalid", ExitTimeout: "timeout", ExitCancelled: "cancelled",
+}
+
+// sessionExit turns the outcome of a command that runs a remote process
+// into its exit: the remote process's own code (an *ExitErr with no error)
+// as it is, and any failure of vers's as ExitSession with the kind
+// printed first.
+func sessionExit(err error) error {
+	var ee *ExitErr
+	if err == nil || (errors.As(err, &ee) && ee.Err == nil) {
+		return err
+	}
+	code := ExitCode(err)
+	return &ExitErr{Code: ExitSession, Err: fmt.Errorf("%s: %w", kindNames[code], unwrapUsage(err))}
 }
 
 // Factory gives commands what they need, lazily, so flag parsing can be
@@ -81,7 +114,7 @@ type Factory struct {
 	// WorkDir is where the project is searched from.
 	WorkDir string
 
-	client *client.Client
+	client Daemon
 }
 
 // NewFactory is the factory of the real program.
@@ -91,11 +124,11 @@ func NewFactory() *Factory {
 }
 
 // Client returns a client of a running versd, starting one if needed.
-func (f *Factory) Client(ctx context.Context) (*client.Client, error) {
+func (f *Factory) Client(ctx context.Context) (Daemon, error) {
 	if f.client != nil {
 		return f.client, nil
 	}
-	c, err := ensureDaemon(ctx, f.Layout)
+	c, err := ensureDaemon(ctx, f.Layout, f.ErrOut)
 	if err != nil {
 		return nil, err
 	}
@@ -162,10 +195,27 @@ func Main(ctx context.Context, f *Factory, args []string) int {
 	if err != nil {
 		var ee *ExitErr
 		if !errors.As(err, &ee) || ee.Err != nil {
-			fmt.Fprintln(f.ErrOut, "vers:", errdefs.Message(unwrapUsage(err)))
+			fmt.Fprintln(f.ErrOut, "vers:", message(err))
 		}
 	}
 	return code
+}
+
+// message is err's text for a user, without the kind it was wrapped with.
+func message(err error) string {
+	return strings.TrimSuffix(errdefs.Message(unwrapUsage(err)), ": "+errCancelled.Error())
+}
+
+// vmArg is the VM named by the optional first argument; an empty one is a
+// mistake (it would name every VM's route), not "no VM".
+func vmArg(args []string) (string, error) {
+	if len(args) == 0 {
+		return "", nil
+	}
+	if args[0] == "" {
+		return "", fmt.Errorf("the VM is empty: give its alias, id or a unique id prefix, or leave it out for HEAD: %w", errUsage)
+	}
+	return args[0], nil
 }
 
 func unwrapUsage(err error) error {

@@ -19,20 +19,24 @@ import (
 
 type RunOptions struct {
 	f      *Factory
-	Alias  string
-	MemMiB int
-	VCPUs  int
-	FsMiB  int
-	Kernel string
-	Rootfs string
-	Format string
-	Quiet  bool
+	Client clientFunc
+	// EnsureImages builds missing images, showing progress.
+	EnsureImages func(ctx context.Context, names ...string) error
+	Alias        string
+	MemMiB       int
+	VCPUs        int
+	FsMiB        int
+	Kernel       string
+	Rootfs       string
+	Format       string
+	Quiet        bool
 	// set marks the flags given on the command line, which override vers.toml.
 	set map[string]bool
 }
 
 func NewCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
-	opts := &RunOptions{f: f}
+	opts := &RunOptions{f: f, Client: f.Client}
+	opts.EnsureImages = func(ctx context.Context, names ...string) error { return ensureImages(ctx, f, names...) }
 	cmd := &cobra.Command{
 		Use:   "run [--vm-alias NAME]",
 		Short: "Boot a VM from vers.toml and make it HEAD",
@@ -86,13 +90,17 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if o.set["rootfs"] {
 		req.Rootfs = o.Rootfs
 	}
-	c, err := o.f.Client(ctx)
+	c, err := o.Client(ctx)
 	if err != nil {
+		return err
+	}
+	// Refuse bad input before minutes of image building.
+	if err := c.ValidateVM(ctx, req); err != nil {
 		return err
 	}
 	// Build missing images here, where progress can be shown; the daemon
 	// would build them too, silently.
-	if err := ensureImages(ctx, o.f, req.Kernel, req.Rootfs); err != nil {
+	if err := o.EnsureImages(ctx, req.Kernel, req.Rootfs); err != nil {
 		return err
 	}
 	if o.Format == "text" && !o.Quiet {

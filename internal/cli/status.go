@@ -6,32 +6,33 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"vers/api"
-	"vers/internal/errdefs"
 )
 
 type StatusOptions struct {
 	f      *Factory
+	Client clientFunc
 	VM     string
 	Format string
 	Quiet  bool
 }
 
 func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
-	opts := &StatusOptions{f: f}
+	opts := &StatusOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "status [VM]",
 		Short: "Show the VMs as a tree (HEAD marked with *), or one VM",
 		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				opts.VM = args[0]
+			vm, err := vmArg(args)
+			if err != nil {
+				return err
 			}
+			opts.VM = vm
 			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
@@ -60,7 +61,7 @@ type StatusVM struct {
 }
 
 func runStatus(ctx context.Context, o *StatusOptions) error {
-	c, err := o.f.Client(ctx)
+	c, err := o.Client(ctx)
 	if err != nil {
 		return err
 	}
@@ -176,6 +177,3 @@ func shortID(id string) string {
 	}
 	return id
 }
-
-var _ = strings.TrimSpace
-var _ = errdefs.ErrInvalid

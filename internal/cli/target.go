@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"vers/api"
-	"vers/client"
 	"vers/internal/errdefs"
 	"vers/internal/project"
 )
@@ -34,14 +33,18 @@ func (f *Factory) headRef(arg string) (string, error) {
 	return head, nil
 }
 
+// clientFunc gives a command its daemon; options structs carry one, so that
+// run functions are tested on a fake.
+type clientFunc func(context.Context) (Daemon, error)
+
 // target is headRef plus a client of the daemon: what every command that
 // acts on one VM starts with.
-func (f *Factory) target(ctx context.Context, arg string) (string, *client.Client, error) {
+func (f *Factory) target(ctx context.Context, newClient clientFunc, arg string) (string, Daemon, error) {
 	ref, err := f.headRef(arg)
 	if err != nil {
 		return "", nil, err
 	}
-	c, err := f.Client(ctx)
+	c, err := newClient(ctx)
 	if err != nil {
 		return "", nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,13 +61,7 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *w
 	if err := json.Unmarshal(msg, &req); err != nil {
 		return fmt.Errorf("exec request: %v: %w", err, errdefs.ErrInvalid)
 	}
-	if req.Command == "" && len(req.Argv) == 0 && !req.TTY {
-		return fmt.Errorf("nothing to run: give a command: %w", errdefs.ErrInvalid)
-	}
-	if req.TimeoutMS < 0 {
-		return fmt.Errorf("timeout must not be negative: %w", errdefs.ErrInvalid)
-	}
-	if err := checkEnv(req.Env); err != nil {
+	if err := validateExec(req); err != nil {
 		return err
 	}
 	areq := agent.ExecRequest{
@@ -169,14 +162,4 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *w
 		return fmt.Errorf("exec in vm %s: %w", ref, err)
 	}
 	return sendControl(ctx, conn, api.ExecControl{Type: "exit", ExitCode: res.ExitCode, Signaled: res.Signal, TimedOut: res.TimedOut})
-}
-
-// checkEnv refuses environment entries that are not KEY=VALUE.
-func checkEnv(env []string) error {
-	for _, e := range env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.ContainsAny(k, "\x00") {
-			return fmt.Errorf("environment entry %q: write it as KEY=VALUE (e.g. -e LANG=C.UTF-8): %w", e, errdefs.ErrInvalid)
-		}
-	}
-	return nil
 }

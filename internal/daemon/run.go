@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/internal/agent"
+	"vers/internal/buildid"
 	"vers/internal/image"
 	"vers/internal/paths"
 	"vers/internal/qemu"
@@ -25,12 +26,30 @@ import (
 
 // Run is versd: it takes the host's daemon lock, recovers the VMs that
 // survived a previous daemon, and serves the API on the owner-only unix
-// socket until ctx ends. VMs keep running when it returns.
-func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
+// socket until ctx ends. VMs keep running when it returns. ready, if not nil,
+// is called once the socket accepts connections.
+//
+// What versd creates under VERS_HOME is private to its owner (the socket,
+// database, lock, log and VM directories); VERS_HOME itself keeps the mode
+// it was given, since it may be a directory that others use too.
+func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func()) error {
+	// An agent that is not static cannot be PID 1 in the guest's minimal root
+	// filesystem: the kernel would panic at every boot. Refuse it here, where
+	// the person who built it sees why, rather than at the first `vers run`.
+	agentPath, err := paths.AgentBinary()
+	if err != nil {
+		return err
+	}
+	if err := buildid.CheckStatic(agentPath); err != nil {
+		return fmt.Errorf("%w; build the agent static: %s", err, buildid.AgentBuildHint)
+	}
+	agentID, err := buildid.Of(agentPath)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(layout.VMsDir(), 0o700); err != nil {
 		return err
 	}
-	os.Chmod(layout.Home, 0o700)
 	lock, err := os.OpenFile(layout.PIDFile(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
@@ -42,12 +61,18 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 	lock.Truncate(0)
 	fmt.Fprintf(lock, "%d\n", os.Getpid())
 
+	// SQLite creates the database with the process umask, and its WAL and
+	// shared-memory files with the database's mode: create it private first.
+	if db, err := os.OpenFile(layout.Database(), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return err
+	} else {
+		db.Close()
+	}
 	st, err := store.Open(ctx, layout.Database())
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	agentPath, _ := paths.AgentBinary()
 	images := image.New(layout.ImageDir, agentPath)
 	pool, err := rampool.Ensure(ctx, paths.RAMDir(), paths.RAMPoolDir(), log)
 	if err != nil {
@@ -78,7 +103,9 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 		return err
 	}
 	os.Chmod(sock, 0o600)
-	srv := &http.Server{Handler: New(vms, images, log).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := New(vms, images, log)
+	api.agent, api.agentID = agentPath, agentID
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -86,6 +113,9 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger) error {
 		srv.Shutdown(sctx)
 	}()
 	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", vms.Accel(), "home", filepath.Clean(layout.Home))
+	if ready != nil {
+		ready()
+	}
 	err = srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -12,9 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strconv"
+	"sync/atomic"
 
 	"vers/api"
+	"vers/internal/buildid"
 	"vers/internal/errdefs"
 	"vers/internal/image"
 	"vers/internal/vm"
@@ -28,6 +29,13 @@ type Server struct {
 	vms    *vm.Manager
 	images *image.Store
 	log    *slog.Logger
+
+	// busy counts requests in flight (health excluded), so that a client
+	// restarts a daemon of another build only when nothing would be cut.
+	busy atomic.Int64
+	// agent is the agent binary this daemon checked at start, and its build
+	// id then; health reports a daemon whose agent has changed as stale.
+	agent, agentID string
 }
 
 func New(vms *vm.Manager, images *image.Store, log *slog.Logger) *Server {
@@ -56,7 +64,13 @@ func (s *Server) Handler() http.Handler {
 	for pattern, h := range s.routes() {
 		mux.HandleFunc(pattern, h)
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" {
+			s.busy.Add(1)
+			defer s.busy.Add(-1)
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +79,30 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.Health{Version: Version, PID: os.Getpid(), Accel: s.vms.Accel(), VMs: len(vms)})
+	build, _ := buildid.Self()
+	writeJSON(w, http.StatusOK, api.Health{
+		Version: Version, PID: os.Getpid(), Accel: s.vms.Accel(), VMs: len(vms),
+		Build: build, Busy: int(s.busy.Load()), Stale: s.stale(),
+	})
+}
+
+// stale says why this daemon should make way for a new one: the files it
+// was started from are gone or have been rebuilt since.
+func (s *Server) stale() string {
+	if buildid.SelfDeleted() {
+		return "runs an executable that has been deleted or replaced since it started"
+	}
+	if s.agent == "" {
+		return ""
+	}
+	id, err := buildid.Of(s.agent)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("uses the agent %s, which is gone", s.agent)
+	case id != s.agentID:
+		return fmt.Sprintf("uses the agent %s, which has been rebuilt since it started", s.agent)
+	}
+	return ""
 }
 
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
@@ -83,15 +120,27 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	v, err := s.vms.Create(r.Context(), vm.Spec{
-		Alias: req.Alias, MemMiB: req.MemMiB, VCPUs: req.VCPUs, FsMiB: req.FsMiB,
-		Kernel: req.Kernel, Rootfs: req.Rootfs,
-	})
+	if req.DryRun {
+		if err := s.vms.Check(r.Context(), specOf(req)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	v, err := s.vms.Create(r.Context(), specOf(req))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, v)
+}
+
+func specOf(req api.CreateVMRequest) vm.Spec {
+	return vm.Spec{
+		Alias: req.Alias, MemMiB: req.MemMiB, VCPUs: req.VCPUs, FsMiB: req.FsMiB,
+		Kernel: req.Kernel, Rootfs: req.Rootfs,
+	}
 }
 
 func (s *Server) branchVM(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +175,7 @@ func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
-	recursive, err := boolParam(r, "recursive")
+	recursive, err := queryBool(r, "recursive")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -150,20 +199,6 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
 		out = append(out, imageToAPI(st))
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// boolParam reads a true/false query parameter; anything else is refused
-// rather than read as false.
-func boolParam(r *http.Request, name string) (bool, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: use true or false: %w", name, v, errdefs.ErrInvalid)
-	}
-	return b, nil
 }
 
 func decode(r *http.Request, v any) error {

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"vers/api"
 )
 
 var (
@@ -18,37 +20,39 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 )
 
+// kinds pairs each kind with its API code; the code strings live in package
+// api, and only there.
+var kinds = []struct {
+	err  error
+	code string
+}{
+	{ErrInvalid, api.CodeInvalid},
+	{ErrNotFound, api.CodeNotFound},
+	{ErrConflict, api.CodeConflict},
+	{ErrTimeout, api.CodeTimeout},
+	{ErrUnavailable, api.CodeUnavailable},
+}
+
 // Code returns the API error code for err (see api.Code*).
 func Code(err error) string {
-	switch {
-	case errors.Is(err, ErrInvalid):
-		return "invalid"
-	case errors.Is(err, ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrConflict):
-		return "conflict"
-	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, ErrUnavailable):
-		return "unavailable"
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return k.code
+		}
 	}
-	return "internal"
+	if errors.Is(err, context.DeadlineExceeded) {
+		return api.CodeTimeout
+	}
+	return api.CodeInternal
 }
 
 // FromCode is the inverse of Code: it returns the kind an API code stands for,
 // or nil for an unknown or internal code.
 func FromCode(code string) error {
-	switch code {
-	case "invalid":
-		return ErrInvalid
-	case "not_found":
-		return ErrNotFound
-	case "conflict":
-		return ErrConflict
-	case "timeout":
-		return ErrTimeout
-	case "unavailable":
-		return ErrUnavailable
+	for _, k := range kinds {
+		if k.code == code {
+			return k.err
+		}
 	}
 	return nil
 }
@@ -57,8 +61,8 @@ func FromCode(code string) error {
 // (": not found" and the like) is dropped, since the code already says it.
 func Message(err error) string {
 	msg := err.Error()
-	for _, kind := range []error{ErrInvalid, ErrNotFound, ErrConflict, ErrTimeout, ErrUnavailable} {
-		msg = strings.TrimSuffix(msg, ": "+kind.Error())
+	for _, k := range kinds {
+		msg = strings.TrimSuffix(msg, ": "+k.err.Error())
 	}
 	return msg
 }

@@ -31,7 +31,11 @@ func (l Layout) Socket() string   { return filepath.Join(l.Home, "versd.sock") }
 func (l Layout) Database() string { return filepath.Join(l.Home, "vers.db") }
 func (l Layout) Log() string      { return filepath.Join(l.Home, "versd.log") }
 func (l Layout) PIDFile() string  { return filepath.Join(l.Home, "versd.pid") }
-func (l Layout) VMsDir() string   { return filepath.Join(l.Home, "vms") }
+
+// StartLock is held by the CLI that starts or restarts versd, so that of
+// many CLIs finding no daemon at once, one starts it and the others wait.
+func (l Layout) StartLock() string { return filepath.Join(l.Home, "versd.start.lock") }
+func (l Layout) VMsDir() string    { return filepath.Join(l.Home, "vms") }
 
 // VMDir holds everything one VM owns: its disk overlay, sockets, logs.
 func (l Layout) VMDir(id string) string { return filepath.Join(l.Home, "vms", id) }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,6 +36,38 @@ func (m *Manager) Validate(spec Spec) error {
 		return err
 	}
 	return m.cfg.Host.Check(spec.MemMiB, spec.VCPUs, spec.FsMiB)
+}
+
+// Check is Create's dry run: everything that can be known without building
+// or booting anything — the spec, the room on the host, the images (built
+// ones are measured as Create would), the alias being free.
+func (m *Manager) Check(ctx context.Context, spec Spec) error {
+	if err := m.Validate(spec); err != nil {
+		return err
+	}
+	if err := m.admit(ctx, admission{fresh: spec.MemMiB}); err != nil {
+		return err
+	}
+	for _, name := range []string{spec.Kernel, spec.Rootfs} {
+		if !slices.Contains(m.cfg.Images.Names(), name) {
+			return fmt.Errorf("unknown image %q (known: %s): %w", name, strings.Join(m.cfg.Images.Names(), ", "), errdefs.ErrInvalid)
+		}
+	}
+	kernel, kerr := m.cfg.Images.Get(spec.Kernel)
+	rootfs, rerr := m.cfg.Images.Get(spec.Rootfs)
+	if kerr == nil && rerr == nil {
+		if err := checkImages(spec, kernel, rootfs); err != nil {
+			return err
+		}
+	}
+	if spec.Alias != "" {
+		if _, err := m.store.ResolveVM(ctx, spec.Alias); err == nil {
+			return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", spec.Alias, errdefs.ErrConflict)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Create boots a VM and returns once its agent answers. It reads as its
@@ -137,16 +171,22 @@ func (m *Manager) images(ctx context.Context, spec Spec) (kernel, rootfs image.I
 	if err != nil {
 		return kernel, rootfs, imageErr("rootfs", spec.Rootfs, err)
 	}
+	return kernel, rootfs, checkImages(spec, kernel, rootfs)
+}
+
+// checkImages checks that a spec's images are of the right kinds and that
+// its disk holds the root filesystem.
+func checkImages(spec Spec, kernel, rootfs image.Info) error {
 	switch {
 	case kernel.Kind != image.KindKernel:
-		return kernel, rootfs, fmt.Errorf("image %q is a %s, not a kernel: %w", spec.Kernel, kernel.Kind, errdefs.ErrInvalid)
+		return fmt.Errorf("image %q is a %s, not a kernel: %w", spec.Kernel, kernel.Kind, errdefs.ErrInvalid)
 	case rootfs.Kind != image.KindRootfs:
-		return kernel, rootfs, fmt.Errorf("image %q is a %s, not a root filesystem: %w", spec.Rootfs, rootfs.Kind, errdefs.ErrInvalid)
+		return fmt.Errorf("image %q is a %s, not a root filesystem: %w", spec.Rootfs, rootfs.Kind, errdefs.ErrInvalid)
 	case spec.FsMiB < rootfs.SizeMiB:
-		return kernel, rootfs, fmt.Errorf("fs_size_vm_mib %d is smaller than the %q image (%d MiB); use at least %d: %w",
+		return fmt.Errorf("fs_size_vm_mib %d is smaller than the %q image (%d MiB); use at least %d: %w",
 			spec.FsMiB, spec.Rootfs, rootfs.SizeMiB, rootfs.SizeMiB, errdefs.ErrInvalid)
 	}
-	return kernel, rootfs, nil
+	return nil
 }
 
 func imageErr(kind, name string, err error) error {

@@ -495,6 +495,11 @@ func (f fakeImages) Ensure(ctx context.Context, name string, progress io.Writer)
 	return image.Info{}, fmt.Errorf("%q: %w", name, image.ErrUnknown)
 }
 
+func (f fakeImages) Get(name string) (image.Info, error) {
+	return f.Ensure(context.Background(), name, nil)
+}
+func (f fakeImages) Names() []string { return []string{"default.bin", "default"} }
+
 type nopGroups struct{}
 
 func (nopGroups) Place(string, int) error { return nil }

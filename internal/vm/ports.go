@@ -99,5 +99,9 @@ type RAMFiles interface {
 
 // Images is what the manager needs from the image cache.
 type Images interface {
+	// Ensure returns the image name, building it first if needed.
 	Ensure(ctx context.Context, name string, progress io.Writer) (image.Info, error)
+	// Get returns the image if it is built; Names lists the known ones.
+	Get(name string) (image.Info, error)
+	Names() []string
 }

@@ -22,12 +22,19 @@ func TestBadInput(t *testing.T) {
 	p.must("init")
 	before := countVMDirs(t)
 
-	p.expect(3, "no VM", "execute", "no-such-vm", "true")
+	// execute and connect exit 255 for vers's own failures (their other
+	// codes are the remote command's), with the kind first.
+	p.expect(255, `no VM is named "no-such-vm"`, "execute", "no-such-vm", "true")
+	p.expect(255, "vers: not_found:", "execute", "no-such-vm", "--", "true")
 	p.expect(3, "no VM", "kill", "no-such-vm")
 	p.expect(3, "no VM", "checkout", "no-such-vm")
-	p.expect(5, "HEAD is not set", "execute", "true")
-	p.expect(2, "", "execute")
+	p.expect(255, "vers: invalid: no VM named and HEAD is not set", "execute", "true")
+	p.expect(255, "vers: usage:", "execute")
+	p.expect(255, "vers: invalid: -e \"NOEQUALS\": write it KEY=VALUE", "execute", "-e", "NOEQUALS", "true")
+	p.expect(255, "less than a millisecond", "execute", "--timeout", "1ns", "true")
 	p.expect(2, "", "kill")
+	p.expect(2, "alias, id or a unique id prefix", "kill", "")
+	p.expect(2, "write VM:/path/in/vm", "cp", "vers.toml", ":")
 	p.expect(2, "--format", "status", "--format", "yaml")
 
 	for _, tc := range []struct {
@@ -47,7 +54,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--rootfs", "no-such-image"}, "unknown image"},
 		{[]string{"--vm-alias", "bad alias!"}, "alias"},
 	} {
-		p.expect(5, tc.want, append([]string{"run"}, tc.args...)...)
+		// Refused before any image is built or a boot announced.
+		if r := p.expect(5, tc.want, append([]string{"run"}, tc.args...)...); strings.Contains(r.err, "Booting") {
+			t.Fatalf("run %v announced a boot before refusing: %s", tc.args, r.err)
+		}
 	}
 	// Settings in vers.toml are checked the same way as flags.
 	p.writeConfig(0, 1, 1024)
@@ -65,7 +75,7 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// A command that runs too long is killed and reported.
-	r := p.expect(6, "timed out", "execute", "--timeout", "1s", "sleep 30; echo never")
+	r := p.expect(255, "vers: timeout: command timed out", "execute", "--timeout", "1s", "sleep 30; echo never")
 	if strings.Contains(r.out, "never") || r.dur.Seconds() > 10 {
 		t.Fatalf("timeout: out %q after %s", r.out, r.dur)
 	}

@@ -1,0 +1,27 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"vers/api"
+	"vers/client"
+)
+
+// Daemon is what the commands use of versd. *client.Client implements it;
+// the commands' unit tests give a fake.
+type Daemon interface {
+	Health(ctx context.Context) (api.Health, error)
+	ListVMs(ctx context.Context) ([]api.VM, error)
+	GetVM(ctx context.Context, ref string) (api.VM, error)
+	ValidateVM(ctx context.Context, req api.CreateVMRequest) error
+	CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error)
+	DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error)
+	Branch(ctx context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error)
+	Exec(ctx context.Context, ref string, req api.ExecRequest, streams client.ExecIO) (api.ExecControl, error)
+	ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error)
+	WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error
+}
+
+var _ Daemon = (*client.Client)(nil)

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"vers/api"
+	"vers/client"
+	"vers/internal/errdefs"
+	"vers/internal/project"
+)
+
+// fakeDaemon is a Daemon in memory: VMs by id, found by alias, id or id
+// prefix as versd finds them, and a record of what was asked.
+type fakeDaemon struct {
+	mu  sync.Mutex
+	vms []api.VM
+
+	validateErr, createErr, deleteErr, branchErr error
+	// exec runs an Exec; nil answers exit 0.
+	exec func(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error)
+
+	validated []api.CreateVMRequest
+	created   []api.CreateVMRequest
+	deleted   []string
+	branched  []string
+	execs     []execCall
+}
+
+type execCall struct {
+	Ref string
+	Req api.ExecRequest
+}
+
+var _ Daemon = (*fakeDaemon)(nil)
+
+func (d *fakeDaemon) find(ref string) (api.VM, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ref == "" {
+		return api.VM{}, client.ErrNoRef
+	}
+	for _, v := range d.vms {
+		if v.Alias == ref || strings.HasPrefix(v.ID, ref) {
+			return v, nil
+		}
+	}
+	return api.VM{}, &client.Error{Status: 404, Code: api.CodeNotFound, Message: fmt.Sprintf("no VM %q", ref)}
+}
+
+func (d *fakeDaemon) Health(context.Context) (api.Health, error) { return api.Health{PID: 1}, nil }
+func (d *fakeDaemon) ListVMs(context.Context) ([]api.VM, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]api.VM(nil), d.vms...), nil
+}
+func (d *fakeDaemon) GetVM(_ context.Context, ref string) (api.VM, error) { return d.find(ref) }
+func (d *fakeDaemon) ValidateVM(_ context.Context, req api.CreateVMRequest) error {
+	d.validated = append(d.validated, req)
+	return d.validateErr
+}
+func (d *fakeDaemon) CreateVM(_ context.Context, req api.CreateVMRequest) (api.VM, error) {
+	d.created = append(d.created, req)
+	if d.createErr != nil {
+		return api.VM{}, d.createErr
+	}
+	v := api.VM{ID: fmt.Sprintf("%08d-new", len(d.vms)), Alias: req.Alias, State: api.StateRunning}
+	d.vms = append(d.vms, v)
+	return v, nil
+}
+func (d *fakeDaemon) DeleteVM(_ context.Context, ref string, recursive bool) (api.DeleteVMResponse, error) {
+	v, err := d.find(ref)
+	if err != nil {
+		return api.DeleteVMResponse{}, err
+	}
+	if d.deleteErr != nil {
+		return api.DeleteVMResponse{}, d.deleteErr
+	}
+	d.deleted = append(d.deleted, v.ID)
+	return api.DeleteVMResponse{Deleted: []string{v.ID}}, nil
+}
+func (d *fakeDaemon) Branch(_ context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error) {
+	v, err := d.find(ref)
+	if err != nil {
+		return api.BranchResponse{}, err
+	}
+	if d.branchErr != nil {
+		return api.BranchResponse{}, d.branchErr
+	}
+	d.branched = append(d.branched, v.ID)
+	res := api.BranchResponse{Parent: v, PauseMillis: 12.5, FirstReadyMillis: 300, AllReadyMillis: 300}
+	for i := 0; i < max(req.Count, 1); i++ {
+		res.Children = append(res.Children, api.VM{ID: fmt.Sprintf("child%d-%s", i, v.ID), Alias: req.Alias, ParentID: v.ID})
+	}
+	return res, nil
+}
+func (d *fakeDaemon) Exec(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error) {
+	if _, err := d.find(ref); err != nil {
+		return api.ExecControl{}, err
+	}
+	d.mu.Lock()
+	d.execs = append(d.execs, execCall{ref, req})
+	d.mu.Unlock()
+	if d.exec != nil {
+		return d.exec(ctx, ref, req, s)
+	}
+	return api.ExecControl{Type: "exit"}, nil
+}
+func (d *fakeDaemon) ReadFile(context.Context, string, string) (io.ReadCloser, os.FileMode, error) {
+	return nil, 0, fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
+}
+func (d *fakeDaemon) WriteFile(context.Context, string, string, os.FileMode, io.Reader) error {
+	return fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
+}
+
+// env is a project directory, a factory whose client is the fake, and its
+// output.
+type env struct {
+	t           *testing.T
+	f           *Factory
+	d           *fakeDaemon
+	out, errOut *bytes.Buffer
+	proj        *project.Project
+}
+
+const (
+	headID  = "11111111-head"
+	rootID  = "22222222-root"
+	otherID = "33333333-other"
+)
+
+// newEnv makes a project whose HEAD is headID, on a daemon with three VMs.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := project.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, err := project.Find(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetHead(headID); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d := &fakeDaemon{vms: []api.VM{
+		{ID: headID, Alias: "head-vm", State: api.StateRunning, CreatedAt: now},
+		{ID: rootID, Alias: "db-root", State: api.StateRunning, CreatedAt: now.Add(time.Second)},
+		{ID: otherID, State: api.StateRunning, ParentID: rootID, CreatedAt: now.Add(2 * time.Second)},
+	}}
+	var out, errOut bytes.Buffer
+	f := &Factory{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut, WorkDir: dir, client: d}
+	return &env{t: t, f: f, d: d, out: &out, errOut: &errOut, proj: p}
+}
+
+// run runs the vers command line args and returns its exit code.
+func (e *env) run(args ...string) int {
+	e.t.Helper()
+	e.out.Reset()
+	e.errOut.Reset()
+	return Main(context.Background(), e.f, args)
+}
+
+func (e *env) head() string {
+	e.t.Helper()
+	h, err := e.proj.Head()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h
+}
