@@ -9,7 +9,10 @@ export VERS_IMAGE_DIR="${VERS_IMAGE_DIR:-/var/lib/vers/images}"
 export VERS_BIN="$PWD/bin"
 echo "==> building images (cached after the first run)"
 bin/vers image build
-echo "==> unit tests"
-go test -count=1 ./api/... ./client/... ./internal/... ./cmd/... ./test/bench/
+echo "==> go vet, staticcheck"
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "==> unit tests (with the race detector)"
+go test -race -count=1 ./api/... ./client/... ./internal/... ./cmd/... ./test/bench/
 echo "==> end-to-end tests (real VMs)"
 go test -count=1 -timeout 40m -v ./test/e2e/...

@@ -147,9 +147,11 @@ func lines(args []string) string {
 }
 
 func TestArgsDeterministic(t *testing.T) {
-	c := baseConfig()
-	if lines(c.Args()) != lines(c.Args()) {
-		t.Fatal("Args differs between calls")
+	// A child is started from a copy of its parent's Config: equal Configs
+	// give the same command line.
+	c, d := baseConfig(), baseConfig()
+	if got, want := lines(d.Args()), lines(c.Args()); got != want {
+		t.Fatalf("Args of equal configs differ:\n%s\n%s", got, want)
 	}
 }
 

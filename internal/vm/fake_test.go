@@ -34,7 +34,6 @@ type fakeHV struct {
 	nextPID int
 	procs   map[string]*fakeInst // running, by machine name
 	fails   map[string]error     // op → error (e.g. "Start:child", "Pause")
-	hang    map[string]bool      // ops that block until their context ends
 	calls   []string
 	// exitOnStart makes the next Start's process exit at once (a guest that
 	// panics while booting).
@@ -42,7 +41,7 @@ type fakeHV struct {
 }
 
 func newFakeHV() *fakeHV {
-	return &fakeHV{nextPID: 1000, procs: map[string]*fakeInst{}, fails: map[string]error{}, hang: map[string]bool{}}
+	return &fakeHV{nextPID: 1000, procs: map[string]*fakeInst{}, fails: map[string]error{}}
 }
 
 // op records a call and returns the failure set for it, if any. Keys are
@@ -54,12 +53,7 @@ func (h *fakeHV) op(ctx context.Context, name, kind string) error {
 	if err == nil {
 		err = h.fails[name]
 	}
-	hang := h.hang[name+":"+kind] || h.hang[name]
 	h.mu.Unlock()
-	if hang {
-		<-ctx.Done()
-		return fmt.Errorf("%s: %w", name, context.Cause(ctx))
-	}
 	return err
 }
 
@@ -71,12 +65,6 @@ func (h *fakeHV) fail(op string, err error) {
 		return
 	}
 	h.fails[op] = err
-}
-
-func (h *fakeHV) setHang(op string, on bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.hang[op] = on
 }
 
 func (h *fakeHV) called(prefix string) int {
