@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // Group is the parent group of every VM's group.
@@ -42,16 +44,14 @@ func root() (string, error) {
 type mount struct{ fstype, dir, opts string }
 
 func readMounts() []mount {
-	b, err := os.ReadFile("/proc/self/mounts")
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil
 	}
-	var out []mount
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 4 {
-			out = append(out, mount{fstype: f[2], dir: f[1], opts: f[3]})
-		}
+	out := make([]mount, 0, len(infos))
+	for _, m := range infos {
+		// A v1 hierarchy names its controllers among the superblock options.
+		out = append(out, mount{fstype: m.FSType, dir: m.Mountpoint, opts: m.Options + "," + m.VFSOptions})
 	}
 	return out
 }

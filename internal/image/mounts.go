@@ -1,12 +1,16 @@
 package image
 
 import (
+	"slices"
+
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // removeTree deletes a build tree, first detaching anything still mounted
@@ -31,68 +35,24 @@ func removeTree(dir string) error {
 
 // mountsUnder lists mount points at or below dir, deepest first.
 func mountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
 		return nil, err
 	}
-	return parseMountsUnder(data, dir), nil
+	points := make([]string, 0, len(infos))
+	for _, m := range infos {
+		points = append(points, m.Mountpoint)
+	}
+	return deepestFirst(points), nil
 }
 
-func parseMountsUnder(mountinfo []byte, dir string) []string {
-	var out []string
-	for _, line := range strings.Split(string(mountinfo), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	// Deeper mounts first; among equals, the later (top) mount first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	sortStableByDepth(out)
+// deepestFirst orders mount points (in mount order) so that each can be
+// unmounted in turn: deeper ones first; among equals, the later (top) first.
+func deepestFirst(points []string) []string {
+	out := slices.Clone(points)
+	slices.Reverse(out)
+	slices.SortStableFunc(out, func(a, b string) int {
+		return strings.Count(b, "/") - strings.Count(a, "/")
+	})
 	return out
-}
-
-func sortStableByDepth(p []string) {
-	for i := 1; i < len(p); i++ {
-		for j := i; j > 0 && strings.Count(p[j], "/") > strings.Count(p[j-1], "/"); j-- {
-			p[j], p[j-1] = p[j-1], p[j]
-		}
-	}
-}
-
-// unescapeMount decodes the octal escapes (\040 for space) of mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

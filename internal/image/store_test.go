@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -257,18 +258,32 @@ func TestMissingTool(t *testing.T) {
 	}
 }
 
-func TestParseMountsUnder(t *testing.T) {
-	info := `22 1 0:21 / / rw - ext4 /dev/sda1 rw
-100 22 0:5 / /img/tmp/default-1/base/proc rw - proc proc rw
-101 22 0:6 /null /img/tmp/default-1/base/dev/null rw - devtmpfs udev rw
-102 22 0:7 / /img/tmp/default-1/base rw - tmpfs tmpfs rw
-103 22 0:8 / /img/tmp/default-10/base/proc rw - proc proc rw
-104 22 0:9 / /img/tmp/default-1/with\040space rw - tmpfs tmpfs rw
-`
-	got := parseMountsUnder([]byte(info), "/img/tmp/default-1")
-	want := "/img/tmp/default-1/base/dev/null /img/tmp/default-1/base/proc /img/tmp/default-1/with space /img/tmp/default-1/base"
-	if strings.Join(got, " ") != want {
-		t.Fatalf("got  %q\nwant %q", strings.Join(got, " "), want)
+func TestDeepestFirst(t *testing.T) {
+	in := []string{"/img/t/base/proc", "/img/t/base/dev/null", "/img/t/base", "/img/t/with space", "/img/t/base/proc"}
+	got := deepestFirst(in)
+	want := "/img/t/base/dev/null|/img/t/base/proc|/img/t/base/proc|/img/t/with space|/img/t/base"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("got  %q\nwant %q", strings.Join(got, "|"), want)
+	}
+	if in[0] != "/img/t/base/proc" {
+		t.Fatal("deepestFirst changed its argument")
+	}
+}
+
+func TestMountsUnderFindsAMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "a b")
+	os.MkdirAll(sub, 0o755)
+	if err := syscall.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Unmount(sub, syscall.MNT_DETACH)
+	got, err := mountsUnder(dir)
+	if err != nil || len(got) != 1 || got[0] != sub {
+		t.Fatalf("mounts under %s: %q %v", dir, got, err)
 	}
 }
 

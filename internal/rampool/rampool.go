@@ -20,7 +20,6 @@
 package rampool
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +32,8 @@ import (
 	"time"
 	"unsafe"
 	"vers/internal/hostmem"
+
+	"github.com/moby/sys/mountinfo"
 
 	"golang.org/x/sys/unix"
 )
@@ -348,24 +349,14 @@ func Used(dir string) (int64, error) {
 	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
 }
 
-// IsMountpoint reports whether dir is a mount point (in /proc/self/mountinfo).
+// IsMountpoint reports whether dir is a mount point.
 func IsMountpoint(dir string) bool {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return false
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && unescapeMount(fields[4]) == abs {
-			return true
-		}
-	}
-	return false
+	ok, err := mountinfo.Mounted(abs)
+	return err == nil && ok
 }
 
 // mountedAt returns where the block device dev is mounted, or "".
@@ -373,35 +364,13 @@ func mountedAt(dev string) string {
 	if dev == "" {
 		return ""
 	}
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
+	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Source != dev, false
+	})
+	if err != nil || len(infos) == 0 {
 		return ""
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[0] == dev {
-			return unescapeMount(f[1])
-		}
-	}
-	return ""
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return infos[0].Mountpoint
 }
 
 // memTotal is the host's RAM in bytes: the pool's tmpfs may grow to it (a

@@ -15,18 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/dev/shm/vers`:      "/dev/shm/vers",
-		`/tmp/a\040b`:        "/tmp/a b",
-		`/tmp/tab\011x\134y`: "/tmp/tab\tx\\y",
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestPlainDirectoryIsUsedAsItIs(t *testing.T) {
 	if !OnTmpfs("/dev/shm") {
 		t.Skip("no tmpfs at /dev/shm")

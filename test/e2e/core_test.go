@@ -137,7 +137,7 @@ func TestBranchWhileBusy(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the commands to run", 30*time.Second, func() bool {
-		r := p.vers("execute", root, "pgrep -c -f 'echo busy-' || true")
+		r := p.vers("execute", root, "pgrep -c -f '[e]cho busy-' || true")
 		n, _ := strconv.Atoi(strings.TrimSpace(r.out))
 		return n >= 8
 	})
@@ -145,7 +145,7 @@ func TestBranchWhileBusy(t *testing.T) {
 		kid := fmt.Sprintf("%s-k%d", root, round)
 		p.must("branch", root, "--alias", kid, "--count", "2")
 		for _, k := range []string{kid + "-1", kid + "-2"} {
-			r := p.vers("execute", k, "echo first; pgrep -c -f 'echo busy-' || true")
+			r := p.vers("execute", k, "echo first; pgrep -c -f '[e]cho busy-' || true")
 			lines := strings.Fields(r.out)
 			if r.code != 0 || len(lines) != 2 || lines[0] != "first" {
 				t.Fatalf("first command in %s: exit %d, %q, %s", k, r.code, r.out, r.err)
@@ -156,7 +156,7 @@ func TestBranchWhileBusy(t *testing.T) {
 		}
 	}
 	// The parent's own commands ran on undisturbed.
-	if r := p.vers("execute", root, "pgrep -c -f 'echo busy-' || true"); strings.TrimSpace(r.out) != "8" {
+	if r := p.vers("execute", root, "pgrep -c -f '[e]cho busy-' || true"); strings.TrimSpace(r.out) != "8" {
 		t.Errorf("the parent runs %q of its 8 commands after the branches", strings.TrimSpace(r.out))
 	}
 	cancel()
@@ -203,7 +203,7 @@ func TestAdmissionAndNames(t *testing.T) {
 func TestDiskFull(t *testing.T) {
 	requireVMs(t)
 	home := shortHome(t)
-	if err := syscall.Mount("tmpfs", home, "tmpfs", 0, "size=48m,mode=0700"); err != nil {
+	if err := syscall.Mount("tmpfs", home, "tmpfs", 0, "size=640m,mode=0700"); err != nil {
 		t.Skipf("mount a small tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
@@ -214,23 +214,34 @@ func TestDiskFull(t *testing.T) {
 	p.env = []string{"VERS_HOME=" + home}
 	p.must("init")
 	alias := uniqueAlias(t, "full")
-	p.must("run", "--vm-alias", alias)
+	p.must("run", "--vm-alias", alias, "--fs-size-vm-mib", "400")
+	// Leave 32 MiB free, then have the guest write 96.
+	filler := filepath.Join(home, "filler")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(home, &st); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-32<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	p.must("execute", alias, "nohup dd if=/dev/urandom of=/root/big bs=1M count=96 conv=fsync >/root/dd.log 2>&1 &")
 	waitFor(t, "the VM to pause on the full disk", 60*time.Second, func() bool {
 		s, _ := p.find(alias)
 		return s.State == "paused"
 	})
-	r := p.vers("status", "--format", "json")
-	if !strings.Contains(r.out, "host disk full") {
+	if r := p.vers("status", "--format", "json"); !strings.Contains(r.out, "host disk full") {
 		t.Errorf("status does not say why: %s", r.out)
 	}
-	r = p.vers("execute", "--timeout", "5s", alias, "true")
+	r := p.vers("execute", "--timeout", "5s", alias, "true")
 	if r.code == 0 || !strings.Contains(r.err, "disk full") || r.dur > 3*time.Second {
 		t.Fatalf("execute in a VM paused by a full disk: exit %d after %s: %s", r.code, r.dur, r.err)
 	}
-	if err := syscall.Mount("tmpfs", home, "tmpfs", syscall.MS_REMOUNT, "size=1g,mode=0700"); err != nil {
-		t.Fatal(err)
-	}
+	os.Remove(filler)
 	waitFor(t, "the VM to run again", 30*time.Second, func() bool {
 		s, _ := p.find(alias)
 		return s.State == "running"
