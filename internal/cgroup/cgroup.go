@@ -14,6 +14,7 @@
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"vers/internal/poll"
 
 	"github.com/moby/sys/mountinfo"
 )
@@ -156,14 +158,15 @@ func Remove(name string) error {
 		return nil
 	}
 	dir := filepath.Join(g, name)
-	for i := 0; ; i++ {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if i == 50 {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
+	// A group empties a moment after its last process exits.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var last error
+	if err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		last = os.Remove(dir)
+		return last == nil || errors.Is(last, os.ErrNotExist), nil
+	}); err != nil {
+		return last
 	}
+	return nil
 }

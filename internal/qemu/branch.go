@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
+	"vers/internal/poll"
 )
 
 // The QMP steps a branch is made of. Each is one small operation on one
@@ -63,47 +65,40 @@ func (i *Instance) QueryMigration(ctx context.Context) (Migration, error) {
 // WaitMigration polls query-migrate every `every` until done(status) holds,
 // and fails at once if the migration failed or was cancelled.
 func (i *Instance) WaitMigration(ctx context.Context, every time.Duration, done func(status string) bool) (Migration, error) {
-	for {
-		m, err := i.QueryMigration(ctx)
-		if err != nil {
-			return m, err
+	var m Migration
+	err := poll.Until(ctx, every, func() (bool, error) {
+		var err error
+		if m, err = i.QueryMigration(ctx); err != nil {
+			return false, err
 		}
-		if done(m.Status) {
-			return m, nil
+		switch {
+		case done(m.Status):
+			return true, nil
+		case m.Status == "failed" || m.Status == "cancelled":
+			return false, fmt.Errorf("vm %s: %w: %s %s", i.cfg.Name, ErrMigration, m.Status, m.ErrorDesc)
 		}
-		switch m.Status {
-		case "failed", "cancelled":
-			return m, fmt.Errorf("vm %s: %w: %s %s", i.cfg.Name, ErrMigration, m.Status, m.ErrorDesc)
-		}
-		select {
-		case <-ctx.Done():
-			return m, ctx.Err()
-		case <-time.After(every):
-		}
-	}
+		return false, nil
+	})
+	return m, err
 }
 
 // WaitStatus polls query-status until it is one of want.
 func (i *Instance) WaitStatus(ctx context.Context, every time.Duration, want ...string) (string, error) {
-	for {
-		st, err := i.Status(ctx)
-		if err != nil {
-			return st, err
+	var st string
+	err := poll.Until(ctx, every, func() (bool, error) {
+		var err error
+		if st, err = i.Status(ctx); err != nil {
+			return false, err
 		}
-		for _, w := range want {
-			if st == w {
-				return st, nil
-			}
+		switch {
+		case slices.Contains(want, st):
+			return true, nil
+		case st == "internal-error" || st == "shutdown" || st == "guest-panicked":
+			return false, fmt.Errorf("vm %s is in state %q: %w", i.cfg.Name, st, ErrMigration)
 		}
-		if st == "internal-error" || st == "shutdown" || st == "guest-panicked" {
-			return st, fmt.Errorf("vm %s is in state %q: %w", i.cfg.Name, st, ErrMigration)
-		}
-		select {
-		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-time.After(every):
-		}
-	}
+		return false, nil
+	})
+	return st, err
 }
 
 // TopNode is the node name of the block node the root disk device writes to

@@ -54,8 +54,16 @@ type BranchResult struct {
 // MaxBranchCount bounds --count.
 const MaxBranchCount = 64
 
-// childStartTimeout bounds how long a child may take to answer.
-const childStartTimeout = 30 * time.Second
+// Deadlines of the phases, whatever the caller's context allows: every
+// wait on QEMU or the guest ends.
+const (
+	prepareTimeout = 2 * time.Minute
+	freezeTimeout  = time.Minute
+	// childTimeout bounds a child's whole start; childAgentTimeout the wait
+	// for its agent within it.
+	childTimeout      = 90 * time.Second
+	childAgentTimeout = 30 * time.Second
+)
 
 // branch is one branch in progress: what its phases share.
 type branch struct {
@@ -114,10 +122,10 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err := b.reserve(ctx, aliases); err != nil {
 		return BranchResult{}, err
 	}
-	if err := b.prepare(ctx); err != nil {
+	if err := within(ctx, prepareTimeout, b.prepare); err != nil {
 		return BranchResult{}, err
 	}
-	if err := b.freeze(ctx); err != nil {
+	if err := within(ctx, freezeTimeout, b.freeze); err != nil {
 		return BranchResult{}, err
 	}
 	if err := b.startChildren(ctx); err != nil {
@@ -375,6 +383,8 @@ func (b *branch) startChildren(ctx context.Context) error {
 // clock set, RNG reseeded, hostname its own.
 func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config) (*machine, error) {
 	m := b.m
+	ctx, cancel := context.WithTimeout(ctx, childTimeout)
+	defer cancel()
 	if err := b.ram.childStart(b, cfg); err != nil {
 		return nil, err
 	}
@@ -403,7 +413,7 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config) 
 		return fail(err)
 	}
 	mc := newMachine(inst)
-	if err := m.connect(ctx, mc, row, childStartTimeout, b.parentSession); err != nil {
+	if err := m.connect(ctx, mc, row, childAgentTimeout, b.parentSession); err != nil {
 		kept := m.keepConsole(cfg)
 		return fail(fmt.Errorf("child agent: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500)))
 	}
@@ -458,6 +468,13 @@ func (b *branch) result() BranchResult {
 		"prepare_ms", b.prepared.Sub(b.start).Milliseconds(), "freeze_ms", b.frozen.Sub(b.prepared).Milliseconds(),
 		"state_ms", b.saved.Sub(b.frozen).Milliseconds(), "children_ms", time.Since(b.saved).Milliseconds())
 	return res
+}
+
+// within runs phase with a deadline of d.
+func within(ctx context.Context, d time.Duration, phase func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return phase(ctx)
 }
 
 // resume runs a VM stopped by a branch again, whatever step it stopped in.

@@ -10,6 +10,7 @@ import (
 
 	"vers/internal/agent"
 	"vers/internal/errdefs"
+	"vers/internal/poll"
 	"vers/internal/store"
 )
 
@@ -145,7 +146,7 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	wctx, cancelWatch := context.WithCancelCause(dctx)
 	defer cancelWatch(nil)
 	go func() {
-		pollUntil(wctx, exitPoll, func() bool { return mc.inst.Exited() })
+		poll.Until(wctx, exitPoll, func() (bool, error) { return mc.inst.Exited(), nil })
 		if mc.inst.Exited() {
 			cancelWatch(errExited)
 		}
@@ -178,21 +179,4 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	}
 	mc.setAgent(c)
 	return nil
-}
-
-// pollUntil checks cond every `every` until it holds (true) or ctx ends
-// (false). It checks once at once.
-func pollUntil(ctx context.Context, every time.Duration, cond func() bool) bool {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
 }

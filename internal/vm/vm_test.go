@@ -15,6 +15,7 @@ import (
 	"vers/api"
 	"vers/internal/agent"
 	"vers/internal/errdefs"
+	"vers/internal/poll"
 	"vers/internal/store"
 )
 
@@ -489,7 +490,7 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if !pollUntil(ctx, time.Millisecond, cond) {
+	if poll.Until(ctx, time.Millisecond, func() (bool, error) { return cond(), nil }) != nil {
 		t.Fatal("condition not reached in 5s")
 	}
 }
@@ -554,7 +555,7 @@ func TestExecEndsWithContext(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
-	if !pollUntil(ctx2, 10*time.Millisecond, gone) {
+	if poll.Until(ctx2, 10*time.Millisecond, func() (bool, error) { return gone(), nil }) != nil {
 		t.Fatalf("guest process %d still runs a second after its client went", pid)
 	}
 }
