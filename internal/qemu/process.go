@@ -221,6 +221,7 @@ type Instance struct {
 
 	mu      sync.Mutex
 	mon     *monitor // nil after Close or Stop
+	lastMon *monitor // the monitor it had, for the events it saw
 	closed  bool     // Close released proc's pidfd
 	stopped bool
 }
@@ -289,6 +290,19 @@ func (i *Instance) Exited() bool {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.stopped || i.proc.exited()
+}
+
+// ShutdownReason is why the guest ended, as QEMU announced it
+// ("guest-reset" for a reboot, "guest-shutdown" for a power-off,
+// "guest-panic"…), or "" if it did not say (killed, or still running).
+func (i *Instance) ShutdownReason() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.lastMon == nil {
+		return ""
+	}
+	r, _ := i.lastMon.shutdown.Load().(string)
+	return r
 }
 
 // Close drops the QMP connection; the VM keeps running and can be found

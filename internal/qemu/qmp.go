@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +50,10 @@ type monitor struct {
 
 	done    chan struct{} // closed when the reader stops
 	readErr error         // why; set before done is closed
+
+	// shutdown is the reason of the last SHUTDOWN event: why the guest is
+	// ending (with -no-reboot, a guest reset ends QEMU too).
+	shutdown atomic.Value // string
 }
 
 type qmpReply struct {
@@ -60,6 +65,9 @@ type qmpMessage struct {
 	qmpReply
 	Event string  `json:"event"`
 	ID    *uint64 `json:"id"`
+	Data  struct {
+		Reason string `json:"reason"` // SHUTDOWN: guest-shutdown, guest-reset, guest-panic, host-qmp-quit, ...
+	} `json:"data"`
 }
 
 // dialMonitor connects to a QMP socket and completes the capabilities
@@ -136,7 +144,13 @@ func (m *monitor) read(r *bufio.Reader) {
 			break
 		}
 		var msg qmpMessage
-		if json.Unmarshal(line, &msg) != nil || msg.Event != "" || msg.ID == nil {
+		if json.Unmarshal(line, &msg) != nil {
+			continue
+		}
+		if msg.Event == "SHUTDOWN" {
+			m.shutdown.Store(msg.Data.Reason)
+		}
+		if msg.Event != "" || msg.ID == nil {
 			continue
 		}
 		m.mu.Lock()

@@ -87,7 +87,7 @@ func launch(ctx context.Context, bin string, cfg Config) (*Instance, error) {
 		}
 		return nil, err
 	}
-	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon}, nil
+	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon, lastMon: mon}, nil
 }
 
 // Attach connects to cfg's running QEMU, as a restarted daemon does. It
@@ -109,7 +109,7 @@ func Attach(ctx context.Context, cfg Config) (*Instance, error) {
 		}
 		return nil, fmt.Errorf("attach vm %s: %w", cfg.Name, err)
 	}
-	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon}, nil
+	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon, lastMon: mon}, nil
 }
 
 // startOutput is what QEMU said while starting: errors found while parsing

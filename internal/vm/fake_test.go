@@ -204,6 +204,7 @@ type fakeInst struct {
 	gone chan struct{}
 	// active is the disk file QEMU writes to, once SwitchDisk moved it.
 	active string
+	reason string
 }
 
 // serveAgent runs a real guest agent behind the VM's agent socket.
@@ -307,6 +308,22 @@ func (in *fakeInst) SetConfig(c qemu.Config) {
 	in.cfg = c
 }
 func (in *fakeInst) Exited() bool { return in.isExited() }
+func (in *fakeInst) ShutdownReason() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.reason
+}
+
+// reboot ends the process as a guest reboot does under -no-reboot.
+func (in *fakeInst) reboot() {
+	in.mu.Lock()
+	in.reason = "guest-reset"
+	in.mu.Unlock()
+	in.hv.mu.Lock()
+	delete(in.hv.procs, in.Config().Name)
+	in.hv.mu.Unlock()
+	in.exit()
+}
 func (in *fakeInst) Status(ctx context.Context) (string, error) {
 	if err := in.do(ctx, "Status"); err != nil {
 		return "", err

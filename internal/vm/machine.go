@@ -29,6 +29,8 @@ type machine struct {
 	mu     sync.Mutex
 	agent  *agent.Client
 	health health
+	// resets are the recent guest reboots (see reboot.go).
+	resets []time.Time
 	// prefaulted: its file-backed RAM is mapped in whole (see prefault); it
 	// stays so, so only a VM's first copy-method branch pays for it.
 	prefaulted bool

@@ -45,8 +45,10 @@ type Instance interface {
 	Config() qemu.Config
 	// SetConfig records a change made to the running machine (its disk moved).
 	SetConfig(qemu.Config)
-	// Exited reports whether the process has gone.
+	// Exited reports whether the process has gone; ShutdownReason why, as
+	// the hypervisor announced it ("guest-reset" for a reboot), if it did.
 	Exited() bool
+	ShutdownReason() string
 	// Status is the guest's run state: running, paused, io-error, ...
 	Status(ctx context.Context) (string, error)
 	// Pause stops the vCPUs; Cont runs them again.

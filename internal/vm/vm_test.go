@@ -638,3 +638,34 @@ func TestExitedShowsDead(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGuestReboot: a guest that reboots comes back as the same VM; one that
+// keeps resetting (a panic at boot) is left dead.
+func TestGuestReboot(t *testing.T) {
+	e := newEnv(t, true)
+	v := e.create("web")
+	if _, err := e.m.Branch(e.ctx(), "web", "kid", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "kid"} {
+		got, _ := e.m.Get(e.ctx(), name)
+		pid := got.PID
+		e.hv.inst(got.ID).reboot()
+		e.m.checkAll(context.Background())
+		after, _ := e.m.Get(e.ctx(), name)
+		if after.ID != got.ID || after.State != api.StateRunning || after.PID == pid {
+			t.Fatalf("%s after its reboot: %+v (before: pid %d)", name, after, pid)
+		}
+		if cfg := e.hv.inst(got.ID).Config(); cfg.Incoming {
+			t.Errorf("%s rebooted waiting for an incoming state", name)
+		}
+		execOut(t, e, name, "true")
+	}
+	for range rebootBudget {
+		e.hv.inst(v.ID).reboot()
+		e.m.checkAll(context.Background())
+	}
+	if got, _ := e.m.Get(e.ctx(), "web"); got.State != api.StateDead {
+		t.Fatalf("a VM that resets %d times in a row is %q", rebootBudget+1, got.State)
+	}
+}

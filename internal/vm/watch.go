@@ -61,9 +61,18 @@ func (m *Manager) checkAll(ctx context.Context) {
 
 func (m *Manager) check(ctx context.Context, id string, mc *machine) {
 	if mc.inst.Exited() {
-		if row, err := m.store.GetVM(ctx, id); err == nil && row.State != api.StateDead {
-			m.markDead(ctx, row)
+		row, err := m.store.GetVM(ctx, id)
+		if err != nil || row.State == api.StateDead {
+			return
 		}
+		if mc.inst.ShutdownReason() == "guest-reset" && mc.rebootAllowed(time.Now()) {
+			if err := m.reboot(ctx, row, mc); err == nil {
+				return
+			} else {
+				m.log.Error("reboot vm", "id", id, "err", err)
+			}
+		}
+		m.markDead(ctx, row)
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)

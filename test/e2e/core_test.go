@@ -249,3 +249,24 @@ func TestDiskFull(t *testing.T) {
 	p.must("execute", alias, "while pgrep -x dd >/dev/null; do sleep 0.2; done; test $(stat -c %s /root/big) -eq $((96<<20))")
 	p.must("kill", alias)
 }
+
+// TestGuestReboot: a guest that reboots is booted again as the same VM,
+// with what it wrote to its disk.
+func TestGuestReboot(t *testing.T) {
+	requireVMs(t)
+	p := newProject(t)
+	p.must("init")
+	alias := uniqueAlias(t, "reboot")
+	p.must("run", "--vm-alias", alias)
+	defer p.vers("kill", alias)
+	before, _ := p.find(alias)
+	p.must("execute", alias, "echo kept > /root/kept; sync")
+	p.vers("execute", "--timeout", "5s", alias, "echo b > /proc/sysrq-trigger")
+	waitFor(t, "the VM to come back", 60*time.Second, func() bool {
+		s, _ := p.find(alias)
+		return s.State == "running" && s.PID != before.PID && s.ID == before.ID
+	})
+	if out := p.must("execute", alias, "cat /root/kept"); strings.TrimSpace(out) != "kept" {
+		t.Fatalf("after the reboot /root/kept is %q", out)
+	}
+}
