@@ -50,27 +50,16 @@ func sendControl(ctx context.Context, conn *websocket.Conn, c api.ExecControl) e
 }
 
 func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, ref string) error {
-	typ, msg, err := conn.Read(ctx)
+	req, err := readExecRequest(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("read exec request: %w", err)
-	}
-	if typ != websocket.MessageText {
-		return fmt.Errorf("the first message must be a JSON exec request: %w", errdefs.ErrInvalid)
-	}
-	var req api.ExecRequest
-	if err := json.Unmarshal(msg, &req); err != nil {
-		return fmt.Errorf("exec request: %v: %w", err, errdefs.ErrInvalid)
-	}
-	if err := validateExec(req); err != nil {
 		return err
 	}
-	areq := agent.ExecRequest{
+	proc, err := s.vms.Exec(ctx, ref, agent.ExecRequest{
 		Argv: req.Argv, Shell: req.Command, Env: req.Env, Dir: req.Dir,
 		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond,
 		TTY:     req.TTY, Rows: req.Rows, Cols: req.Cols, Term: req.Term,
 		Login: req.TTY && req.Command == "" && len(req.Argv) == 0,
-	}
-	proc, err := s.vms.Exec(ctx, ref, areq)
+	})
 	if err != nil {
 		return err
 	}
@@ -81,7 +70,42 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *w
 	if err := sendControl(ctx, conn, api.ExecControl{Type: "started"}); err != nil {
 		return nil
 	}
+	outputs := pumpOutputs(ctx, conn, proc)
+	// When the client goes away the context ends, and the process with it.
+	go func() {
+		defer cancel()
+		readClient(ctx, conn, proc, req.Stdin)
+	}()
+	res, err := proc.Wait()
+	outputs.Wait()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("exec in vm %s: %w", ref, err)
+	}
+	return sendControl(ctx, conn, api.ExecControl{Type: "exit", ExitCode: res.ExitCode, Signaled: res.Signal, TimedOut: res.TimedOut})
+}
 
+// readExecRequest reads and checks the first message of an exec.
+func readExecRequest(ctx context.Context, conn *websocket.Conn) (api.ExecRequest, error) {
+	var req api.ExecRequest
+	typ, msg, err := conn.Read(ctx)
+	if err != nil {
+		return req, fmt.Errorf("read exec request: %w", err)
+	}
+	if typ != websocket.MessageText {
+		return req, fmt.Errorf("the first message must be a JSON exec request: %w", errdefs.ErrInvalid)
+	}
+	if err := json.Unmarshal(msg, &req); err != nil {
+		return req, fmt.Errorf("exec request: %v: %w", err, errdefs.ErrInvalid)
+	}
+	return req, validateExec(req)
+}
+
+// pumpOutputs streams the process's stdout and stderr to the client as
+// data frames; the WaitGroup is done when both reached their end.
+func pumpOutputs(ctx context.Context, conn *websocket.Conn, proc *agent.Process) *sync.WaitGroup {
 	// Writes to a websocket must not interleave.
 	var wmu sync.Mutex
 	write := func(stream byte, p []byte) error {
@@ -98,11 +122,9 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *w
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := rd.Read(buf)
-			if n > 0 {
-				if write(stream, buf[:n]) != nil {
-					io.Copy(io.Discard, rd)
-					return
-				}
+			if n > 0 && write(stream, buf[:n]) != nil {
+				io.Copy(io.Discard, rd)
+				return
 			}
 			if err != nil {
 				return
@@ -112,54 +134,43 @@ func (s *Server) runExec(ctx context.Context, cancel context.CancelFunc, conn *w
 	outputs.Add(2)
 	go pump(api.StreamStdout, proc.Stdout())
 	go pump(api.StreamStderr, proc.Stderr())
+	return &outputs
+}
 
-	// Client → process: stdin and controls. When the client goes away the
-	// context ends, and the process with it.
-	go func() {
-		defer cancel()
-		stdinOpen := req.Stdin
-		for {
-			typ, msg, err := conn.Read(ctx)
-			if err != nil {
-				return
+// readClient passes the client's stdin frames and controls (resize,
+// signal) to the process until the client goes away.
+func readClient(ctx context.Context, conn *websocket.Conn, proc *agent.Process, stdinOpen bool) {
+	for {
+		typ, msg, err := conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		switch typ {
+		case websocket.MessageBinary:
+			if len(msg) == 0 || msg[0] != api.StreamStdin || !stdinOpen {
+				continue
 			}
-			switch typ {
-			case websocket.MessageBinary:
-				if len(msg) == 0 || msg[0] != api.StreamStdin || !stdinOpen {
-					continue
-				}
-				if len(msg) == 1 {
-					proc.Stdin().Close()
-					stdinOpen = false
-					continue
-				}
-				if _, err := proc.Stdin().Write(msg[1:]); err != nil {
-					stdinOpen = false
-				}
-			case websocket.MessageText:
-				var c api.ExecControl
-				if json.Unmarshal(msg, &c) != nil {
-					continue
-				}
-				switch c.Type {
-				case "resize":
-					proc.Resize(c.Rows, c.Cols)
-				case "signal":
-					if c.Signal > 0 && c.Signal < 65 {
-						proc.Signal(syscall.Signal(c.Signal))
-					}
+			if len(msg) == 1 {
+				proc.Stdin().Close()
+				stdinOpen = false
+				continue
+			}
+			if _, err := proc.Stdin().Write(msg[1:]); err != nil {
+				stdinOpen = false
+			}
+		case websocket.MessageText:
+			var c api.ExecControl
+			if json.Unmarshal(msg, &c) != nil {
+				continue
+			}
+			switch c.Type {
+			case "resize":
+				proc.Resize(c.Rows, c.Cols)
+			case "signal":
+				if c.Signal > 0 && c.Signal < 65 {
+					proc.Signal(syscall.Signal(c.Signal))
 				}
 			}
 		}
-	}()
-
-	res, err := proc.Wait()
-	outputs.Wait()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("exec in vm %s: %w", ref, err)
 	}
-	return sendControl(ctx, conn, api.ExecControl{Type: "exit", ExitCode: res.ExitCode, Signaled: res.Signal, TimedOut: res.TimedOut})
 }
