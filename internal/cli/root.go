@@ -29,6 +29,7 @@ const (
 	ExitConflict = 4
 	ExitInvalid  = 5
 	ExitTimeout  = 6
+	ExitNoSpace  = 7
 )
 
 // ExitError carries a process exit code chosen by a command (for `vers
@@ -67,6 +68,8 @@ func ExitCode(err error) int {
 		return ExitInvalid
 	case errors.Is(err, errdefs.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return ExitTimeout
+	case errors.Is(err, errdefs.ErrNoSpace):
+		return ExitNoSpace
 	}
 	return ExitError
 }

@@ -16,6 +16,8 @@ var (
 	ErrConflict    = errors.New("conflict")
 	ErrTimeout     = errors.New("timed out")
 	ErrUnavailable = errors.New("unavailable")
+	// ErrNoSpace: a filesystem (the guest's or the host's) is full.
+	ErrNoSpace = errors.New("no space left")
 )
 
 // Code returns the API error code for err (see api.Code*).
@@ -31,6 +33,8 @@ func Code(err error) string {
 		return "timeout"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
+	case errors.Is(err, ErrNoSpace):
+		return "no_space"
 	}
 	return "internal"
 }
@@ -49,6 +53,8 @@ func FromCode(code string) error {
 		return ErrTimeout
 	case "unavailable":
 		return ErrUnavailable
+	case "no_space":
+		return ErrNoSpace
 	}
 	return nil
 }
@@ -57,7 +63,7 @@ func FromCode(code string) error {
 // (": not found" and the like) is dropped, since the code already says it.
 func Message(err error) string {
 	msg := err.Error()
-	for _, kind := range []error{ErrInvalid, ErrNotFound, ErrConflict, ErrTimeout, ErrUnavailable} {
+	for _, kind := range []error{ErrInvalid, ErrNotFound, ErrConflict, ErrTimeout, ErrUnavailable, ErrNoSpace} {
 		msg = strings.TrimSuffix(msg, ": "+kind.Error())
 	}
 	return msg
