@@ -88,12 +88,19 @@ func (m *Manager) Watch(ctx context.Context, every time.Duration) {
 		}
 		m.mu.Lock()
 		var gone []string
+		var running []qemu.Config
 		for id, mc := range m.live {
 			if !qemu.Alive(mc.inst.PID()) {
 				gone = append(gone, id)
 			}
+			running = append(running, mc.cfg)
 		}
 		m.mu.Unlock()
+		for _, cfg := range running { // a console log the guest fills stays bounded
+			if _, err := qemu.RotateConsole(cfg, qemu.ConsoleCap); err != nil {
+				m.log.Warn("console log", "vm", cfg.Name, "err", err)
+			}
+		}
 		for _, id := range gone {
 			if row, err := m.store.GetVM(ctx, id); err == nil && row.State != api.StateDead {
 				m.markDead(ctx, row)
