@@ -198,7 +198,7 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, File
 		st.Close()
 		return nil, FileInfo{}, err
 	}
-	if err := rep.err("read " + path); err != nil {
+	if err := rep.err(""); err != nil {
 		st.Close()
 		return nil, FileInfo{}, err
 	}
@@ -293,7 +293,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case a.err == nil && a.rep.Error != "":
-			return a.rep.err("write " + path)
+			return a.rep.err("")
 		}
 		return fmt.Errorf("write %s: %w", path, c.wrap(err))
 	}
@@ -304,7 +304,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 	case a.err != nil:
 		return fmt.Errorf("write %s: %w", path, c.wrap(a.err))
 	}
-	return a.rep.err("write " + path)
+	return a.rep.err("")
 }
 
 // newID names an exec so its stdio streams can find it in the guest.

@@ -129,10 +129,13 @@ func (s *Server) receiveFile(st io.Reader, path string, mode os.FileMode) error 
 	}
 	mode &= os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky
 	err = storeFile(st, p, mode)
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("the filesystem of %s is full; free space in the VM and retry: %w", filepath.Dir(p), ErrNoSpace)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("write %s: the filesystem of %s is full; free space in the VM and retry: %w", p, filepath.Dir(p), ErrNoSpace)
 	}
-	return err
+	return fmt.Errorf("write %s: %w", p, err)
 }
 
 // storeFile writes the chunks read from st to p through a temporary file in

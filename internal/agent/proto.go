@@ -182,20 +182,26 @@ type reply struct {
 	File    *FileInfo `json:"file,omitempty"`
 }
 
-// err turns a failed reply into an error wrapping the matching package error.
+// err turns a failed reply into an error wrapping the matching package
+// error. what prefixes the guest's message unless it is empty (the file
+// operations: the guest's messages name the path already).
 func (r reply) err(what string) error {
 	if r.Error == "" {
 		return nil
 	}
+	msg := r.Error
+	if what != "" {
+		msg = what + ": " + msg
+	}
 	switch r.Code {
 	case codeNotFound:
-		return fmt.Errorf("%s: %s: %w", what, r.Error, ErrNotFound)
+		return fmt.Errorf("%s: %w", msg, ErrNotFound)
 	case codeInvalid:
-		return fmt.Errorf("%s: %s: %w", what, r.Error, ErrInvalid)
+		return fmt.Errorf("%s: %w", msg, ErrInvalid)
 	case codeNoSpace:
-		return fmt.Errorf("%s: %s: %w", what, r.Error, ErrNoSpace)
+		return fmt.Errorf("%s: %w", msg, ErrNoSpace)
 	}
-	return fmt.Errorf("%s: %s", what, r.Error)
+	return errors.New(msg)
 }
 
 // control is a message from host to guest on an exec's control stream.
