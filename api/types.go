@@ -73,6 +73,7 @@ const (
 	CodeTimeout     = "timeout"     // 504
 	CodeInternal    = "internal"    // 500
 	CodeUnavailable = "unavailable" // 503: a host prerequisite is missing (QEMU, tools)
+	CodeNoSpace     = "no_space"    // 507: a filesystem in the VM or on the host is full
 )
 
 // ExecRequest is the first message on an exec WebSocket.

@@ -196,8 +196,11 @@ func (c *Client) Sync(ctx context.Context, s SyncRequest) error {
 	return c.call(ctx, request{Op: opSync, Sync: &s}, &rep)
 }
 
-// ReadFile opens a file in the guest. The caller must close the reader; the
-// reader fails with io.ErrUnexpectedEOF if the transfer is cut short.
+// ReadFile opens a file in the guest and streams it to its end. The caller
+// must close the reader; the reader fails with io.ErrUnexpectedEOF if the
+// transfer is cut short. The transfer is bound to ctx: when it ends, reads
+// fail and the guest stops sending. FileInfo.Size is only what the guest's
+// stat said when it opened the file.
 func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, FileInfo, error) {
 	st, err := c.open(ctx, request{Op: opRead, Path: path})
 	if err != nil {
@@ -208,7 +211,7 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, File
 		st.Close()
 		return nil, FileInfo{}, err
 	}
-	if err := rep.err("read " + path); err != nil {
+	if err := rep.err(""); err != nil {
 		st.Close()
 		return nil, FileInfo{}, err
 	}
@@ -216,27 +219,41 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, File
 		st.Close()
 		return nil, FileInfo{}, fmt.Errorf("read %s: no file info: %w", path, ErrProtocol)
 	}
-	return &fileReader{chunkReader: chunkReader{r: st}, st: st, c: c}, *rep.File, nil
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	return &fileReader{chunkReader: chunkReader{r: st}, st: st, c: c, ctx: ctx, stop: stop}, *rep.File, nil
 }
 
 type fileReader struct {
 	chunkReader
-	st *yamux.Stream
-	c  *Client
+	st   *yamux.Stream
+	c    *Client
+	ctx  context.Context
+	stop func() bool
 }
 
 func (f *fileReader) Read(p []byte) (int, error) {
 	n, err := f.chunkReader.Read(p)
 	if err != nil && err != io.EOF {
+		if f.ctx.Err() != nil {
+			return n, f.ctx.Err()
+		}
 		err = f.c.wrap(err)
 	}
 	return n, err
 }
 
-func (f *fileReader) Close() error { return f.st.Close() }
+// Close ends the stream; before the end of the file, the guest stops sending.
+func (f *fileReader) Close() error {
+	f.stop()
+	return f.st.Close()
+}
 
 // WriteFile writes r to path in the guest atomically (a temporary file renamed
-// over path), creating parent directories. A failing r leaves path untouched.
+// over path), creating parent directories. A failing r, or a ctx that ends,
+// leaves path untouched; once ctx has ended, WriteFile returns at once, and a
+// Read of r in progress is left to finish on its own. When the guest fails (its filesystem is full, path
+// is a directory) it answers at once, and WriteFile stops sending and returns
+// that error.
 func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
 	st, err := c.open(ctx, request{Op: opWrite, Path: path, Mode: mode})
 	if err != nil {
@@ -247,20 +264,60 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 		st.SetDeadline(time.Unix(1, 0))
 	})
 	defer stop()
-	if _, err := sendChunks(st, r); err != nil {
-		if ctx.Err() != nil {
+	type answer struct {
+		rep reply
+		err error
+	}
+	replied := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.err = readMsg(st, &a.rep)
+		// Nothing more is sent once the guest has answered: an early answer
+		// is an error, and a writer blocked on a full window must wake.
+		st.SetWriteDeadline(time.Unix(1, 0))
+		replied <- a
+	}()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := sendChunks(st, r)
+		sent <- err
+	}()
+	select {
+	case err = <-sent:
+	case <-ctx.Done():
+		// r may block (a client that stalls): do not wait for it. Closing
+		// the stream ends the transfer in the guest now.
+		st.Close()
+		return ctx.Err()
+	}
+	if err != nil {
+		// The guest may have answered why it stopped reading; its reason
+		// beats our write error. Without a reply, stop waiting for one: the
+		// stream closes, and the guest sees a truncated transfer and drops
+		// its temporary file.
+		var a answer
+		select {
+		case a = <-replied:
+		default:
+			st.SetReadDeadline(time.Unix(1, 0))
+			a = <-replied
+		}
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
+		case a.err == nil && a.rep.Error != "":
+			return a.rep.err("")
 		}
 		return fmt.Errorf("write %s: %w", path, c.wrap(err))
 	}
-	var rep reply
-	if err := readMsg(st, &rep); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("write %s: %w", path, c.wrap(err))
+	a := <-replied
+	switch {
+	case a.err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case a.err != nil:
+		return fmt.Errorf("write %s: %w", path, c.wrap(a.err))
 	}
-	return rep.err("write " + path)
+	return a.rep.err("")
 }
 
 // newID names an exec so its stdio streams can find it in the guest.

@@ -18,7 +18,9 @@
 //	info   request → reply{Info}           (waits until the guest is fully up)
 //	sync   request{Sync} → reply{}
 //	read   request{Path} → reply{File} then chunks (see below)
-//	write  request{Path,Mode} then chunks → reply{}
+//	write  request{Path,Mode} then chunks → reply{}; the reply may come
+//	       early, before the end marker (no space, a directory): the host
+//	       then stops sending and closes the stream
 //	exec   request{ID,Exec} → reply{} when started, then events; the host
 //	       sends control messages (resize, signal) on the same stream
 //	stdio  request{ID,FD}: raw data of fd 0, 1 or 2 of the exec with that ID
@@ -41,7 +43,14 @@
 //
 // File contents travel as chunks: a 4-byte big-endian length and that many
 // bytes; a zero length ends the file. A stream that ends without the zero
-// chunk is a truncated transfer, never a short file.
+// chunk is a truncated transfer, never a short file. A file is read to its
+// end, whatever size stat gave when it was opened (files in /proc say 0, a
+// log grows while it is sent): FileInfo.Size is a hint. Only regular files
+// are transferred; a directory, named pipe, socket or device is refused
+// before it is opened for reading, since opening a pipe waits for a writer.
+// Either side closing a file stream early ends the transfer on the other:
+// the guest stops reading a file nobody reads, and removes a file whose
+// sender went away.
 //
 // The package never trusts the other side to be alive: every wait is bounded
 // by a context or by the session's end.
@@ -55,23 +64,40 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"vers/internal/errdefs"
 )
 
 // Version is the agent's version, reported by hello and Info. The build sets
 // it with -ldflags "-X vers/internal/agent.Version=...".
 var Version = "dev"
 
-// Errors returned by the client. Compare with errors.Is.
+// Errors returned by the client. Compare with errors.Is. ErrNotFound,
+// ErrInvalid and ErrNoSpace are also the matching errdefs kinds, so that the
+// daemon classifies them without a table of its own.
 var (
 	// ErrNotFound: a file or directory is missing in the guest.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound error = &kind{"not found", errdefs.ErrNotFound}
+	// ErrInvalid: a request the guest refused (malformed, or a path that is
+	// not a regular file).
+	ErrInvalid error = &kind{"invalid input", errdefs.ErrInvalid}
+	// ErrNoSpace: the guest's filesystem is full.
+	ErrNoSpace error = &kind{"no space left", errdefs.ErrNoSpace}
 	// ErrClosed: the host session with the guest has ended.
 	ErrClosed = errors.New("agent session closed")
 	// ErrProtocol: the other side sent something this version does not understand.
 	ErrProtocol = errors.New("agent protocol error")
-	// ErrInvalid: a request the guest refused as malformed.
-	ErrInvalid = errors.New("invalid request")
 )
+
+// kind is a package error that is one of the errdefs kinds too. Its text is
+// the kind's, so that errdefs.Message drops it from a message.
+type kind struct {
+	msg string
+	of  error
+}
+
+func (k *kind) Error() string { return k.msg }
+func (k *kind) Unwrap() error { return k.of }
 
 // maxMessage bounds a JSON message so a corrupt length cannot make either
 // side allocate gigabytes.
@@ -96,6 +122,7 @@ const (
 const (
 	codeNotFound = "not_found"
 	codeInvalid  = "invalid"
+	codeNoSpace  = "no_space"
 )
 
 // Info describes the running guest.
@@ -139,7 +166,7 @@ type Result struct {
 
 // FileInfo describes a file read from the guest.
 type FileInfo struct {
-	Size    int64       `json:"size"`
+	Size    int64       `json:"size"` // at open time; a hint, the data goes to the end marker
 	Mode    os.FileMode `json:"mode"`
 	ModTime time.Time   `json:"mod_time"`
 }
@@ -165,18 +192,26 @@ type reply struct {
 	File    *FileInfo `json:"file,omitempty"`
 }
 
-// err turns a failed reply into an error wrapping the matching package error.
+// err turns a failed reply into an error wrapping the matching package
+// error. what prefixes the guest's message unless it is empty (the file
+// operations: the guest's messages name the path already).
 func (r reply) err(what string) error {
 	if r.Error == "" {
 		return nil
 	}
+	msg := r.Error
+	if what != "" {
+		msg = what + ": " + msg
+	}
 	switch r.Code {
 	case codeNotFound:
-		return fmt.Errorf("%s: %s: %w", what, r.Error, ErrNotFound)
+		return fmt.Errorf("%s: %w", msg, ErrNotFound)
 	case codeInvalid:
-		return fmt.Errorf("%s: %s: %w", what, r.Error, ErrInvalid)
+		return fmt.Errorf("%s: %w", msg, ErrInvalid)
+	case codeNoSpace:
+		return fmt.Errorf("%s: %w", msg, ErrNoSpace)
 	}
-	return fmt.Errorf("%s: %s", what, r.Error)
+	return errors.New(msg)
 }
 
 // control is a message from host to guest on an exec's control stream.

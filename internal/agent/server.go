@@ -166,7 +166,9 @@ func replyFor(err error, ok reply) reply {
 	case errors.Is(err, os.ErrNotExist):
 		r.Code = codeNotFound
 	case errors.Is(err, ErrInvalid):
-		r.Code = codeInvalid
+		r.Code, r.Error = codeInvalid, strings.TrimSuffix(r.Error, ": "+ErrInvalid.Error())
+	case errors.Is(err, ErrNoSpace):
+		r.Code, r.Error = codeNoSpace, strings.TrimSuffix(r.Error, ": "+ErrNoSpace.Error())
 	}
 	return r
 }

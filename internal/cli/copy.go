@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +27,10 @@ func NewCmdCopy(f *Factory, runF func(context.Context, *CopyOptions) error) *cob
 		Use:   "cp SRC DST",
 		Short: "Copy a file between the host and a VM (VM:PATH, or :PATH for HEAD)",
 		Long: `Copy one file. A path written VM:PATH is in that VM (":PATH" is in HEAD);
-any other path is on the host. "-" as the host side is standard input/output.`,
+any other path is on the host. "-" as the host side is standard input/output.
+A file is copied whole or not at all: the destination is replaced only once
+all of it has arrived. Directories, named pipes and devices in the VM are
+refused. Exit code 7 means a filesystem (the VM's or the host's) is full.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Src, opts.Dst = args[0], args[1]
@@ -57,60 +64,127 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 		}
 		return fmt.Errorf("%q names no file in the VM: write VM:/path/in/vm (or :/path/in/vm for HEAD), e.g. :/root/: %w", remote, errUsage)
 	}
+	// A signal ends the transfer cleanly: no half file is left on either side.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	c, err := o.f.Client(ctx)
 	if err != nil {
 		return err
 	}
 	if sremote {
-		ref, err := o.f.headRef(svm)
-		if err != nil {
-			return err
-		}
-		rc, mode, err := c.ReadFile(ctx, ref, spath)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		if dpath == "-" {
-			_, err = io.Copy(o.f.Out, rc)
-			return err
-		}
-		if st, err := os.Stat(dpath); err == nil && st.IsDir() {
-			dpath = dpath + "/" + baseName(spath)
-		}
-		f, err := os.OpenFile(dpath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode|0o200)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, rc); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
+		return copyFromVM(ctx, o, c, svm, spath, dpath)
 	}
-	ref, err := o.f.headRef(dvm)
+	return copyToVM(ctx, o, c, spath, dvm, dpath)
+}
+
+func copyFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string) error {
+	ref, err := o.f.headRef(vm)
+	if err != nil {
+		return err
+	}
+	rc, mode, err := c.ReadFile(ctx, ref, src)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if dst == "-" {
+		_, err = io.Copy(o.f.Out, rc)
+		return interrupted(ctx, err)
+	}
+	if st, err := os.Stat(dst); err == nil && st.IsDir() {
+		dst = filepath.Join(dst, baseName(src))
+	}
+	return interrupted(ctx, download(dst, mode, rc))
+}
+
+func copyToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string) error {
+	ref, err := o.f.headRef(vm)
 	if err != nil {
 		return err
 	}
 	var r io.Reader = o.f.In
 	mode := os.FileMode(0o644)
-	if spath != "-" {
-		f, err := os.Open(spath)
+	if src != "-" {
+		f, err := os.Open(src)
 		if err != nil {
 			return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
 		}
 		defer f.Close()
-		st, _ := f.Stat()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
 		if st.IsDir() {
-			return fmt.Errorf("%s is a directory; cp copies one file: %w", spath, errdefs.ErrInvalid)
+			return fmt.Errorf("%s is a directory; vers cp copies files: %w", src, errdefs.ErrInvalid)
 		}
 		mode = st.Mode().Perm()
 		r = f
-		if strings.HasSuffix(dpath, "/") {
-			dpath += baseName(spath)
+		if strings.HasSuffix(dst, "/") {
+			dst += baseName(src)
 		}
 	}
-	return c.WriteFile(ctx, ref, dpath, mode, r)
+	return interrupted(ctx, c.WriteFile(ctx, ref, dst, mode, r))
+}
+
+// interrupted says so when a signal ended the copy.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted; nothing was replaced: %w", ctx.Err())
+	}
+	return err
+}
+
+// download writes r to dst through a temporary file in dst's directory, made
+// durable and renamed over dst only once r has ended cleanly: a failed or
+// interrupted download leaves dst as it was, and no temporary file. An
+// existing dst keeps its permissions; a new one gets mode, less the umask.
+func download(dst string, mode os.FileMode, r io.Reader) (err error) {
+	if real, err := filepath.EvalSymlinks(dst); err == nil {
+		dst = real // replace what a link points to, as cp does, not the link
+	}
+	if st, err := os.Stat(dst); err == nil {
+		mode = st.Mode().Perm()
+	} else {
+		mode = (mode | 0o200) &^ umask()
+	}
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".vers-*")
+	if err != nil {
+		return hostErr(err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := io.Copy(f, r); err != nil {
+		return hostErr(err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return hostErr(err)
+	}
+	if err := f.Close(); err != nil {
+		return hostErr(err)
+	}
+	return os.Rename(f.Name(), dst)
+}
+
+// hostErr classifies a full host filesystem.
+func hostErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%v; the host's filesystem is full: %w", err, errdefs.ErrNoSpace)
+	}
+	return err
+}
+
+// umask is the process's file mode creation mask.
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }
 
 func baseName(p string) string {

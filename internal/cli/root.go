@@ -30,11 +30,12 @@ const (
 	ExitInvalid   = 5
 	ExitTimeout   = 6
 	ExitCancelled = 7 // a signal (Ctrl-C, SIGTERM, SIGHUP) ended the command
+	ExitNoSpace   = 8 // no space left, in the VM or on the host
 
 	// ExitSession is what `vers execute` and `vers connect` exit with when
 	// vers itself fails or ends the command (bad input, no such VM, the
 	// --timeout, a signal): their other codes are the remote command's own,
-	// so vers's codes 1-7 would be mistaken for it. As ssh does; the kind is
+	// so vers's codes 1-8 would be mistaken for it. As ssh does; the kind is
 	// printed first on stderr ("vers: timeout: ...").
 	ExitSession = 255
 )
@@ -80,6 +81,8 @@ func ExitCode(err error) int {
 		return ExitTimeout
 	case errors.Is(err, errCancelled), errors.Is(err, context.Canceled):
 		return ExitCancelled
+	case errors.Is(err, errdefs.ErrNoSpace):
+		return ExitNoSpace
 	}
 	return ExitError
 }

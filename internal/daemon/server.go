@@ -229,6 +229,8 @@ func httpStatus(code string) int {
 		return http.StatusGatewayTimeout
 	case api.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case api.CodeNoSpace:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }

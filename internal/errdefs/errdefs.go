@@ -18,6 +18,8 @@ var (
 	ErrConflict    = errors.New("conflict")
 	ErrTimeout     = errors.New("timed out")
 	ErrUnavailable = errors.New("unavailable")
+	// ErrNoSpace: a filesystem (the guest's or the host's) is full.
+	ErrNoSpace = errors.New("no space left")
 )
 
 // kinds pairs each kind with its API code; the code strings live in package
@@ -31,6 +33,7 @@ var kinds = []struct {
 	{ErrConflict, api.CodeConflict},
 	{ErrTimeout, api.CodeTimeout},
 	{ErrUnavailable, api.CodeUnavailable},
+	{ErrNoSpace, api.CodeNoSpace},
 }
 
 // Code returns the API error code for err (see api.Code*).

@@ -152,10 +152,6 @@ func (t *tailBuffer) String() string {
 }
 
 // fileTail returns up to the last n bytes of a file, trimmed; "" if unreadable.
-// ConsoleTail is the end of the guest's console log (at most n bytes), for
-// error messages about a guest that did not come up.
-func (c Config) ConsoleTail(n int64) string { return fileTail(c.SerialLog(), n) }
-
 func fileTail(path string, n int64) string {
 	f, err := os.Open(path)
 	if err != nil {

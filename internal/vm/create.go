@@ -245,7 +245,7 @@ func (m *Manager) keepConsole(cfg qemu.Config) string {
 	dir := m.cfg.Layout.Home + "/failed"
 	os.MkdirAll(dir, 0o700)
 	dst := dir + "/" + cfg.Name + ".console.log"
-	if b, err := os.ReadFile(cfg.SerialLog()); err == nil {
+	if b, err := cfg.ConsoleLog(); err == nil {
 		os.WriteFile(dst, b, 0o600)
 	}
 	return dst

@@ -38,6 +38,11 @@ func (QEMU) Attach(ctx context.Context, cfg qemu.Config) (Instance, error) {
 
 func (QEMU) Kill(cfg qemu.Config) error { return qemu.Kill(cfg) }
 
+func (QEMU) RotateConsole(cfg qemu.Config) error {
+	_, err := qemu.RotateConsole(cfg, qemu.ConsoleCap)
+	return err
+}
+
 func (QEMU) Available() error {
 	_, err := qemu.Binary()
 	return err

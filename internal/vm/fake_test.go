@@ -152,6 +152,13 @@ func (h *fakeHV) Kill(cfg qemu.Config) error {
 
 func (h *fakeHV) Available() error { return nil }
 
+func (h *fakeHV) RotateConsole(cfg qemu.Config) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, "RotateConsole:"+kindOf(cfg))
+	return nil
+}
+
 func (h *fakeHV) CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMiB int) error {
 	if err := h.op(ctx, "CreateOverlay", ""); err != nil {
 		return err

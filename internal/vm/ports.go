@@ -28,6 +28,9 @@ type Hypervisor interface {
 	Kill(cfg qemu.Config) error
 	// Available says why no VM can be started here (QEMU missing), or nil.
 	Available() error
+	// RotateConsole keeps a running VM's console log bounded, however much
+	// its guest writes.
+	RotateConsole(cfg qemu.Config) error
 	Disks
 }
 

@@ -606,6 +606,9 @@ func TestDiskFull(t *testing.T) {
 	if in.status != "io-error" {
 		t.Fatal("resumed with no room")
 	}
+	if e.hv.called("RotateConsole:parent") == 0 {
+		t.Error("the watch does not keep the console log bounded")
+	}
 	e.free = 10_000
 	e.m.checkAll(context.Background())
 	if in.status != "running" {

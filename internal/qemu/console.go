@@ -1,0 +1,90 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// ConsoleCap is the size past which a running VM's console log is rotated:
+// a guest that writes to its serial port in a loop fills it at about
+// 0.8 MB/s here, so it must never grow without limit.
+const ConsoleCap = 1 << 20
+
+// OldSerialLog is where RotateConsole keeps the log's previous part.
+func (c Config) OldSerialLog() string { return c.SerialLog() + ".1" }
+
+// RotateConsole keeps the console log of a running VM under about max
+// bytes: once it is larger, its contents move to OldSerialLog (replacing
+// the previous part) and it is truncated. It reports whether it rotated.
+//
+// QEMU keeps the log open for as long as the VM runs and cannot be told to
+// reopen it, so the file is copied and truncated rather than renamed.
+// QEMU opens it with O_APPEND (append=on), so its next write lands at the
+// new end, not at its old offset. What the guest writes between the copy
+// and the truncation (microseconds) is lost; that is the price of a log
+// that stays one file for QEMU.
+func RotateConsole(cfg Config, max int64) (bool, error) {
+	log := cfg.SerialLog()
+	f, err := os.OpenFile(log, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() <= max {
+		return false, err
+	}
+	old := cfg.OldSerialLog()
+	tmp, err := os.OpenFile(old+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return false, err
+	}
+	// Copy what was there at the Stat only: the guest writes on meanwhile.
+	_, err = io.Copy(tmp, io.NewSectionReader(f, 0, fi.Size()))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), old)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return false, fmt.Errorf("rotate console log of vm %s: %w", cfg.Name, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return false, fmt.Errorf("rotate console log of vm %s: %w", cfg.Name, err)
+	}
+	return true, nil
+}
+
+// ConsoleLog is the whole console log that is kept: the part RotateConsole
+// moved aside, then the current one.
+func (c Config) ConsoleLog() ([]byte, error) {
+	old, err := os.ReadFile(c.OldSerialLog())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	cur, err := os.ReadFile(c.SerialLog())
+	if err != nil {
+		return old, err
+	}
+	return append(old, cur...), nil
+}
+
+// ConsoleTail is the end of the guest's console log (at most n bytes), for
+// error messages about a guest that did not come up. Just after a rotation
+// it takes the rest from the previous part.
+func (c Config) ConsoleTail(n int64) string {
+	cur := fileTail(c.SerialLog(), n)
+	if int64(len(cur)) >= n {
+		return cur
+	}
+	prev := fileTail(c.OldSerialLog(), n-int64(len(cur)))
+	return strings.TrimSpace(prev + "\n" + cur)
+}
