@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"vers/internal/config"
 	"vers/internal/daemon"
-	"vers/internal/paths"
 )
 
 func main() {
@@ -25,7 +25,11 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	layout := paths.Default()
+	cfg, err := config.ForDaemon(os.Getenv)
+	if err != nil {
+		fail(err)
+	}
+	layout := cfg.Layout
 	if err := os.MkdirAll(layout.Home, 0o700); err != nil {
 		fail(err)
 	}
@@ -35,7 +39,7 @@ func main() {
 		defer f.Close()
 	}
 	level := slog.LevelInfo
-	if os.Getenv("VERS_DEBUG") != "" {
+	if cfg.Debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
@@ -48,7 +52,7 @@ func main() {
 			notify = nil
 		}
 	}
-	if err := daemon.Run(ctx, layout, log, ready); err != nil {
+	if err := daemon.Run(ctx, cfg, log, ready); err != nil {
 		log.Error("versd stopped", "err", err)
 		stop()
 		fail(err)

@@ -14,7 +14,6 @@ import (
 
 	"vers/internal/errdefs"
 	"vers/internal/image"
-	"vers/internal/paths"
 )
 
 func NewCmdImage(f *Factory) *cobra.Command {
@@ -27,8 +26,9 @@ func NewCmdImage(f *Factory) *cobra.Command {
 }
 
 func imageStore(f *Factory) *image.Store {
-	agentPath, _ := paths.AgentBinary()
-	return image.New(f.Layout.ImageDir, agentPath)
+	st := image.New(f.Layout.ImageDir, f.Agent)
+	st.UseMirror(f.Mirror)
+	return st
 }
 
 func newCmdImageBuild(f *Factory) *cobra.Command {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"vers/internal/config"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
 	"vers/internal/project"
@@ -111,9 +112,11 @@ func sessionExit(err error) error {
 // tested without a daemon.
 type Factory struct {
 	Layout paths.Layout
-	In     io.Reader
-	Out    io.Writer
-	ErrOut io.Writer
+	// Agent and Mirror are what images are built with (config.CLI).
+	Agent, Mirror string
+	In            io.Reader
+	Out           io.Writer
+	ErrOut        io.Writer
 	// WorkDir is where the project is searched from.
 	WorkDir string
 
@@ -123,7 +126,8 @@ type Factory struct {
 // NewFactory is the factory of the real program.
 func NewFactory() *Factory {
 	wd, _ := os.Getwd()
-	return &Factory{Layout: paths.Default(), In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
+	cfg := config.ForCLI(os.Getenv)
+	return &Factory{Layout: cfg.Layout, Agent: cfg.Agent, Mirror: cfg.Mirror, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
 }
 
 // Client returns a client of a running versd, starting one if needed.

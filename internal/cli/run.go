@@ -14,7 +14,6 @@ import (
 
 	"vers/api"
 	"vers/internal/image"
-	"vers/internal/paths"
 )
 
 type RunOptions struct {
@@ -137,8 +136,8 @@ func ensureImages(ctx context.Context, f *Factory, names ...string) error {
 	// instead of killing vers in the middle of it.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	agentPath, _ := paths.AgentBinary()
-	store := image.New(f.Layout.ImageDir, agentPath)
+	store := image.New(f.Layout.ImageDir, f.Agent)
+	store.UseMirror(f.Mirror)
 	for _, name := range names {
 		if _, err := store.Get(name); err == nil {
 			continue

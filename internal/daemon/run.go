@@ -16,8 +16,9 @@ import (
 
 	"vers/internal/agent"
 	"vers/internal/buildid"
+	"vers/internal/config"
+	"vers/internal/fault"
 	"vers/internal/image"
-	"vers/internal/paths"
 	"vers/internal/qemu"
 	"vers/internal/rampool"
 	"vers/internal/store"
@@ -32,14 +33,11 @@ import (
 // What versd creates under VERS_HOME is private to its owner (the socket,
 // database, lock, log and VM directories); VERS_HOME itself keeps the mode
 // it was given, since it may be a directory that others use too.
-func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func()) error {
+func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func()) error {
+	layout, agentPath := cfg.Layout, cfg.Agent
 	// An agent that is not static cannot be PID 1 in the guest's minimal root
 	// filesystem: the kernel would panic at every boot. Refuse it here, where
 	// the person who built it sees why, rather than at the first `vers run`.
-	agentPath, err := paths.AgentBinary()
-	if err != nil {
-		return err
-	}
 	if err := buildid.CheckStatic(agentPath); err != nil {
 		return fmt.Errorf("%w; build the agent static: %s", err, buildid.AgentBuildHint)
 	}
@@ -74,15 +72,22 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func(
 	}
 	defer st.Close()
 	images := image.New(layout.ImageDir, agentPath)
-	pool, err := rampool.Ensure(ctx, paths.RAMDir(), paths.RAMPoolDir(), log)
+	images.UseMirror(cfg.Mirror)
+	qemu.UseTools(qemu.Tools{QEMU: cfg.QEMU, Img: cfg.QEMUImg})
+	fault.Enable(cfg.Failpoints...)
+	accel := cfg.Accel
+	if accel == "" {
+		accel = qemu.DetectAccel()
+	}
+	pool, err := rampool.Ensure(ctx, cfg.RAMDir, cfg.RAMPoolDir, log)
 	if err != nil {
 		return err
 	}
 	vcfg := vm.Config{
 		Layout: layout, Store: st, Images: images, Log: log,
 		Hypervisor: vm.QEMU{}, Dial: agent.Dial, RAM: vm.RAMPool{}, Groups: vm.CgroupGroups{},
-		Accel: qemu.DetectAccel(), RAMDir: pool.Dir, CloneRAM: pool.Reflink,
-		Host: vm.ReadHostLimits(layout.VMsDir()), BootTimeout: bootTimeout(),
+		Accel: accel, RAMDir: pool.Dir, CloneRAM: pool.Reflink,
+		Host: vm.ReadHostLimits(layout.VMsDir()), BootTimeout: cfg.BootTimeout,
 	}
 	if pool.Reflink {
 		vcfg.Returner = rampool.NewReturner(pool.Dir, log)
@@ -121,12 +126,4 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func(
 		return nil
 	}
 	return err
-}
-
-// bootTimeout is 90 s, or VERS_BOOT_TIMEOUT (a Go duration) when set.
-func bootTimeout() time.Duration {
-	if d, err := time.ParseDuration(os.Getenv("VERS_BOOT_TIMEOUT")); err == nil && d > 0 {
-		return d
-	}
-	return 90 * time.Second
 }

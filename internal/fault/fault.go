@@ -7,26 +7,30 @@ package fault
 import (
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 )
 
 var (
-	once   sync.Once
-	points map[string]bool
+	mu     sync.RWMutex
+	points = map[string]bool{}
 )
+
+// Enable makes the named failure points fail (versd calls it once with
+// VERS_FAILPOINTS).
+func Enable(names ...string) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range names {
+		points[n] = true
+	}
+}
 
 // Check returns an error if the failure point name is enabled.
 func Check(name string) error {
-	once.Do(func() {
-		points = map[string]bool{}
-		for _, p := range strings.Split(os.Getenv("VERS_FAILPOINTS"), ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				points[p] = true
-			}
-		}
-	})
-	if points[name] {
+	mu.RLock()
+	on := points[name]
+	mu.RUnlock()
+	if on {
 		return fmt.Errorf("injected failure at %s", name)
 	}
 	return nil

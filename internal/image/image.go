@@ -95,13 +95,18 @@ type Store struct {
 // binary at agentPath. Nothing is read or created until it is used.
 func New(dir, agentPath string) *Store {
 	s := &Store{dir: dir, agent: agentPath, recipes: map[string]*recipe{}}
-	s.mirror = os.Getenv("VERS_DEBIAN_MIRROR")
-	if s.mirror == "" {
-		s.mirror = debianMirror
-	}
+	s.mirror = debianMirror
 	s.add(kernelRecipe())
 	s.add(rootfsRecipe())
 	return s
+}
+
+// UseMirror makes builds download from the Debian mirror at url ("" keeps
+// the default). Call it before the first build.
+func (s *Store) UseMirror(url string) {
+	if url != "" {
+		s.mirror = url
+	}
 }
 
 func (s *Store) add(r *recipe) {

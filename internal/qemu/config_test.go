@@ -286,25 +286,18 @@ func TestCPUInfoKHz(t *testing.T) {
 	}
 }
 
-func TestDetectAccelOverride(t *testing.T) {
-	for _, v := range []string{"kvm", "tcg"} {
-		t.Setenv("VERS_ACCEL", v)
-		if got := DetectAccel(); got != v {
-			t.Errorf("VERS_ACCEL=%s: DetectAccel() = %s", v, got)
-		}
-	}
-	t.Setenv("VERS_ACCEL", "")
+func TestDetectAccel(t *testing.T) {
 	if got := DetectAccel(); got != "kvm" && got != "tcg" {
 		t.Errorf("DetectAccel() = %q", got)
 	}
 }
 
 func TestBinaryMissing(t *testing.T) {
-	t.Setenv("VERS_QEMU", "/nonexistent/qemu-system-x86_64")
-	if _, err := Binary(); !errors.Is(err, ErrQEMUMissing) {
-		t.Fatalf("Binary() = %v, want ErrQEMUMissing", err)
+	UseTools(Tools{QEMU: "/nonexistent/qemu-system-x86_64"})
+	if _, err := Binary(); !errors.Is(err, ErrQEMUMissing) || !strings.Contains(err.Error(), "VERS_QEMU") {
+		t.Fatalf("Binary() = %v, want ErrQEMUMissing naming VERS_QEMU", err)
 	}
-	t.Setenv("VERS_QEMU", "")
+	UseTools(Tools{})
 	t.Setenv("PATH", t.TempDir())
 	_, err := Binary()
 	if !errors.Is(err, ErrQEMUMissing) || !strings.Contains(err.Error(), "apt-get install qemu-system-x86") {
@@ -313,8 +306,7 @@ func TestBinaryMissing(t *testing.T) {
 }
 
 func TestWithHostDefaults(t *testing.T) {
-	t.Setenv("VERS_ACCEL", "tcg")
-	c, err := Config{Kernel: "/k"}.WithHostDefaults()
+	c, err := Config{Kernel: "/k", Accel: "tcg"}.WithHostDefaults()
 	if err != nil {
 		t.Skipf("host tsc frequency unknown here: %v", err)
 	}

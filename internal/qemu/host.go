@@ -9,17 +9,14 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // DetectAccel returns "kvm" only when the CPU has hardware virtualization (vmx
 // or svm in /proc/cpuinfo) and /dev/kvm opens read-write; otherwise "tcg".
-// VERS_ACCEL=kvm or VERS_ACCEL=tcg overrides the detection, for hosts whose
-// /dev/kvm exists but does not run a stock kernel.
+// (versd's VERS_ACCEL overrides it, for hosts whose /dev/kvm exists but does
+// not run a stock kernel.)
 func DetectAccel() string {
-	switch v := os.Getenv("VERS_ACCEL"); v {
-	case "kvm", "tcg":
-		return v
-	}
 	info, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil || !hasVirtFlag(info) {
 		return "tcg"
@@ -89,19 +86,37 @@ func cpuinfoKHz(cpuinfo []byte) int {
 	return 0
 }
 
-// Binary returns the QEMU system emulator: $VERS_QEMU if set, else
+// Tools are the QEMU binaries to use; an empty one is found in PATH.
+type Tools struct {
+	QEMU string // VERS_QEMU
+	Img  string // VERS_QEMU_IMG
+}
+
+var tools atomic.Pointer[Tools]
+
+// UseTools sets the QEMU binaries, once, from the daemon's configuration.
+func UseTools(t Tools) { tools.Store(&t) }
+
+func currentTools() Tools {
+	if t := tools.Load(); t != nil {
+		return *t
+	}
+	return Tools{}
+}
+
+// Binary returns the QEMU system emulator: the one UseTools gave, else
 // qemu-system-x86_64 from PATH.
 func Binary() (string, error) {
-	return findTool("VERS_QEMU", "qemu-system-x86_64", "qemu-system-x86")
+	return findTool(currentTools().QEMU, "VERS_QEMU", "qemu-system-x86_64", "qemu-system-x86")
 }
 
-// ImgBinary returns qemu-img: $VERS_QEMU_IMG if set, else from PATH.
+// ImgBinary returns qemu-img: the one UseTools gave, else from PATH.
 func ImgBinary() (string, error) {
-	return findTool("VERS_QEMU_IMG", "qemu-img", "qemu-utils")
+	return findTool(currentTools().Img, "VERS_QEMU_IMG", "qemu-img", "qemu-utils")
 }
 
-func findTool(env, name, pkg string) (string, error) {
-	if p := os.Getenv(env); p != "" {
+func findTool(given, env, name, pkg string) (string, error) {
+	if p := given; p != "" {
 		if _, err := exec.LookPath(p); err != nil {
 			return "", fmt.Errorf("%w: %s=%s is not an executable: %v", ErrQEMUMissing, env, p, err)
 		}

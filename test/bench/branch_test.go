@@ -19,7 +19,6 @@ import (
 
 	"vers/api"
 	"vers/client"
-	"vers/internal/paths"
 	"vers/internal/rampool"
 )
 
@@ -359,7 +358,7 @@ type fanoutMem struct {
 
 // poolBytes is the host memory behind the default RAM directory's files
 // (internal/rampool), each shared block once; false without such a pool.
-func poolBytes() (int64, bool) { return rampool.ImageBytes(paths.RAMPoolDir()) }
+func poolBytes() (int64, bool) { return rampool.ImageBytes(hostRAMPoolDir()) }
 
 // fanoutMemory reads the children's QEMU pids from `vers status --format
 // json`, as a user would, and what the RAM files added (pool0: the RAM
@@ -395,7 +394,7 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) 
 	res.rootMiB = pss(rootID)
 	if h.ramDir == "" {
 		for _, ch := range fan.Children {
-			n, err := resident(filepath.Join(paths.RAMDir(), ch.ID+".ram"))
+			n, err := resident(filepath.Join(hostRAMDir(), ch.ID+".ram"))
 			if err != nil {
 				h.b.Fatalf("page cache of VM %s's RAM file: %v", ch.ID, err)
 			}
@@ -408,7 +407,7 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) 
 	}
 	ramDir := h.ramDir
 	if ramDir == "" {
-		ramDir = paths.RAMDir()
+		ramDir = hostRAMDir()
 	}
 	snap := filepath.Join(ramDir, "snap-"+fan.SnapshotID+".ram")
 	var st syscall.Stat_t

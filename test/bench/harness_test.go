@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"vers/client"
+	"vers/internal/config"
 	"vers/internal/image"
 )
 
@@ -309,3 +310,9 @@ func readPID(path string) (int, error) {
 	}
 	return pid, nil
 }
+
+// ramDir and ramPoolDir are where the daemons started from this
+// environment keep guest RAM (internal/config).
+func hostRAMDir() string { c, _ := config.ForDaemon(os.Getenv); return c.RAMDir }
+
+func hostRAMPoolDir() string { c, _ := config.ForDaemon(os.Getenv); return c.RAMPoolDir }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"vers/internal/paths"
 	"vers/internal/rampool"
 )
 
@@ -80,14 +79,14 @@ func usage(t *testing.T, home, ramDir string) (ram, disk int64) {
 
 // poolBytes is the host memory behind the default RAM directory's files
 // (internal/rampool), each shared block once; false without such a pool.
-func poolBytes() (int64, bool) { return rampool.ImageBytes(paths.RAMPoolDir()) }
+func poolBytes() (int64, bool) { return rampool.ImageBytes(hostRAMPoolDir()) }
 
 // TestBranch: children start from the parent's exact state — a counter held
 // in a process' memory goes on from the same value in parent and children —
 // and diverge afterwards; HEAD moves only with -c; the tree shows them.
 func TestBranch(t *testing.T) {
 	requireVMs(t)
-	testBranch(t, newProject(t), versHome, paths.RAMDir())
+	testBranch(t, newProject(t), versHome, hostRAMDir())
 }
 
 // TestBranchCopy is TestBranch where RAM cannot be cloned (a plain directory
@@ -129,7 +128,7 @@ func inGroup(pid int, id string) bool {
 // ramFiles lists the files in the default RAM directory.
 func ramFiles() map[string]bool {
 	out := map[string]bool{}
-	ents, _ := os.ReadDir(paths.RAMDir())
+	ents, _ := os.ReadDir(hostRAMDir())
 	for _, e := range ents {
 		out[e.Name()] = true
 	}
@@ -272,10 +271,10 @@ func testBranch(t *testing.T, p *project, home, ramDir string) {
 		}
 	}
 	ram1, disk1 := usage(t, home, ramDir)
-	if disk1 > disk0+64<<10 || (ramDir != paths.RAMDir() && ram1 > ram0) {
+	if disk1 > disk0+64<<10 || (ramDir != hostRAMDir() && ram1 > ram0) {
 		t.Fatalf("kill -r did not free the tree: RAM dir %d -> %d bytes, VM and snapshot dirs %d -> %d", ram0, ram1, disk0, disk1)
 	}
-	if pooled && ramDir == paths.RAMDir() {
+	if pooled && ramDir == hostRAMDir() {
 		// The host memory behind the RAM files: the filesystem gives freed
 		// blocks back in the background; its log and metadata, and other
 		// VMs' pages written back meanwhile, may add a few MiB.
@@ -425,7 +424,7 @@ func TestBranchFailures(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join(home, "snapshots", "*")); len(left) != 0 {
 				t.Fatalf("snapshots left after killing the VM: %v", left)
 			}
-			if ents, _ := os.ReadDir(paths.RAMDir()); len(ents) > 0 {
+			if ents, _ := os.ReadDir(hostRAMDir()); len(ents) > 0 {
 				for _, e := range ents {
 					t.Logf("RAM dir holds %s (may belong to another test)", e.Name())
 				}

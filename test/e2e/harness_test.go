@@ -16,8 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"vers/internal/paths"
+	"vers/internal/config"
 )
 
 var (
@@ -121,11 +120,11 @@ func cleanupHome(home string) {
 	// The RAM of this home's VMs and snapshots lives outside it.
 	snaps, _ := filepath.Glob(filepath.Join(home, "snapshots", "*"))
 	for _, s := range snaps {
-		os.Remove(filepath.Join(paths.RAMDir(), "snap-"+filepath.Base(s)+".ram"))
+		os.Remove(filepath.Join(hostRAMDir(), "snap-"+filepath.Base(s)+".ram"))
 	}
 	vms, _ := filepath.Glob(filepath.Join(home, "vms", "*"))
 	for _, v := range vms {
-		os.Remove(filepath.Join(paths.RAMDir(), filepath.Base(v)+".ram"))
+		os.Remove(filepath.Join(hostRAMDir(), filepath.Base(v)+".ram"))
 	}
 	os.RemoveAll(home)
 }
@@ -288,3 +287,9 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 	t.Fatalf("timed out after %s waiting for %s", d, what)
 }
+
+// ramDir and ramPoolDir are where the daemons started from this
+// environment keep guest RAM (internal/config).
+func hostRAMDir() string { c, _ := config.ForDaemon(os.Getenv); return c.RAMDir }
+
+func hostRAMPoolDir() string { c, _ := config.ForDaemon(os.Getenv); return c.RAMPoolDir }
