@@ -20,7 +20,6 @@ type Client struct {
 	conn    net.Conn
 	sess    *yamux.Session
 	version string
-	session string
 }
 
 // dialRetry is the pause between two connection attempts in Dial.
@@ -67,7 +66,7 @@ func dialOnce(ctx context.Context, socketPath string) (*Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("hello: %w", err)
 	}
-	c.version, c.session = rep.Version, rep.Session
+	c.version = rep.Version
 	return c, nil
 }
 
@@ -79,6 +78,13 @@ func NewClient(conn net.Conn) (*Client, error) {
 }
 
 func newClient(conn net.Conn) (*Client, error) {
+	// The mark first: where this session begins (see sessionMark).
+	conn.SetWriteDeadline(time.Now().Add(helloTimeout))
+	_, err := conn.Write(sessionMark)
+	conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("session mark: %w", err)
+	}
 	sess, err := yamux.Client(conn, muxConfig())
 	if err != nil {
 		return nil, err
@@ -100,18 +106,6 @@ func muxConfig() *yamux.Config {
 
 // Version is the agent version the guest reported in its hello.
 func (c *Client) Version() string { return c.version }
-
-// Session is the id of the guest's session this client is on, as its
-// hello reported it.
-func (c *Client) Session() string { return c.session }
-
-// Reset asks the guest to end this session, killing its processes; the
-// client is then closed. The guest serves the next connection afresh.
-func (c *Client) Reset(ctx context.Context) error {
-	defer c.Close()
-	var rep reply
-	return c.call(ctx, request{Op: opReset}, &rep)
-}
 
 // Done is closed when the session with the guest has ended.
 func (c *Client) Done() <-chan struct{} { return c.sess.CloseChan() }

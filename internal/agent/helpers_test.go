@@ -162,6 +162,24 @@ func (p *fakePort) connect() net.Conn {
 	return &fakeHost{Conn: h, port: p, guest: g}
 }
 
+// swap attaches a new host in place of the current one without the guest
+// seeing a disconnect, as a branch child's port does: its guest resumes
+// connected, but to a new host.
+func (p *fakePort) swap() net.Conn {
+	g, h := net.Pipe()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.guest
+	g.SetDeadline(p.deadline)
+	p.guest = g
+	p.notifyLocked()
+	if old != nil {
+		// The old host's end dies with it; a read blocked on it moves on.
+		old.SetReadDeadline(time.Unix(1, 0))
+	}
+	return &fakeHost{Conn: h, port: p, guest: g}
+}
+
 type fakeHost struct {
 	net.Conn
 	port  *fakePort
@@ -194,16 +212,21 @@ func (p *fakePort) HostConnected() (bool, error) {
 }
 
 func (p *fakePort) Read(b []byte) (int, error) {
-	g, _, _ := p.current()
-	if g == nil {
-		return 0, io.EOF
+	for {
+		g, _, _ := p.current()
+		if g == nil {
+			return 0, io.EOF
+		}
+		n, err := g.Read(b)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+			p.drop(g)
+			return n, io.EOF
+		}
+		if now, _, _ := p.current(); err != nil && n == 0 && now != g && now != nil {
+			continue // swapped: the port goes on with the new host's bytes
+		}
+		return n, err
 	}
-	n, err := g.Read(b)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-		p.drop(g)
-		return n, io.EOF
-	}
-	return n, err
 }
 
 func (p *fakePort) Write(b []byte) (int, error) {
@@ -250,3 +273,8 @@ func (p *fakePort) SetDeadline(t time.Time) error {
 var _ Port = (*fakePort)(nil)
 
 func netListen(sock string) (net.Listener, error) { return net.Listen("unix", sock) }
+
+func readProc(pid string) (string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	return string(b), err
+}

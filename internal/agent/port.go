@@ -34,13 +34,15 @@ const reconnectPoll = 10 * time.Millisecond
 // ctx ends): when a host goes away its session is torn down, its processes
 // are killed, and the next host to connect gets a fresh session.
 func (s *Server) ServePort(ctx context.Context, port Port) error {
+	stream := newMarkStream(port)
 	for {
 		if err := waitHost(ctx, port); err != nil {
 			return err
 		}
 		s.cfg.Logf("host connected")
-		ps := &portSession{port: port}
-		s.ServeConn(ctx, ps)
+		stream.next()
+		ps := &portSession{port: port, in: stream}
+		s.serveSession(ctx, ps)
 		ps.Close()
 		s.cfg.Logf("host session ended")
 		if err := ctx.Err(); err != nil {
@@ -74,6 +76,7 @@ func waitHost(ctx context.Context, port Port) error {
 // can reach the next host and no byte of the next host is read by an old session.
 type portSession struct {
 	port     Port
+	in       *markStream // the port's incoming bytes, cut at session marks
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup
@@ -95,7 +98,7 @@ func (p *portSession) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	defer p.inflight.Done()
-	return p.port.Read(b)
+	return p.in.Read(b)
 }
 
 func (p *portSession) Write(b []byte) (int, error) {

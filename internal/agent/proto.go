@@ -12,9 +12,7 @@
 // that many bytes of JSON. Length prefixes, not newlines, so that a reader
 // never consumes bytes that belong to the raw data that may follow.
 //
-//	hello  request → reply{Version, Session}
-//	reset  request → reply{}, then the guest ends the session (its
-//	       processes are killed) and waits for the next host
+//	hello  request → reply{Version}
 //	info   request → reply{Info}           (waits until the guest is fully up)
 //	sync   request{Sync} → reply{}
 //	read   request{Path} → reply{File} then chunks (see below)
@@ -35,11 +33,11 @@
 // (daemon restart, VM branched onto a new socket) every process of that
 // session is killed the same way and the guest waits for the next host.
 //
-// A branch child resumes with its parent's session as it was at the freeze:
-// its guest may not notice that the host changed, and would serve the new
-// host on the parent's streams. Each session therefore has an id, which
-// hello reports; a host that finds the parent's session in a child resets
-// it, and the child's next connection is a session of its own.
+// Before its session a host writes a session mark (mark.go), and the guest
+// starts a session only after a mark: a branch child resumes inside its
+// parent's session as it was at the freeze, with perhaps part of a frame
+// from the parent's host in its port; the child's host's mark ends that
+// session, the parent's commands with it, and begins the child's own.
 //
 // File contents travel as chunks: a 4-byte big-endian length and that many
 // bytes; a zero length ends the file. A stream that ends without the zero
@@ -115,7 +113,6 @@ const (
 	opWrite = "write"
 	opExec  = "exec"
 	opStdio = "stdio"
-	opReset = "reset"
 )
 
 // Error codes carried in reply.Code, mapped back to package errors.
@@ -187,7 +184,6 @@ type reply struct {
 	Error   string    `json:"error,omitempty"`
 	Code    string    `json:"code,omitempty"`
 	Version string    `json:"version,omitempty"`
-	Session string    `json:"session,omitempty"`
 	Info    *Info     `json:"info,omitempty"`
 	File    *FileInfo `json:"file,omitempty"`
 }

@@ -67,14 +67,22 @@ const headerTimeout = 10 * time.Second
 // the session ended, before the next session is served anyway.
 const drainTimeout = 3 * time.Second
 
-// ServeConn serves one host session over conn until the host goes away or
-// ctx ends. Processes started in the session are killed when it ends.
+// ServeConn serves one host session over conn, a connection of its own
+// (a unix socket, stdio), until the host goes away or ctx ends. The session
+// begins after the host's mark. Processes started in the session are
+// killed when it ends.
 func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
+	return s.serveSession(ctx, newMarkedConn(conn))
+}
+
+// serveSession serves one host session on conn, whose first byte is the
+// session's.
+func (s *Server) serveSession(ctx context.Context, conn io.ReadWriteCloser) error {
 	ys, err := yamux.Server(conn, muxConfig())
 	if err != nil {
 		return err
 	}
-	sess := &session{srv: s, id: newID(), end: func() { ys.Close() }, done: ys.CloseChan(), pending: map[string]*rendezvous{}}
+	sess := &session{srv: s, done: ys.CloseChan(), pending: map[string]*rendezvous{}}
 	stop := context.AfterFunc(ctx, func() { ys.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -102,10 +110,7 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 
 // session is the state of one host session.
 type session struct {
-	srv *Server
-	// id names the session (see the package comment: branch children).
-	id      string
-	end     func()
+	srv     *Server
 	done    <-chan struct{}
 	mu      sync.Mutex
 	pending map[string]*rendezvous
@@ -130,11 +135,7 @@ func (sess *session) handle(st *yamux.Stream) {
 	s := sess.srv
 	switch req.Op {
 	case opHello:
-		writeMsg(st, reply{Version: Version, Session: sess.id})
-	case opReset:
-		s.cfg.Logf("host asked to end session %s", sess.id)
-		writeMsg(st, reply{})
-		sess.end()
+		writeMsg(st, reply{Version: Version})
 	case opInfo:
 		select {
 		case <-s.ready:

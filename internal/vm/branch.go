@@ -73,10 +73,6 @@ type branch struct {
 	pcfg   qemu.Config
 	ram    ramFreezer
 
-	// parentSession is the parent's agent session at the freeze, which its
-	// children must not serve.
-	parentSession string
-
 	snap     store.Snapshot
 	nextDisk string
 	kids     []store.VM
@@ -114,9 +110,6 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	b := &branch{m: m, parent: parent, mc: mc, pcfg: mc.inst.Config(), start: start,
 		snapUndo: revert.New(), undo: revert.New()}
 	b.ram = m.freezerFor(b.pcfg)
-	if c := mc.currentAgent(); c != nil {
-		b.parentSession = c.Session()
-	}
 	defer b.snapUndo.Fail()
 	defer b.undo.Fail()
 	if err := b.reserve(ctx, aliases); err != nil {
@@ -413,7 +406,7 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config) 
 		return fail(err)
 	}
 	mc := newMachine(inst)
-	if err := m.connect(ctx, mc, row, childAgentTimeout, b.parentSession); err != nil {
+	if err := m.connect(ctx, mc, row, childAgentTimeout); err != nil {
 		kept := m.keepConsole(cfg)
 		return fail(fmt.Errorf("child agent: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500)))
 	}

@@ -139,10 +139,9 @@ const exitPoll = 100 * time.Millisecond
 // connect dials the agent of mc, waits until the guest is up and brings its
 // clock, entropy and hostname in line with the host. A QEMU that exits
 // meanwhile (a guest that panicked or powered off) ends the wait at once.
-// inherited, for a branch child, is the parent's agent session at the
-// freeze: a child whose guest still serves it is made to end it (its
-// commands were the parent's clients'), and gets a session of its own.
-func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration, inherited string) error {
+// (A branch child's guest resumes inside its parent's session; the agent
+// ends it when the new session begins: see internal/agent.)
+func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
 	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
 	defer cancel()
 	wctx, cancelWatch := context.WithCancelCause(dctx)
@@ -159,13 +158,7 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 		}
 		return err
 	}
-	sock := mc.inst.Config().AgentSocket()
-	c, err := m.cfg.Dial(wctx, sock)
-	for err == nil && inherited != "" && c.Session() == inherited {
-		m.log.Debug("child serves its parent's agent session: ending it", "vm", row.ID)
-		c.Reset(wctx)
-		c, err = m.cfg.Dial(wctx, sock)
-	}
+	c, err := m.cfg.Dial(wctx, mc.inst.Config().AgentSocket())
 	if err != nil {
 		return fail(err)
 	}

@@ -38,7 +38,7 @@ func TestCopyEdgeCases(t *testing.T) {
 	if err := os.WriteFile(big, bytes.Repeat([]byte("0123456789abcdef"), 256<<10), 0o644); err != nil { // 4 MiB
 		t.Fatal(err)
 	}
-	r := p.expect(7, "full", "cp", big, alias+":/mnt/small/big.bin")
+	r := p.expect(8, "full", "cp", big, alias+":/mnt/small/big.bin")
 	if r.dur > 10*time.Second {
 		t.Fatalf("a full filesystem took %v to report", r.dur)
 	}
