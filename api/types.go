@@ -3,7 +3,12 @@
 // describes the same contract; the two change together.
 package api
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // VM states.
 const (
@@ -91,6 +96,33 @@ type ExecRequest struct {
 	Term string `json:"term,omitempty"`
 	// Stdin says the client will send stdin frames; without it stdin is closed at once.
 	Stdin bool `json:"stdin,omitempty"`
+}
+
+// Check says what is wrong with an exec request, or nil: the one check of
+// what a request may hold, made by the CLI before it sends one and by versd
+// when it gets one.
+func (r ExecRequest) Check() error {
+	switch {
+	case r.Command == "" && len(r.Argv) == 0 && !r.TTY:
+		return errors.New("nothing to run: give a command")
+	case r.TimeoutMS < 0:
+		return errors.New("timeout must not be negative")
+	}
+	return CheckEnv(r.Env)
+}
+
+// CheckEnv says which environment entry is not KEY=VALUE, if one is not.
+func CheckEnv(env []string) error {
+	for _, kv := range env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			key := k
+			if key == "" {
+				key = "NAME"
+			}
+			return fmt.Errorf("-e %q: write it KEY=VALUE (e.g. -e %s=1)", kv, key)
+		}
+	}
+	return nil
 }
 
 // Exec stream frames. Binary WebSocket messages carry data: the first byte is

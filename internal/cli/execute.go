@@ -159,19 +159,11 @@ func (o *ExecuteOptions) validate() error {
 		// The API counts whole milliseconds, where 0 means no timeout.
 		return fmt.Errorf("--timeout %s is less than a millisecond; give at least 1ms (0 or no flag: no timeout): %w", o.Timeout, errdefs.ErrInvalid)
 	}
-	for _, kv := range o.Env {
-		if i := strings.IndexByte(kv, '='); i <= 0 {
-			return fmt.Errorf("-e %q: write it KEY=VALUE (e.g. -e %s=1): %w", kv, envKey(kv), errdefs.ErrInvalid)
-		}
+	// The entries are checked as versd checks them.
+	if err := api.CheckEnv(o.Env); err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	}
 	return nil
-}
-
-func envKey(kv string) string {
-	if k, _, _ := strings.Cut(kv, "="); k != "" {
-		return k
-	}
-	return "NAME"
 }
 
 // timeoutMillis is d in whole milliseconds, rounded up, so 1.5ms is 2ms and

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"vers/api"
 	"vers/internal/errdefs"
@@ -26,23 +25,8 @@ func queryBool(r *http.Request, name string) (bool, error) {
 
 // validateExec checks an exec request before anything reaches the VM.
 func validateExec(req api.ExecRequest) error {
-	if req.Command == "" && len(req.Argv) == 0 && !req.TTY {
-		return fmt.Errorf("nothing to run: give a command: %w", errdefs.ErrInvalid)
-	}
-	if req.TimeoutMS < 0 {
-		return fmt.Errorf("timeout must not be negative: %w", errdefs.ErrInvalid)
-	}
-	for _, kv := range req.Env {
-		if i := strings.IndexByte(kv, '='); i <= 0 {
-			return fmt.Errorf("environment entry %q: write it KEY=VALUE (e.g. -e %s=1): %w", kv, envKey(kv), errdefs.ErrInvalid)
-		}
+	if err := req.Check(); err != nil {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	}
 	return nil
-}
-
-func envKey(kv string) string {
-	if k, _, _ := strings.Cut(kv, "="); k != "" {
-		return k
-	}
-	return "NAME"
 }
