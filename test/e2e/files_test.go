@@ -66,7 +66,7 @@ func TestCopyEdgeCases(t *testing.T) {
 		t.Fatalf("a refused copy left a host file: %v", err)
 	}
 	p.expect(5, "is a directory", "cp", cpuinfo, alias+":/etc")
-	p.expect(2, "path in the VM", "cp", cpuinfo, alias+":")
+	p.expect(2, "names no file in the VM", "cp", cpuinfo, alias+":")
 }
 
 // TestConsoleLogCapped: a guest that writes to its serial port without end
