@@ -73,7 +73,9 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func(
 		return err
 	}
 	defer st.Close()
-	images := image.New(layout.ImageDir, agentPath)
+	store := image.New(layout.ImageDir, agentPath)
+	// One set of builds for the API and for the creates that need an image.
+	images := NewImages(ctx, store)
 	pool, err := rampool.Ensure(ctx, paths.RAMDir(), paths.RAMPoolDir(), log)
 	if err != nil {
 		return err
@@ -92,7 +94,7 @@ func Run(ctx context.Context, layout paths.Layout, log *slog.Logger, ready func(
 		return fmt.Errorf("recover vms: %w", err)
 	}
 	go vms.Watch(ctx, 2*time.Second)
-	go vms.PruneImages(ctx, images)
+	go vms.PruneImages(ctx, store)
 
 	sock := layout.Socket()
 	os.Remove(sock) // we hold the lock, so any socket file is stale
