@@ -275,6 +275,9 @@ func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
 // imageErr gives the store's errors their kinds.
 func imageErr(err error) error {
 	switch {
+	case errors.Is(err, context.Canceled):
+		// Not the client's: the daemon's own context ended.
+		return fmt.Errorf("%w: versd stopped during the build; run it again: %w", err, errdefs.ErrUnavailable)
 	case errors.Is(err, image.ErrUnknown):
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	case errors.Is(err, image.ErrMissingTool):

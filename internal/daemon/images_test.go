@@ -114,6 +114,7 @@ func (f *fakeStore) count() int {
 // imageServer serves the API's image routes on store over a unix socket.
 type imageServer struct {
 	images *Images
+	stop   context.CancelFunc // the daemon's context
 	client *client.Client
 	http   *http.Client // raw requests, to read the wire
 }
@@ -137,7 +138,7 @@ func newImageServer(t *testing.T, store ImageStore) *imageServer {
 	raw := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	return &imageServer{images: s.images, client: client.New(sock), http: raw}
+	return &imageServer{images: s.images, stop: cancel, client: client.New(sock), http: raw}
 }
 
 // post sends a build request and returns the response's status, type and
@@ -372,6 +373,20 @@ func TestBuildImageCancel(t *testing.T) {
 	close(f.lines)
 	if r := result(t, "C", cDone); r.err != nil || r.img.Recipe != "r2" {
 		t.Fatalf("C: %+v, %v", r.img, r.err)
+	}
+}
+
+// TestBuildImageDaemonStops: a build that the daemon's end cancels is an
+// unavailable error, not the client's cancel.
+func TestBuildImageDaemonStops(t *testing.T) {
+	f := newFakeStore()
+	s := newImageServer(t, f)
+	done := s.start(context.Background(), false, nil)
+	<-f.started
+	s.stop()
+	r := result(t, "the client", done)
+	if !errors.Is(r.err, errdefs.ErrUnavailable) || errors.Is(r.err, context.Canceled) || !strings.Contains(r.err.Error(), "versd stopped during the build") {
+		t.Fatalf("%v, want unavailable: versd stopped", r.err)
 	}
 }
 
