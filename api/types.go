@@ -171,10 +171,26 @@ type Health struct {
 type Image struct {
 	Name    string    `json:"name"`
 	Kind    string    `json:"kind"`
-	Status  string    `json:"status"` // built, stale, missing
+	Status  string    `json:"status"` // ImageBuilt, ImageStale, ImageMissing
 	SizeMiB int       `json:"size_mib,omitempty"`
-	Built   time.Time `json:"built,omitempty"`
+	Built   time.Time `json:"built,omitzero"`
 	Recipe  string    `json:"recipe,omitempty"`
+}
+
+// Image states.
+const (
+	ImageBuilt   = "built"   // built from its current recipe
+	ImageStale   = "stale"   // built, but its recipe or the agent changed since
+	ImageMissing = "missing" // never built
+)
+
+// BuildEvent is one line of the JSON-lines stream that answers
+// POST /v1/images/{name}/build: any number of Progress lines, then exactly
+// one Image (built) or Error.
+type BuildEvent struct {
+	Progress string `json:"progress,omitempty"`
+	Image    *Image `json:"image,omitempty"`
+	Error    *Error `json:"error,omitempty"`
 }
 
 // BranchRequest asks versd to branch a running VM.

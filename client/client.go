@@ -178,11 +178,6 @@ func (c *Client) Branch(ctx context.Context, ref string, req api.BranchRequest) 
 	return out, c.do(ctx, http.MethodPost, path, req, &out)
 }
 
-func (c *Client) ListImages(ctx context.Context) ([]api.Image, error) {
-	var out []api.Image
-	return out, c.do(ctx, http.MethodGet, "/v1/images", nil, &out)
-}
-
 // ReadFile streams the file path out of VM ref.
 func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error) {
 	if ref == "" {

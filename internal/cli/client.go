@@ -22,6 +22,9 @@ type Daemon interface {
 	Exec(ctx context.Context, ref string, req api.ExecRequest, streams client.ExecIO) (api.ExecControl, error)
 	ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error)
 	WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error
+	ListImages(ctx context.Context) ([]api.Image, error)
+	// BuildImage writes the build's progress lines to progress.
+	BuildImage(ctx context.Context, name string, force bool, progress io.Writer) (api.Image, error)
 }
 
 var _ Daemon = (*client.Client)(nil)

@@ -256,38 +256,25 @@ func TestKill(t *testing.T) {
 
 func TestRunValidatesBeforeBuilding(t *testing.T) {
 	e := newEnv(t)
-	built := 0
-	run := func(args ...string) int {
-		cmd := NewCmdRun(e.f, func(ctx context.Context, o *RunOptions) error {
-			o.EnsureImages = func(context.Context, ...string) error { built++; return nil }
-			return runRun(ctx, o)
-		})
-		root := NewRoot(e.f)
-		root.RemoveCommand(root.Commands()...)
-		root.AddCommand(cmd)
-		e.out.Reset()
-		e.errOut.Reset()
-		root.SetArgs(append([]string{"run"}, args...))
-		return ExitCode(root.Execute())
-	}
+	run := e.run
 	e.d.validateErr = &client.Error{Code: api.CodeInvalid, Message: "mem_size_mib must be a positive number of MiB, got 0"}
-	if code := run("--mem-size-mib", "0"); code != ExitInvalid {
+	if code := run("run", "--mem-size-mib", "0"); code != ExitInvalid {
 		t.Fatalf("exit %d", code)
 	}
-	if built != 0 || len(e.d.created) != 0 || strings.Contains(e.errOut.String(), "Booting") {
-		t.Fatalf("built %d, created %v, stderr %q after a refused validation", built, e.d.created, e.errOut)
+	if len(e.d.builds) != 0 || len(e.d.created) != 0 || strings.Contains(e.errOut.String(), "Booting") {
+		t.Fatalf("built %v, created %v, stderr %q after a refused validation", e.d.builds, e.d.created, e.errOut)
 	}
 	if len(e.d.validated) != 1 || e.d.validated[0].MemMiB != 0 {
 		t.Fatalf("validated %+v", e.d.validated)
 	}
 
 	e.d.validateErr = nil
-	if code := run("--vm-alias", "fresh", "--vcpu-count", "2"); code != 0 {
+	if code := run("run", "--vm-alias", "fresh", "--vcpu-count", "2"); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	req := e.d.created[0]
-	if built != 1 || req.Alias != "fresh" || req.VCPUs != 2 || req.MemMiB != 512 || req.Kernel != "default.bin" {
-		t.Fatalf("built %d, created %+v", built, req)
+	if len(e.d.builds) != 2 || req.Alias != "fresh" || req.VCPUs != 2 || req.MemMiB != 512 || req.Kernel != "default.bin" {
+		t.Fatalf("built %v, created %+v", e.d.builds, req)
 	}
 	if !strings.Contains(e.errOut.String(), "Booting VM (512 MiB, 2 vCPU") || !strings.Contains(e.out.String(), "HEAD -> fresh") {
 		t.Fatalf("stderr %q stdout %q", e.errOut, e.out)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,12 +27,23 @@ type fakeDaemon struct {
 	validateErr, createErr, deleteErr, branchErr error
 	// exec runs an Exec; nil answers exit 0.
 	exec func(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error)
+	// images are the known images, in order; a build makes one built.
+	images []api.Image
+	// build answers a BuildImage of an image that needs building; nil
+	// writes one progress line and makes it built.
+	build func(ctx context.Context, name string, progress io.Writer) error
 
 	validated []api.CreateVMRequest
 	created   []api.CreateVMRequest
 	deleted   []string
 	branched  []string
 	execs     []execCall
+	builds    []buildCall
+}
+
+type buildCall struct {
+	Name  string
+	Force bool
 }
 
 type execCall struct {
@@ -120,6 +132,42 @@ func (d *fakeDaemon) WriteFile(context.Context, string, string, os.FileMode, io.
 	return fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
 }
 
+func (d *fakeDaemon) ListImages(context.Context) ([]api.Image, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]api.Image(nil), d.images...), nil
+}
+
+// BuildImage answers as versd does: an unknown name is invalid, a built
+// image without force is answered as it is, others are built.
+func (d *fakeDaemon) BuildImage(ctx context.Context, name string, force bool, progress io.Writer) (api.Image, error) {
+	d.mu.Lock()
+	d.builds = append(d.builds, buildCall{name, force})
+	i := slices.IndexFunc(d.images, func(img api.Image) bool { return img.Name == name })
+	d.mu.Unlock()
+	if i < 0 {
+		return api.Image{}, &client.Error{Status: 400, Code: api.CodeInvalid, Message: fmt.Sprintf("image %q: unknown image", name)}
+	}
+	if d.images[i].Status == api.ImageBuilt && !force {
+		return d.images[i], nil
+	}
+	build := d.build
+	if build == nil {
+		build = func(_ context.Context, name string, progress io.Writer) error {
+			_, err := fmt.Fprintf(progress, "[%s] building\n", name)
+			return err
+		}
+	}
+	if err := build(ctx, name, progress); err != nil {
+		return api.Image{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.images[i].Status = api.ImageBuilt
+	d.images[i].Built = time.Now()
+	return d.images[i], nil
+}
+
 // env is a project directory, a factory whose client is the fake, and its
 // output.
 type env struct {
@@ -155,6 +203,9 @@ func newEnv(t *testing.T) *env {
 		{ID: headID, Alias: "head-vm", State: api.StateRunning, CreatedAt: now},
 		{ID: rootID, Alias: "db-root", State: api.StateRunning, CreatedAt: now.Add(time.Second)},
 		{ID: otherID, State: api.StateRunning, ParentID: rootID, CreatedAt: now.Add(2 * time.Second)},
+	}, images: []api.Image{
+		{Name: "default.bin", Kind: "kernel", Status: api.ImageBuilt, SizeMiB: 12, Built: now},
+		{Name: "default", Kind: "rootfs", Status: api.ImageMissing, SizeMiB: 1024},
 	}}
 	var out, errOut bytes.Buffer
 	f := &Factory{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut, WorkDir: dir, client: d}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,8 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vers/internal/errdefs"
-	"vers/internal/image"
+	"vers/api"
 )
 
 func NewCmdImage(f *Factory) *cobra.Command {
@@ -21,86 +21,135 @@ func NewCmdImage(f *Factory) *cobra.Command {
 		Use:   "image",
 		Short: "Build and list kernel and root filesystem images",
 	}
-	cmd.AddCommand(newCmdImageBuild(f), newCmdImageLs(f))
+	cmd.AddCommand(NewCmdImageBuild(f, nil), NewCmdImageLs(f, nil))
 	return cmd
 }
 
-func imageStore(f *Factory) *image.Store {
-	st := image.New(f.Layout.ImageDir, f.Agent)
-	st.UseMirror(f.Mirror)
-	return st
+type ImageBuildOptions struct {
+	f      *Factory
+	Client clientFunc
+	Names  []string // none: every known image
+	Force  bool
 }
 
-func newCmdImageBuild(f *Factory) *cobra.Command {
-	var force bool
+func NewCmdImageBuild(f *Factory, runF func(context.Context, *ImageBuildOptions) error) *cobra.Command {
+	opts := &ImageBuildOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:   "build [NAME...]",
 		Short: "Build images (all known ones when none is named); cached ones are reused",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-			defer stop()
-			st := imageStore(f)
-			if len(args) == 0 {
-				args = st.Names()
+			opts.Names = args
+			if runF != nil {
+				return runF(cmd.Context(), opts)
 			}
-			for _, name := range args {
-				info, err := st.Build(ctx, name, force, f.ErrOut)
-				if err != nil {
-					return imageError(name, err)
-				}
-				fmt.Fprintf(f.Out, "%s: %s image ready (%d MiB)\n", info.Name, info.Kind, info.SizeMiB)
-			}
-			return nil
+			return runImageBuild(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "rebuild even if a current build exists")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "rebuild even if a current build exists")
 	return cmd
 }
 
-func newCmdImageLs(f *Factory) *cobra.Command {
-	var format string
+// runImageBuild has versd build the images, showing their progress.
+func runImageBuild(ctx context.Context, o *ImageBuildOptions) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	names := o.Names
+	if len(names) == 0 {
+		list, err := c.ListImages(ctx)
+		if err != nil {
+			return err
+		}
+		for _, img := range list {
+			names = append(names, img.Name)
+		}
+	}
+	for _, name := range names {
+		img, err := c.BuildImage(ctx, name, o.Force, o.f.ErrOut)
+		if err != nil {
+			return imageError(name, err)
+		}
+		fmt.Fprintf(o.f.Out, "%s: %s image ready (%d MiB)\n", img.Name, img.Kind, img.SizeMiB)
+	}
+	return nil
+}
+
+// ensureImages has versd build the images that are not built yet, showing
+// their progress on errOut; built ones answer at once, silently.
+func ensureImages(ctx context.Context, c Daemon, errOut io.Writer, names ...string) error {
+	// Ctrl-C ends the wait cleanly, and versd then stops the build, instead
+	// of killing vers in the middle of it.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	for _, name := range names {
+		if _, err := c.BuildImage(ctx, name, false, errOut); err != nil {
+			return imageError(name, err)
+		}
+	}
+	return nil
+}
+
+// imageError says what an interrupted build left. Other errors keep the kind
+// versd gave them (an unknown image is invalid, a missing host tool
+// unavailable).
+func imageError(name string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("image %s: build interrupted; nothing was kept: %w", name, errCancelled)
+	}
+	return err
+}
+
+type ImageLsOptions struct {
+	f      *Factory
+	Client clientFunc
+	Format string
+}
+
+func NewCmdImageLs(f *Factory, runF func(context.Context, *ImageLsOptions) error) *cobra.Command {
+	opts := &ImageLsOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List the known images and whether they are built",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
-			list, err := imageStore(f).List()
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(cmd.Context(), opts)
 			}
-			if format == "json" {
-				return json.NewEncoder(f.Out).Encode(list)
-			}
-			tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tSIZE\tBUILT")
-			for _, s := range list {
-				size, built := "-", "-"
-				if s.State != image.StateMissing {
-					size = fmt.Sprintf("%d MiB", s.Info.SizeMiB)
-					built = s.Info.Built.Local().Format("2006-01-02 15:04")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Kind, s.State, size, built)
-			}
-			return tw.Flush()
+			return runImageLs(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json")
 	return cmd
 }
 
-// imageError classifies image errors for exit codes.
-func imageError(name string, err error) error {
-	switch {
-	case errors.Is(err, image.ErrUnknown):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
-	case errors.Is(err, image.ErrMissingTool):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("image %s: build interrupted; nothing was kept: %w", name, errCancelled)
+func runImageLs(ctx context.Context, o *ImageLsOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
 	}
-	return err
+	list, err := c.ListImages(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(list)
+	}
+	tw := tabwriter.NewWriter(o.f.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tSIZE\tBUILT")
+	for _, img := range list {
+		size, built := "-", "-"
+		if img.Status != api.ImageMissing {
+			size = fmt.Sprintf("%d MiB", img.SizeMiB)
+			built = img.Built.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Name, img.Kind, img.Status, size, built)
+	}
+	return tw.Flush()
 }

@@ -112,11 +112,9 @@ func sessionExit(err error) error {
 // tested without a daemon.
 type Factory struct {
 	Layout paths.Layout
-	// Agent and Mirror are what images are built with (config.CLI).
-	Agent, Mirror string
-	In            io.Reader
-	Out           io.Writer
-	ErrOut        io.Writer
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
 	// WorkDir is where the project is searched from.
 	WorkDir string
 
@@ -127,7 +125,7 @@ type Factory struct {
 func NewFactory() *Factory {
 	wd, _ := os.Getwd()
 	cfg := config.ForCLI(os.Getenv)
-	return &Factory{Layout: cfg.Layout, Agent: cfg.Agent, Mirror: cfg.Mirror, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
+	return &Factory{Layout: cfg.Layout, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
 }
 
 // Client returns a client of a running versd, starting one if needed.

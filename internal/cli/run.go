@@ -4,38 +4,31 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"vers/api"
-	"vers/internal/image"
 )
 
 type RunOptions struct {
 	f      *Factory
 	Client clientFunc
-	// EnsureImages builds missing images, showing progress.
-	EnsureImages func(ctx context.Context, names ...string) error
-	Alias        string
-	MemMiB       int
-	VCPUs        int
-	FsMiB        int
-	Kernel       string
-	Rootfs       string
-	Format       string
-	Quiet        bool
+	Alias  string
+	MemMiB int
+	VCPUs  int
+	FsMiB  int
+	Kernel string
+	Rootfs string
+	Format string
+	Quiet  bool
 	// set marks the flags given on the command line, which override vers.toml.
 	set map[string]bool
 }
 
 func NewCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
 	opts := &RunOptions{f: f, Client: f.Client}
-	opts.EnsureImages = func(ctx context.Context, names ...string) error { return ensureImages(ctx, f, names...) }
 	cmd := &cobra.Command{
 		Use:   "run [--vm-alias NAME]",
 		Short: "Boot a VM from vers.toml and make it HEAD",
@@ -97,9 +90,9 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if err := c.ValidateVM(ctx, req); err != nil {
 		return err
 	}
-	// Build missing images here, where progress can be shown; the daemon
-	// would build them too, silently.
-	if err := o.EnsureImages(ctx, req.Kernel, req.Rootfs); err != nil {
+	// Build missing images first, where their progress can be shown; the
+	// create would only wait for them, silently.
+	if err := ensureImages(ctx, c, o.f.ErrOut, req.Kernel, req.Rootfs); err != nil {
 		return err
 	}
 	if o.Format == "text" && !o.Quiet {
@@ -125,26 +118,6 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		}
 		fmt.Fprintf(o.f.Out, "VM %s is running: id %s, alias %s (ready in %.1fs). HEAD -> %s\n",
 			label(v), v.ID, name, time.Since(start).Seconds(), label(v))
-	}
-	return nil
-}
-
-// ensureImages builds the kernel and root filesystem images if they are
-// missing, printing progress.
-func ensureImages(ctx context.Context, f *Factory, names ...string) error {
-	// Ctrl-C stops a build cleanly (its scratch files and mounts removed)
-	// instead of killing vers in the middle of it.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	store := image.New(f.Layout.ImageDir, f.Agent)
-	store.UseMirror(f.Mirror)
-	for _, name := range names {
-		if _, err := store.Get(name); err == nil {
-			continue
-		}
-		if _, err := store.Ensure(ctx, name, f.ErrOut); err != nil {
-			return imageError(name, err)
-		}
 	}
 	return nil
 }

@@ -43,13 +43,10 @@ type Daemon struct {
 	Failpoints []string
 }
 
-// CLI is the vers command's configuration.
+// CLI is the vers command's configuration: where its daemon is (the
+// daemon owns everything else, images included).
 type CLI struct {
 	Layout paths.Layout
-	// Agent is the vers-agent binary (VERS_AGENT, or the file next to vers).
-	Agent string
-	// Mirror is VERS_DEBIAN_MIRROR, for the images the CLI builds.
-	Mirror string
 }
 
 const (
@@ -73,11 +70,9 @@ func Layout(getenv Getenv) paths.Layout {
 }
 
 // ForCLI reads the CLI's configuration.
-func ForCLI(getenv Getenv) CLI {
-	return CLI{Layout: Layout(getenv), Agent: agent(getenv), Mirror: getenv("VERS_DEBIAN_MIRROR")}
-}
+func ForCLI(getenv Getenv) CLI { return CLI{Layout: Layout(getenv)} }
 
-// agent is VERS_AGENT, or vers-agent next to the running executable.
+// agent is VERS_AGENT, or vers-agent next to versd.
 func agent(getenv Getenv) string {
 	if p := getenv("VERS_AGENT"); p != "" {
 		return p

@@ -71,8 +71,10 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 		return err
 	}
 	defer st.Close()
-	images := image.New(layout.ImageDir, agentPath)
-	images.UseMirror(cfg.Mirror)
+	store := image.New(layout.ImageDir, agentPath)
+	store.UseMirror(cfg.Mirror)
+	// One set of builds for the API and for the creates that need an image.
+	images := NewImages(ctx, store)
 	qemu.UseTools(qemu.Tools{QEMU: cfg.QEMU, Img: cfg.QEMUImg})
 	fault.Enable(cfg.Failpoints...)
 	accel := cfg.Accel
@@ -97,7 +99,7 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 		return fmt.Errorf("recover vms: %w", err)
 	}
 	go vms.Watch(ctx, 2*time.Second)
-	go vms.PruneImages(ctx, images)
+	go vms.PruneImages(ctx, store)
 
 	sock := layout.Socket()
 	os.Remove(sock) // we hold the lock, so any socket file is stale

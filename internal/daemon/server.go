@@ -17,7 +17,6 @@ import (
 	"vers/api"
 	"vers/internal/buildid"
 	"vers/internal/errdefs"
-	"vers/internal/image"
 	"vers/internal/vm"
 )
 
@@ -27,7 +26,7 @@ var Version = "0.1.0"
 // Server serves the vers API.
 type Server struct {
 	vms    *vm.Manager
-	images *image.Store
+	images *Images
 	log    *slog.Logger
 
 	// busy counts requests in flight (health excluded), so that a client
@@ -38,7 +37,7 @@ type Server struct {
 	agent, agentID string
 }
 
-func New(vms *vm.Manager, images *image.Store, log *slog.Logger) *Server {
+func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
 	return &Server{vms: vms, images: images, log: log}
 }
 
@@ -55,6 +54,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}/files":   s.readFile,
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
 		"GET /v1/images":            s.listImages,
+
+		"POST /v1/images/{name}/build": s.buildImage,
 	}
 }
 
@@ -186,19 +187,6 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.DeleteVMResponse{Deleted: ids})
-}
-
-func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
-	list, err := s.images.List()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out := make([]api.Image, 0, len(list))
-	for _, st := range list {
-		out = append(out, imageToAPI(st))
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func decode(r *http.Request, v any) error {

@@ -293,18 +293,19 @@ func BenchmarkImageBuildCold(b *testing.B) {
 		b.Skip("cold image builds download Debian packages and take about a minute; set VERS_BENCH_COLD=1 (with -benchtime=1x) to run them")
 	}
 	requireVMs(b)
-	h := newHome(b)
-	defer h.close()
 	var cold, warm samples
 	for i := 0; i < b.N; i++ {
-		h.images = filepath.Join(h.dir, fmt.Sprintf("images-%d", i))
+		// versd owns the image directory it started with: an empty one
+		// needs a daemon of its own.
+		h := newHome(b)
+		h.images = filepath.Join(h.dir, "images")
 		_, d := h.must("image", "build")
 		cold = append(cold, d)
 		for j := 0; j < 3; j++ {
 			_, d = h.must("image", "build")
 			warm = append(warm, d)
 		}
-		os.RemoveAll(h.images)
+		h.close()
 	}
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(cold.mean().Seconds(), "cold-s")
