@@ -38,6 +38,8 @@ type CreateVMRequest struct {
 	FsMiB  int    `json:"fs_size_vm_mib"`
 	Kernel string `json:"kernel"`
 	Rootfs string `json:"rootfs"`
+	// Network is "isolated" (the default when empty) or "none".
+	Network string `json:"network,omitempty"`
 }
 
 // DeleteVMResponse lists every VM a kill removed.

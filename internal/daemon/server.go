@@ -85,7 +85,7 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.vms.Create(r.Context(), vm.Spec{
 		Alias: req.Alias, MemMiB: req.MemMiB, VCPUs: req.VCPUs, FsMiB: req.FsMiB,
-		Kernel: req.Kernel, Rootfs: req.Rootfs,
+		Kernel: req.Kernel, Rootfs: req.Rootfs, Network: req.Network,
 	})
 	if err != nil {
 		s.writeError(w, r, err)

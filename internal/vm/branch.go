@@ -365,6 +365,8 @@ func (m *Manager) startHolder(ctx context.Context, pcfg qemu.Config, snap store.
 	h.Dir = filepath.Join(snap.Dir, "h")
 	h.MemPath, h.MemPrivate = snap.MemPath, false
 	h.Incoming, h.Frozen = true, true
+	// The same network device, with no network behind it.
+	h.Network = h.Network.Unplugged()
 	// The holder needs a disk of the same shape but never reads it.
 	h.Disk = filepath.Join(h.Dir, "scratch.qcow2")
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {

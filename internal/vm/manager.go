@@ -123,6 +123,8 @@ type Spec struct {
 	FsMiB  int
 	Kernel string
 	Rootfs string
+	// Network is "isolated" (also when empty) or "none"; see qemu.NetMode.
+	Network string
 }
 
 var aliasRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -145,6 +147,15 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	}
 	if _, err := qemu.Binary(); err != nil {
 		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+	}
+	network, err := qemu.ParseNetMode(spec.Network)
+	if err != nil {
+		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
+	}
+	if network == qemu.NetIsolated {
+		if _, err := qemu.PasstBinary(); err != nil {
+			return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+		}
 	}
 	kernel, err := m.images.Ensure(ctx, spec.Kernel, nil)
 	if err != nil {
@@ -194,6 +205,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, err
 	}
+	cfg.Network = network
 	if err := cfg.Validate(); err != nil {
 		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	}
