@@ -10,13 +10,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// passtPIDsOf lists every live passt of cfg's VM, whatever its pidfile says.
-func passtPIDsOf(t *testing.T, cfg Config) []int {
+// ourPassts lists the live passt processes this test process started
+// (passt is its starter's child while the starter lives).
+func ourPassts(t *testing.T) []int {
 	t.Helper()
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && isPasstOf(pid, cfg) {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !Alive(pid) {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		if strings.Contains(string(b), "Name:\tpasst") && strings.Contains(string(b), "\nPPid:\t"+strconv.Itoa(os.Getpid())+"\n") {
 			pids = append(pids, pid)
 		}
 	}
@@ -25,7 +31,7 @@ func passtPIDsOf(t *testing.T, cfg Config) []int {
 
 func expectNoPasst(t *testing.T, cfg Config, when string) {
 	t.Helper()
-	if pids := passtPIDsOf(t, cfg); len(pids) > 0 {
+	if pids := ourPassts(t); len(pids) > 0 {
 		t.Errorf("%s: passt still running: %v", when, pids)
 	}
 	if _, err := os.Stat(cfg.PasstPIDFile()); err == nil {
@@ -40,8 +46,8 @@ func TestNetworkIsolatedStop(t *testing.T) {
 	cfg := testConfig(t)
 	inst := startTest(t, cfg)
 	np := inst.NetPID()
-	if np == 0 || !isPasstOf(np, cfg) {
-		t.Fatalf("NetPID %d is not the VM's passt (running: %v)", np, passtPIDsOf(t, cfg))
+	if pids := ourPassts(t); np == 0 || len(pids) != 1 || pids[0] != np {
+		t.Fatalf("NetPID %d; passt processes started: %v", np, pids)
 	}
 	if got, err := PasstPIDOf(cfg); err != nil || got != np {
 		t.Fatalf("PasstPIDOf = %d, %v; want %d", got, err, np)
@@ -140,8 +146,8 @@ func TestNetworkLeftoverPasst(t *testing.T) {
 			}
 			inst := startTest(t, cfg)
 			waitGone(t, left)
-			if np := inst.NetPID(); np == left || !isPasstOf(np, cfg) {
-				t.Errorf("NetPID %d after a leftover %d", np, left)
+			if np, _ := PasstPIDOf(cfg); np == left || np != inst.NetPID() || len(ourPassts(t)) != 1 {
+				t.Errorf("NetPID %d, pidfile %d, after a leftover %d; running: %v", inst.NetPID(), np, left, ourPassts(t))
 			}
 		})
 	}

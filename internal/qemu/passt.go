@@ -1,26 +1,5 @@
 package qemu
 
-// An isolated VM's network is a passt process of its own (Debian's passt,
-// QEMU's "-netdev stream"): passt turns the guest's frames into ordinary
-// sockets of the host, so the guest connects out as any host program does.
-// It is chosen over QEMU's user networking (slirp), which maps 10.0.2.2 to
-// the host's 127.0.0.1 and so lets a guest reach every host loopback service.
-// passt is run with --no-map-gw (the gateway is not the host), no port
-// forwarded in either direction, IPv4 only, and DNS sent to 10.0.2.3
-// forwarded to the host's resolver. Each VM, each branch child included, has
-// its own passt: guests share nothing, and since each guest's address is its
-// own passt's, no guest can address another.
-//
-// QEMU and passt share a socket pair, not a socket path: passt drops to user
-// nobody before it binds or writes anything, so its socket would have to live
-// in a directory nobody can write, where any process running as nobody could
-// connect to it. With a pair nothing on the host leads to a VM's network, and
-// passt exits by itself the moment QEMU's end closes (--fd implies
-// --one-off), however QEMU ended. passt runs in the foreground in a session
-// of its own; its PID goes into passt.pid in the VM directory, where Kill,
-// Stop and a restarted daemon find it, verified by its command line (which
-// names the VM directory's passt.log).
-
 import (
 	"bufio"
 	"bytes"
@@ -47,8 +26,8 @@ var ErrPasstMissing = errors.New("passt is not installed")
 const netFD = 3
 
 // The guest's addresses, which the agent configures statically
-// (internal/agent/guest.DefaultNet; a test keeps them equal). They are
-// slirp's, so guests see the same network whatever runs behind it.
+// (internal/agent/guest.DefaultNet; a test keeps them equal): those QEMU's
+// user networking used, so images made for it keep working.
 const (
 	guestAddr    = "10.0.2.15"
 	guestPrefix  = 24
@@ -59,9 +38,13 @@ const (
 // passtReady bounds how long passt may take to set itself up (~20 ms here).
 const passtReady = 10 * time.Second
 
+// PasstPIDFile names the VM's passt: "PID START", START being the process'
+// start time (see procStart). passt cannot be told a path of ours to mark
+// its command line with: Debian's AppArmor profile for it allows writes only
+// under /tmp and $HOME.
 func (c Config) PasstPIDFile() string { return filepath.Join(c.Dir, "passt.pid") }
 
-// PasstLog receives passt's messages; passt truncates it when it starts.
+// PasstLog receives passt's messages (its standard error).
 func (c Config) PasstLog() string { return filepath.Join(c.Dir, "passt.log") }
 
 // PasstBinary returns passt from PATH.
@@ -78,7 +61,6 @@ func PasstBinary() (string, error) {
 func passtArgs(cfg Config) []string {
 	return []string{
 		"--foreground", "--quiet",
-		"--log-file", cfg.PasstLog(),
 		"--fd", strconv.Itoa(netFD),
 		"--ipv4-only",
 		"--address", guestAddr, "--netmask", strconv.Itoa(guestPrefix), "--gateway", guestGateway,
@@ -90,46 +72,77 @@ func passtArgs(cfg Config) []string {
 	}
 }
 
-// passtCmdlineMatches reports whether argv is the passt of cfg's VM: it
-// logs to that VM directory's passt.log, which no other VM's passt does.
-func passtCmdlineMatches(argv []string, cfg Config) bool {
-	if len(argv) == 0 || !strings.HasPrefix(filepath.Base(argv[0]), "passt") {
-		return false
-	}
-	for i := 1; i+1 < len(argv); i++ {
-		if argv[i] == "--log-file" && argv[i+1] == cfg.PasstLog() {
-			return true
-		}
-	}
-	return false
+// procID names one process for ever: a PID may be reused, a PID with the
+// same start time is the same process.
+type procID struct {
+	pid   int
+	start uint64 // /proc/PID/stat field 22: clock ticks from boot to its start
 }
 
-func isPasstOf(pid int, cfg Config) bool {
-	if !Alive(pid) {
-		return false
+func (id procID) String() string { return fmt.Sprintf("%d %d\n", id.pid, id.start) }
+
+func parseProcID(b []byte) (procID, bool) {
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return procID{}, false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		return false
+	pid, err1 := strconv.Atoi(f[0])
+	start, err2 := strconv.ParseUint(f[1], 10, 64)
+	return procID{pid, start}, err1 == nil && err2 == nil && pid > 0
+}
+
+// statStart is the start time in a /proc/PID/stat.
+func statStart(stat []byte) (uint64, bool) {
+	// The fields follow the last ')' (the command name may contain one);
+	// the state, field 3, comes first.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
 	}
-	return passtCmdlineMatches(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), cfg)
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(f[19], 10, 64)
+	return n, err == nil
+}
+
+// procStart identifies the live process pid.
+func procStart(pid int) (procID, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil || !Alive(pid) {
+		return procID{}, false
+	}
+	start, ok := statStart(b)
+	return procID{pid, start}, ok
+}
+
+// running reports whether the process id names still runs.
+func (id procID) running() bool {
+	now, ok := procStart(id.pid)
+	return ok && now == id
 }
 
 // PasstPIDOf returns the PID of cfg's running passt, found through its
-// pidfile and verified against its command line, or ErrNotRunning.
+// pidfile and verified by its start time, or ErrNotRunning.
 func PasstPIDOf(cfg Config) (int, error) {
+	id, err := passtOf(cfg)
+	return id.pid, err
+}
+
+func passtOf(cfg Config) (procID, error) {
 	b, err := os.ReadFile(cfg.PasstPIDFile())
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("passt of vm %s: %w (no pidfile)", cfg.Name, ErrNotRunning)
+		return procID{}, fmt.Errorf("passt of vm %s: %w (no pidfile)", cfg.Name, ErrNotRunning)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("passt of vm %s: %w", cfg.Name, err)
+		return procID{}, fmt.Errorf("passt of vm %s: %w", cfg.Name, err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || !isPasstOf(pid, cfg) {
-		return 0, fmt.Errorf("passt of vm %s: %w (pidfile %q names no passt of it)", cfg.Name, ErrNotRunning, bytes.TrimSpace(b))
+	id, ok := parseProcID(b)
+	if !ok || !id.running() {
+		return procID{}, fmt.Errorf("passt of vm %s: %w (pidfile %q names no running process)", cfg.Name, ErrNotRunning, bytes.TrimSpace(b))
 	}
-	return pid, nil
+	return id, nil
 }
 
 // startPasst starts cfg's passt and returns, once passt is ready, the end of
@@ -146,8 +159,9 @@ func startPasst(ctx context.Context, cfg Config) (*os.File, error) {
 	}
 	qemuEnd, passtEnd := os.NewFile(uintptr(fds[0]), "net-qemu"), os.NewFile(uintptr(fds[1]), "net-passt")
 	defer passtEnd.Close()
-	// passt's messages before it opens its log (a bad option) go to its
-	// stderr: the same file.
+	// Its standard error, not a --log-file: under AppArmor an inherited
+	// descriptor passt may not write is replaced by a null one, a log file
+	// it opens itself fails its start.
 	log, err := os.OpenFile(cfg.PasstLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		qemuEnd.Close()
@@ -177,7 +191,11 @@ func startPasst(ctx context.Context, cfg Config) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("passt: %w", err)
 	}
-	if err := writePIDFile(cfg.PasstPIDFile(), cmd.Process.Pid); err != nil {
+	id, ok := procStart(cmd.Process.Pid)
+	if !ok {
+		return fail(errors.New("exited at once"))
+	}
+	if err := writePIDFile(cfg.PasstPIDFile(), id); err != nil {
 		return fail(err)
 	}
 	if err := waitSandboxed(ctx, cmd.Process.Pid, exited); err != nil {
@@ -186,11 +204,11 @@ func startPasst(ctx context.Context, cfg Config) (*os.File, error) {
 	return qemuEnd, nil
 }
 
-// writePIDFile writes pid to path atomically: a reader sees no pidfile or a
+// writePIDFile writes id to path atomically: a reader sees no pidfile or a
 // whole one.
-func writePIDFile(path string, pid int) error {
+func writePIDFile(path string, id procID) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tmp, []byte(id.String()), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -240,7 +258,7 @@ func seccompMode(status []byte) (int, bool) {
 // killPasst kills cfg's passt if its pidfile names one, waits for it to
 // exit and removes the pidfile. It is not an error if none runs.
 func killPasst(cfg Config) error {
-	pid, err := PasstPIDOf(cfg)
+	id, err := passtOf(cfg)
 	if errors.Is(err, ErrNotRunning) {
 		os.Remove(cfg.PasstPIDFile())
 		return nil
@@ -248,13 +266,13 @@ func killPasst(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(id.pid, 0)
 	if err != nil {
 		fd = -1
 	}
-	p := &process{pid: pid, pidfd: fd}
+	p := &process{pid: id.pid, pidfd: fd}
 	defer p.release()
-	if !isPasstOf(pid, cfg) { // exited between the check and the pidfd
+	if !id.running() { // exited between the check and the pidfd
 		os.Remove(cfg.PasstPIDFile())
 		return nil
 	}

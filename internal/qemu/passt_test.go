@@ -3,6 +3,7 @@ package qemu
 import (
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -12,7 +13,6 @@ import (
 func TestPasstArgs(t *testing.T) {
 	c := baseConfig()
 	want := `--foreground --quiet
---log-file /v/vm1/passt.log
 --fd 3
 --ipv4-only
 --address 10.0.2.15 --netmask 24 --gateway 10.0.2.2
@@ -54,28 +54,34 @@ func TestPasstMatchesGuest(t *testing.T) {
 	}
 }
 
-func TestPasstCmdlineMatches(t *testing.T) {
-	c := baseConfig()
-	own := append([]string{"passt"}, passtArgs(c)...)
-	other := baseConfig()
-	other.Dir = "/v/vm2"
-	tests := []struct {
-		name string
-		argv []string
-		want bool
-	}{
-		{"own", own, true},
-		{"own, exec'd into its CPU variant", append([]string{"/usr/bin/passt.avx2"}, passtArgs(c)...), true},
-		{"other vm", append([]string{"passt"}, passtArgs(other)...), false},
-		{"not passt", append([]string{"/bin/sleep"}, passtArgs(c)...), false},
-		{"qemu of the vm", append([]string{"qemu-system-x86_64"}, c.Args()...), false},
-		{"log file as another option's value", []string{"passt", "--pcap", "--log-file", "x", c.PasstLog()}, false},
-		{"empty", nil, false},
+func TestProcID(t *testing.T) {
+	id := procID{pid: 4242, start: 123456789}
+	if got, ok := parseProcID([]byte(id.String())); !ok || got != id {
+		t.Fatalf("parseProcID(%q) = %+v, %v", id.String(), got, ok)
 	}
-	for _, tt := range tests {
-		if got := passtCmdlineMatches(tt.argv, c); got != tt.want {
-			t.Errorf("%s: passtCmdlineMatches = %v, want %v", tt.name, got, tt.want)
+	for _, bad := range []string{"", "4242", "4242\n", "x 1", "4242 y", "0 5", "-3 5", "1 2 3"} {
+		if got, ok := parseProcID([]byte(bad)); ok {
+			t.Errorf("parseProcID(%q) = %+v, want a refusal", bad, got)
 		}
+	}
+}
+
+func TestStatStart(t *testing.T) {
+	// A command name with a space and a parenthesis, as /proc shows it.
+	stat := "1234 (pa) ss t) S 1 1234 1234 0 -1 4194560 500 0 0 0 3 4 0 0 20 0 1 0 987654 10000000 300 18446744073709551615"
+	if got, ok := statStart([]byte(stat)); !ok || got != 987654 {
+		t.Fatalf("statStart = %d, %v; want 987654", got, ok)
+	}
+	if _, ok := statStart([]byte("1234 (passt) S 1 2")); ok {
+		t.Fatal("statStart of a short stat succeeded")
+	}
+	// The live process: this one.
+	self, ok := procStart(os.Getpid())
+	if !ok || self.start == 0 || !self.running() {
+		t.Fatalf("procStart(self) = %+v, %v", self, ok)
+	}
+	if (procID{pid: self.pid, start: self.start + 1}).running() {
+		t.Fatal("a process with another start time was taken for this one")
 	}
 }
 

@@ -101,18 +101,25 @@ func expectOutbound(t *testing.T, p *project, vm string) {
 	t.Logf("apt-get update in %s (%.1fs): %s", vm, r.dur.Seconds(), strings.TrimSpace(r.out))
 }
 
-// passtOf is the PID of the passt the VM's directory names, 0 if none runs.
+// passtOf is the PID of the passt the VM's directory names ("PID START"),
+// 0 if that process no longer runs.
 func passtOf(home, id string) int {
 	b, err := os.ReadFile(filepath.Join(home, "vms", id, "passt.pid"))
 	if err != nil {
 		return 0
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 {
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
 		return 0
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), filepath.Join(home, "vms", id)) {
+	pid, _ := strconv.Atoi(f[0])
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The start time is field 22; fields follow the command name's ')'.
+	st := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(st) < 20 || st[0] == "Z" || st[19] != f[1] {
 		return 0
 	}
 	return pid
