@@ -87,7 +87,7 @@ func ParseNetMode(s string) (NetMode, error) {
 	case NetNone:
 		return NetNone, nil
 	}
-	return "", fmt.Errorf("%w: network mode %q: use %q or %q", ErrInvalid, s, NetIsolated, NetNone)
+	return "", fmt.Errorf("network mode %q: use %q or %q: %w", s, NetIsolated, NetNone, ErrInvalid)
 }
 
 // Unplugged is the mode of a QEMU with the same devices as one of mode n

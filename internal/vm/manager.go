@@ -150,7 +150,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	}
 	network, err := qemu.ParseNetMode(spec.Network)
 	if err != nil {
-		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
+		return api.VM{}, fmt.Errorf("network mode %q: use %q (outbound connections only) or %q (no network): %w",
+			spec.Network, qemu.NetIsolated, qemu.NetNone, errdefs.ErrInvalid)
 	}
 	if network == qemu.NetIsolated {
 		if _, err := qemu.PasstBinary(); err != nil {
