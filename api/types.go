@@ -54,6 +54,8 @@ type CreateVMRequest struct {
 	// builds images. It is a body field, not a query parameter, so that a
 	// daemon too old to know it refuses the request instead of booting a VM.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Network is "isolated" (the default when empty) or "none".
+	Network string `json:"network,omitempty"`
 }
 
 // DeleteVMResponse lists every VM a kill removed.

@@ -145,3 +145,18 @@ func TestSessionExit(t *testing.T) {
 		}
 	}
 }
+
+func TestRunNetworkFlag(t *testing.T) {
+	f, _, _ := testFactory()
+	var got *RunOptions
+	root := NewRoot(f)
+	root.RemoveCommand(root.Commands()...)
+	root.AddCommand(NewCmdRun(f, func(_ context.Context, o *RunOptions) error { got = o; return nil }))
+	root.SetArgs([]string{"run", "--network", "none"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Network != "none" || !got.set["network"] {
+		t.Fatalf("got network %q, set %v", got.Network, got.set)
+	}
+}

@@ -23,6 +23,8 @@ type RunOptions struct {
 	Rootfs string
 	Format string
 	Quiet  bool
+	// Network overrides vers.toml's [network] mode: isolated or none.
+	Network string
 	// set marks the flags given on the command line, which override vers.toml.
 	set map[string]bool
 }
@@ -52,6 +54,7 @@ func NewCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	fl.IntVar(&opts.FsMiB, "fs-size-vm-mib", 0, "root filesystem size in MiB (overrides vers.toml)")
 	fl.StringVar(&opts.Kernel, "kernel", "", "kernel image name (overrides vers.toml)")
 	fl.StringVar(&opts.Rootfs, "rootfs", "", "root filesystem image name (overrides vers.toml)")
+	fl.StringVar(&opts.Network, "network", "", "isolated (outbound connections only) or none (no network) (overrides vers.toml)")
 	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print only the VM id")
 	return cmd
@@ -65,7 +68,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	m := p.Config
 	req := api.CreateVMRequest{
 		Alias: o.Alias, MemMiB: m.Machine.MemMiB, VCPUs: m.Machine.VCPUs, FsMiB: m.Machine.FsMiB,
-		Kernel: m.Kernel.Name, Rootfs: m.Rootfs.Name,
+		Kernel: m.Kernel.Name, Rootfs: m.Rootfs.Name, Network: m.Network.Mode,
 	}
 	if o.set["mem-size-mib"] {
 		req.MemMiB = o.MemMiB
@@ -81,6 +84,9 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	}
 	if o.set["rootfs"] {
 		req.Rootfs = o.Rootfs
+	}
+	if o.set["network"] {
+		req.Network = o.Network
 	}
 	c, err := o.Client(ctx)
 	if err != nil {

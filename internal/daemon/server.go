@@ -140,7 +140,7 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 func specOf(req api.CreateVMRequest) vm.Spec {
 	return vm.Spec{
 		Alias: req.Alias, MemMiB: req.MemMiB, VCPUs: req.VCPUs, FsMiB: req.FsMiB,
-		Kernel: req.Kernel, Rootfs: req.Rootfs,
+		Kernel: req.Kernel, Rootfs: req.Rootfs, Network: req.Network,
 	}
 }
 

@@ -34,6 +34,11 @@ type Config struct {
 	Kernel struct {
 		Name string `toml:"name"`
 	} `toml:"kernel"`
+	Network struct {
+		// Mode is "isolated" (outbound connections only: no host loopback
+		// service, no other guest) or "none" (no network device).
+		Mode string `toml:"mode"`
+	} `toml:"network"`
 }
 
 // Defaults is the configuration `vers init` writes.
@@ -41,6 +46,7 @@ func Defaults() Config {
 	var c Config
 	c.Machine.MemMiB, c.Machine.VCPUs, c.Machine.FsMiB = 512, 1, 1024
 	c.Rootfs.Name, c.Kernel.Name = "default", "default.bin"
+	c.Network.Mode = "isolated"
 	return c
 }
 

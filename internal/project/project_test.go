@@ -55,6 +55,22 @@ name = "default.bin"
 	if p.Dir != dir || c.Machine.MemMiB != 1024 || c.Machine.VCPUs != 1 || c.Machine.FsMiB != 2048 || c.Rootfs.Name != "default" || c.Kernel.Name != "default.bin" {
 		t.Fatalf("got %+v in %s", c, p.Dir)
 	}
+	// The tutorial's vers.toml has no [network]: VMs are isolated.
+	if c.Network.Mode != "isolated" {
+		t.Fatalf("network mode %q, want isolated", c.Network.Mode)
+	}
+}
+
+func TestNetworkMode(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ConfigFile), []byte("[network]\nmode = \"none\"\n"), 0o644)
+	p, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Config.Network.Mode != "none" {
+		t.Fatalf("network mode %q, want none", p.Config.Network.Mode)
+	}
 }
 
 func TestBadConfig(t *testing.T) {

@@ -55,7 +55,52 @@ type Config struct {
 	// Frozen keeps the guest stopped after an incoming migration (-S): QEMU
 	// would otherwise resume a VM whose source was running.
 	Frozen bool
+	// Network is how the guest reaches the network; the zero value is
+	// NetIsolated. A migration target needs its source's network device, so
+	// a branch child keeps its parent's mode.
+	Network NetMode
 }
+
+// NetMode is how a VM reaches the network (see passt.go).
+type NetMode string
+
+const (
+	// NetIsolated, also the zero value: outbound connections only, through a
+	// passt process of the VM's own that maps no address to the host and
+	// forwards no port. No host loopback service and no other guest is
+	// reachable.
+	NetIsolated NetMode = "isolated"
+	// NetNone: no network device at all.
+	NetNone NetMode = "none"
+	// NetUnplugged: NetIsolated's network device with nothing behind it, for
+	// a QEMU that never runs its guest (a branch's snapshot holder). A
+	// migration matches the device, not what is behind it.
+	NetUnplugged NetMode = "unplugged"
+)
+
+// ParseNetMode reads a network mode as a user gives it: "isolated" (or
+// empty) or "none".
+func ParseNetMode(s string) (NetMode, error) {
+	switch m := NetMode(s); m {
+	case "", NetIsolated:
+		return NetIsolated, nil
+	case NetNone:
+		return NetNone, nil
+	}
+	return "", fmt.Errorf("network mode %q: use %q or %q: %w", s, NetIsolated, NetNone, ErrInvalid)
+}
+
+// Unplugged is the mode of a QEMU with the same devices as one of mode n
+// whose guest never runs: nothing on the host behind its network device.
+func (n NetMode) Unplugged() NetMode {
+	if n == NetNone {
+		return NetNone
+	}
+	return NetUnplugged
+}
+
+// isolated reports whether the mode needs a passt process.
+func (n NetMode) isolated() bool { return n == "" || n == NetIsolated }
 
 func (c Config) QMPSocket() string   { return filepath.Join(c.Dir, "qmp.sock") }
 func (c Config) AgentSocket() string { return filepath.Join(c.Dir, "agent.sock") }
@@ -99,6 +144,8 @@ func (c Config) Validate() error {
 		return bad("private memory needs a memory file")
 	case strings.ContainsAny(c.Cmdline, "\"\n\x00"):
 		return bad("kernel command line must not contain quotes, newlines or NUL")
+	case !c.Network.isolated() && c.Network != NetNone && c.Network != NetUnplugged:
+		return bad("network %q: must be %s, %s or %s", c.Network, NetIsolated, NetNone, NetUnplugged)
 	}
 	for _, p := range []struct{ what, path string }{
 		{"kernel", c.Kernel}, {"initrd", c.Initrd}, {"disk", c.Disk}, {"memory file", c.MemPath},
@@ -172,9 +219,8 @@ func (c Config) Args() []string {
 			"-device", "virtio-blk-device,drive="+RootNode+",id=disk0",
 		)
 	}
+	a = append(a, c.netArgs()...)
 	a = append(a,
-		"-netdev", "user,id=net0",
-		"-device", "virtio-net-device,netdev=net0,id=nic0",
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-device,rng=rng0,id=rngdev0",
 		"-device", "virtio-serial-device,id=vser0",
@@ -191,6 +237,21 @@ func (c Config) Args() []string {
 		a = append(a, "-incoming", "defer")
 	}
 	return a
+}
+
+// netArgs is the network device and what is behind it. An isolated VM's
+// is one end of a socket pair whose other end is its passt (see passt.go),
+// inherited as descriptor netFD: no path on the host leads to it.
+func (c Config) netArgs() []string {
+	nic := []string{"-device", "virtio-net-device,netdev=net0,id=nic0"}
+	switch {
+	case c.Network == NetNone:
+		return nil
+	case c.Network == NetUnplugged:
+		// A hub with no other port: frames go nowhere.
+		return append([]string{"-netdev", "hubport,id=net0,hubid=0"}, nic...)
+	}
+	return append([]string{"-netdev", "stream,id=net0,server=off,addr.type=fd,addr.str=" + strconv.Itoa(netFD)}, nic...)
 }
 
 // optEscape escapes a value for QEMU's key=value,... option syntax, where a

@@ -36,9 +36,9 @@ const (
 -serial chardev:console`
 	disk = `-blockdev driver=qcow2,node-name=root,discard=unmap,file.driver=file,file.filename=/v/vm1/root.qcow2
 -device virtio-blk-device,drive=root,id=disk0`
-	devices = `-netdev user,id=net0
--device virtio-net-device,netdev=net0,id=nic0
--object rng-random,id=rng0,filename=/dev/urandom
+	nic = `-netdev stream,id=net0,server=off,addr.type=fd,addr.str=3
+-device virtio-net-device,netdev=net0,id=nic0`
+	rest = `-object rng-random,id=rng0,filename=/dev/urandom
 -device virtio-rng-device,rng=rng0,id=rngdev0
 -device virtio-serial-device,id=vser0
 -chardev socket,id=agent,path=/v/vm1/agent.sock,server=on,wait=off
@@ -46,6 +46,7 @@ const (
 -D /v/vm1/qemu.log
 -pidfile /v/vm1/qemu.pid
 -daemonize`
+	devices = nic + "\n" + rest
 )
 
 func TestArgs(t *testing.T) {
@@ -111,6 +112,33 @@ func TestArgs(t *testing.T) {
 -m 256M
 -object memory-backend-ram,id=mem,size=256M
 `+sockets+"\n"+disk+"\n"+devices, "/v/vm1/", "/v/a,,b/")},
+		{"network isolated, named", func(c *Config) { c.Network = NetIsolated }, head + `
+-machine microvm,memory-backend=mem
+-accel tcg
+-cpu max
+-smp 2
+-m 256M
+-object memory-backend-ram,id=mem,size=256M
+` + kernel + "\n" + sockets + "\n" + disk + "\n" + devices},
+		{"network none: no device", func(c *Config) { c.Network = NetNone }, head + `
+-machine microvm,memory-backend=mem
+-accel tcg
+-cpu max
+-smp 2
+-m 256M
+-object memory-backend-ram,id=mem,size=256M
+` + kernel + "\n" + sockets + "\n" + disk + "\n" + rest},
+		{"network unplugged: the device, nothing behind it", func(c *Config) { c.Network = NetUnplugged }, head + `
+-machine microvm,memory-backend=mem
+-accel tcg
+-cpu max
+-smp 2
+-m 256M
+-object memory-backend-ram,id=mem,size=256M
+` + kernel + "\n" + sockets + "\n" + disk + `
+-netdev hubport,id=net0,hubid=0
+-device virtio-net-device,netdev=net0,id=nic0
+` + rest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,6 +214,9 @@ func TestValidate(t *testing.T) {
 		{"relative initrd", func(c *Config) { c.Initrd = "initrd" }, "initrd"},
 		{"relative disk", func(c *Config) { c.Disk = "root.qcow2" }, "disk"},
 		{"relative memory file", func(c *Config) { c.MemPath = "ram" }, "memory file"},
+		{"network none", func(c *Config) { c.Network = NetNone }, ""},
+		{"network unplugged", func(c *Config) { c.Network = NetUnplugged }, ""},
+		{"unknown network", func(c *Config) { c.Network = "user" }, "network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,9 @@ func needQEMU(t *testing.T) {
 	if _, err := ImgBinary(); err != nil {
 		t.Skipf("cannot create disks: %v", err)
 	}
+	if _, err := PasstBinary(); err != nil {
+		t.Skipf("cannot give VMs a network: %v", err)
+	}
 }
 
 // testConfig is a VM that boots nothing: QEMU runs its devices and QMP

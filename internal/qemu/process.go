@@ -193,13 +193,14 @@ func removeRuntimeFiles(cfg Config) {
 }
 
 // Kill kills cfg's QEMU, if the pidfile names one, without QMP (for when QMP
-// is unreachable), waits for it to exit and removes its sockets and pidfile.
-// It is not an error if nothing is running.
+// is unreachable), waits for it to exit and removes its sockets and pidfile;
+// then the same for its passt, if one is left. It is not an error if
+// nothing is running. Only Name and Dir of cfg are needed.
 func Kill(cfg Config) error {
 	p, err := openVerified(cfg)
 	if errors.Is(err, ErrNotRunning) {
 		removeRuntimeFiles(cfg)
-		return nil
+		return killPasst(cfg)
 	}
 	if err != nil {
 		return err
@@ -209,15 +210,16 @@ func Kill(cfg Config) error {
 		return fmt.Errorf("vm %s: %w", cfg.Name, err)
 	}
 	removeRuntimeFiles(cfg)
-	return nil
+	return killPasst(cfg)
 }
 
 // Instance is a running QEMU with a QMP connection. Its methods are safe for
 // concurrent use.
 type Instance struct {
-	cfg  Config
-	pid  int
-	proc *process
+	cfg    Config
+	pid    int
+	proc   *process
+	netPID int // its passt when it was started or attached; 0: none
 
 	mu      sync.Mutex
 	mon     *monitor // nil after Close or Stop
@@ -227,6 +229,10 @@ type Instance struct {
 }
 
 func (i *Instance) PID() int { return i.pid }
+
+// NetPID is the PID of the VM's passt as found when the Instance was
+// started or attached; 0 if it had none.
+func (i *Instance) NetPID() int { return i.netPID }
 func (i *Instance) Config() Config {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -335,7 +341,7 @@ func (i *Instance) Stop(ctx context.Context) error {
 		if errors.Is(err, ErrNotRunning) {
 			removeRuntimeFiles(i.cfg)
 			i.stopped = true
-			return nil
+			return killPasst(i.cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("stop vm %s: %w", i.cfg.Name, err)
@@ -363,5 +369,7 @@ func (i *Instance) Stop(ctx context.Context) error {
 	i.proc.release()
 	removeRuntimeFiles(i.cfg)
 	i.stopped = true
-	return nil
+	// passt exits by itself once QEMU's end of their socket closes; one
+	// that has not yet is killed.
+	return killPasst(i.cfg)
 }

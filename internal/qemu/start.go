@@ -34,22 +34,40 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("start vm %s: %w", cfg.Name, err)
 	}
 	removeRuntimeFiles(cfg)  // leftovers of a QEMU that died without cleaning up
+	killPasst(cfg)           // and of a start that died before its QEMU ran
 	os.Remove(cfg.QEMULog()) // so a failure reports this run's messages only
 
-	inst, err := launch(ctx, bin, cfg)
+	// The network comes first: QEMU connects its device to it as it starts.
+	var net *os.File
+	if cfg.Network.isolated() {
+		if net, err = startPasst(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("start vm %s: %w", cfg.Name, err)
+		}
+	}
+	inst, err := launch(ctx, bin, cfg, net)
+	if net != nil {
+		net.Close() // QEMU has its own copy, or failed
+	}
 	if err != nil {
-		// Whatever got as far as writing a pidfile goes, verified as ours.
+		// Whatever got as far as writing a pidfile goes, verified as ours,
+		// and the passt with it.
 		Kill(cfg)
 		removeRuntimeFiles(cfg)
 		return nil, fmt.Errorf("start vm %s: %w", cfg.Name, err)
 	}
+	inst.netPID, _ = PasstPIDOf(cfg)
 	return inst, nil
 }
 
-func launch(ctx context.Context, bin string, cfg Config) (*Instance, error) {
+// launch runs QEMU until it has daemonized; net, if not nil, becomes its
+// descriptor netFD.
+func launch(ctx context.Context, bin string, cfg Config, net *os.File) (*Instance, error) {
 	out := &tailBuffer{max: 4096}
 	cmd := exec.Command(bin, cfg.Args()...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if net != nil {
+		cmd.ExtraFiles = []*os.File{net}
+	}
 	// Own process group: a signal to the caller's group (Ctrl-C on a
 	// foreground daemon) must not hit QEMU while it is still starting.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -109,7 +127,10 @@ func Attach(ctx context.Context, cfg Config) (*Instance, error) {
 		}
 		return nil, fmt.Errorf("attach vm %s: %w", cfg.Name, err)
 	}
-	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon, lastMon: mon}, nil
+	// Its passt is found by pidfile too. A VM whose passt is gone runs on
+	// without a network; Stop and Kill end whichever passt there is.
+	netPID, _ := PasstPIDOf(cfg)
+	return &Instance{cfg: cfg, pid: proc.pid, proc: proc, mon: mon, lastMon: mon, netPID: netPID}, nil
 }
 
 // startOutput is what QEMU said while starting: errors found while parsing

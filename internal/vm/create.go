@@ -28,6 +28,8 @@ type Spec struct {
 	FsMiB  int
 	Kernel string
 	Rootfs string
+	// Network is "isolated" (also when empty) or "none"; see qemu.NetMode.
+	Network string
 }
 
 // Validate checks a spec against the host before anything is built or started.
@@ -35,7 +37,20 @@ func (m *Manager) Validate(spec Spec) error {
 	if err := ValidateAlias(spec.Alias); err != nil {
 		return err
 	}
+	if _, err := netMode(spec); err != nil {
+		return err
+	}
 	return m.cfg.Host.Check(spec.MemMiB, spec.VCPUs, spec.FsMiB)
+}
+
+// netMode is the network a spec asks for.
+func netMode(spec Spec) (qemu.NetMode, error) {
+	mode, err := qemu.ParseNetMode(spec.Network)
+	if err != nil {
+		return mode, fmt.Errorf("network mode %q: use %q (outbound connections only) or %q (no network): %w",
+			spec.Network, qemu.NetIsolated, qemu.NetNone, errdefs.ErrInvalid)
+	}
+	return mode, nil
 }
 
 // Check is Create's dry run: everything that can be known without building
@@ -77,7 +92,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err := m.Validate(spec); err != nil {
 		return api.VM{}, err
 	}
-	if err := m.hv.Available(); err != nil {
+	mode, _ := netMode(spec)
+	if err := m.hv.Available(mode); err != nil {
 		return api.VM{}, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
 	}
 	kernel, rootfs, err := m.images(ctx, spec)
@@ -102,7 +118,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	}
 	undo.Add(func() { m.store.DeleteVM(bg, row.ID) })
 
-	cfg, err := m.machineConfig(row, kernel)
+	cfg, err := m.machineConfig(row, kernel, mode)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -200,7 +216,7 @@ func imageErr(kind, name string, err error) error {
 }
 
 // machineConfig is the QEMU machine of a new VM.
-func (m *Manager) machineConfig(row store.VM, kernel image.Info) (qemu.Config, error) {
+func (m *Manager) machineConfig(row store.VM, kernel image.Info, network qemu.NetMode) (qemu.Config, error) {
 	dir := m.cfg.Layout.VMDir(row.ID)
 	c := qemu.Config{
 		Name:   row.ID,
@@ -211,6 +227,8 @@ func (m *Manager) machineConfig(row store.VM, kernel image.Info) (qemu.Config, e
 		Initrd: kernel.Initrd,
 		Disk:   dir + "/disk.qcow2",
 		Accel:  m.cfg.Accel,
+		// Children are started from this machine: they keep its network.
+		Network: network,
 	}
 	if m.cfg.CloneRAM {
 		c.MemPath = m.ownRAM(row.ID)

@@ -43,9 +43,15 @@ func (QEMU) RotateConsole(cfg qemu.Config) error {
 	return err
 }
 
-func (QEMU) Available() error {
-	_, err := qemu.Binary()
-	return err
+func (QEMU) Available(network qemu.NetMode) error {
+	if _, err := qemu.Binary(); err != nil {
+		return err
+	}
+	if network == qemu.NetIsolated {
+		_, err := qemu.PasstBinary()
+		return err
+	}
+	return nil
 }
 
 func (QEMU) CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMiB int) error {

@@ -150,7 +150,7 @@ func (h *fakeHV) Kill(cfg qemu.Config) error {
 	return nil
 }
 
-func (h *fakeHV) Available() error { return nil }
+func (h *fakeHV) Available(qemu.NetMode) error { return nil }
 
 func (h *fakeHV) RotateConsole(cfg qemu.Config) error {
 	h.mu.Lock()

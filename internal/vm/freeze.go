@@ -131,6 +131,8 @@ func (c *copyRAM) prepare(ctx context.Context, b *branch) error {
 	h.Dir = filepath.Join(b.snap.Dir, "h")
 	h.MemPath, h.MemPrivate = b.snap.MemPath, false
 	h.Incoming, h.Frozen = true, true
+	// The same network device, with no network behind it.
+	h.Network = h.Network.Unplugged()
 	// The holder needs a disk of the same shape but never reads it.
 	h.Disk = filepath.Join(h.Dir, "scratch.qcow2")
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {

@@ -26,8 +26,9 @@ type Hypervisor interface {
 	// Kill ends cfg's VM process outright, without talking to it, and
 	// waits until it is gone. Nothing running is not an error.
 	Kill(cfg qemu.Config) error
-	// Available says why no VM can be started here (QEMU missing), or nil.
-	Available() error
+	// Available says why no VM with that network can be started here
+	// (QEMU or the network's helper missing), or nil.
+	Available(network qemu.NetMode) error
 	// RotateConsole keeps a running VM's console log bounded, however much
 	// its guest writes.
 	RotateConsole(cfg qemu.Config) error

@@ -672,3 +672,22 @@ func TestGuestReboot(t *testing.T) {
 		t.Fatalf("a VM that resets %d times in a row is %q", rebootBudget+1, got.State)
 	}
 }
+
+func TestNetworkModes(t *testing.T) {
+	e := newEnv(t, true)
+	_, err := e.m.Create(e.ctx(), Spec{MemMiB: 512, VCPUs: 1, FsMiB: 1024, Kernel: "default.bin", Rootfs: "default", Network: "bridged"})
+	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "none") {
+		t.Fatalf("bad network mode: %v", err)
+	}
+	v, err := e.m.Create(e.ctx(), Spec{Alias: "off", MemMiB: 512, VCPUs: 1, FsMiB: 1024, Kernel: "default.bin", Rootfs: "default", Network: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.m.Branch(e.ctx(), v.ID, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.hv.inst(res.Children[0].ID).Config().Network; got != "none" {
+		t.Errorf("a child of a VM without network has network %q", got)
+	}
+}

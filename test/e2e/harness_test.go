@@ -109,7 +109,10 @@ func cleanupHome(home string) {
 	}
 	entries, _ := filepath.Glob(filepath.Join(home, "vms", "*", "qemu.pid"))
 	holders, _ := filepath.Glob(filepath.Join(home, "snapshots", "*", "h", "qemu.pid"))
-	entries = append(entries, holders...)
+	// A VM's passt ends with its QEMU; one left by a start that failed half
+	// way does not.
+	passts, _ := filepath.Glob(filepath.Join(home, "vms", "*", "passt.pid"))
+	entries = append(append(entries, holders...), passts...)
 	for _, p := range entries {
 		if b, err := os.ReadFile(p); err == nil {
 			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {

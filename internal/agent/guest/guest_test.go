@@ -1,7 +1,11 @@
 package guest
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -66,7 +70,7 @@ func TestSetupNetworkInNamespace(t *testing.T) {
 		}
 		cfg := DefaultNet
 		cfg.Iface = "lo" // the only interface of a new namespace
-		cfg.DNS = nil
+		cfg.DNS, cfg.Sysfs = nil, ""
 		if err := SetupNetwork(cfg, time.Second); err != nil {
 			errc <- err
 			return
@@ -87,6 +91,77 @@ func TestSetupNetworkInNamespace(t *testing.T) {
 		}
 		// Configuring twice is harmless (a restarted agent does it again).
 		errc <- SetupNetwork(cfg, time.Second)
+	}()
+	if err := <-errc; err != nil {
+		if err == unix.EPERM {
+			t.Skip("no permission to create a network namespace")
+		}
+		t.Fatal(err)
+	}
+}
+
+func TestHasNetDevice(t *testing.T) {
+	write := func(t *testing.T, sys, dev, id string) {
+		t.Helper()
+		dir := filepath.Join(sys, "bus/virtio/devices", dev)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "device"), []byte(id+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		devs map[string]string // device dir -> id
+		want bool
+	}{
+		{"no virtio bus", nil, false},
+		{"block, console, rng", map[string]string{"virtio0": "0x0002", "virtio1": "0x0003", "virtio2": "0x0004"}, false},
+		{"a network card among others", map[string]string{"virtio0": "0x0002", "virtio1": "0x0001"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := t.TempDir()
+			for dev, id := range tt.devs {
+				write(t, sys, dev, id)
+			}
+			if got := hasNetDevice(sys); got != tt.want {
+				t.Errorf("hasNetDevice = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// With no network device, SetupNetwork does not wait for an interface.
+func TestSetupNetworkWithoutDevice(t *testing.T) {
+	if unix.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		cfg := DefaultNet
+		cfg.Sysfs = t.TempDir() // lists no device
+		start := time.Now()
+		err := SetupNetwork(cfg, 10*time.Second)
+		if err == nil || !errors.Is(err, ErrNoNetDevice) {
+			errc <- fmt.Errorf("SetupNetwork = %v, want ErrNoNetDevice", err)
+			return
+		}
+		if d := time.Since(start); d > time.Second {
+			errc <- fmt.Errorf("SetupNetwork took %v: it waited for an interface", d)
+			return
+		}
+		lo, err := net.InterfaceByName("lo")
+		if err == nil && lo.Flags&net.FlagUp == 0 {
+			err = errors.New("lo is not up")
+		}
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		if err == unix.EPERM {

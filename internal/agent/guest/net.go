@@ -2,9 +2,13 @@ package guest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,19 +21,31 @@ type NetConfig struct {
 	Addr    net.IPNet // e.g. 10.0.2.15/24
 	Gateway net.IP    // e.g. 10.0.2.2
 	DNS     net.IP    // e.g. 10.0.2.3
+	// Sysfs, if set, is where to look for a network device before waiting
+	// for Iface (see hasNetDevice).
+	Sysfs string
 }
 
-// DefaultNet is what QEMU's -netdev user expects.
+// DefaultNet is the guest's side of the network vers gives VMs (the driver's
+// passt is configured to match, internal/qemu/passt.go); the addresses are
+// those of QEMU's user networking.
 var DefaultNet = NetConfig{
 	Iface:   "eth0",
 	Addr:    net.IPNet{IP: net.IPv4(10, 0, 2, 15).To4(), Mask: net.CIDRMask(24, 32)},
 	Gateway: net.IPv4(10, 0, 2, 2).To4(),
 	DNS:     net.IPv4(10, 0, 2, 3).To4(),
+	Sysfs:   "/sys",
 }
+
+// ErrNoNetDevice: the machine has no network device (a VM made with no
+// network); only lo is up.
+var ErrNoNetDevice = errors.New("no network device: loopback only")
 
 // SetupNetwork brings lo up, then the interface with its address and default
 // route, through rtnetlink (no dependency on tools in the root filesystem).
-// It writes /etc/resolv.conf only if the image has none.
+// It writes /etc/resolv.conf only if the image has none. On a machine with
+// no virtio network device it returns ErrNoNetDevice at once instead of
+// waiting for an interface that will never come.
 func SetupNetwork(cfg NetConfig, wait time.Duration) error {
 	nl, err := dialNetlink()
 	if err != nil {
@@ -42,6 +58,9 @@ func SetupNetwork(cfg NetConfig, wait time.Duration) error {
 	}
 	if err := nl.linkUp(lo.Index); err != nil {
 		return fmt.Errorf("lo up: %w", err)
+	}
+	if cfg.Sysfs != "" && !hasNetDevice(cfg.Sysfs) {
+		return ErrNoNetDevice
 	}
 	var ifc *net.Interface
 	deadline := time.Now().Add(wait)
@@ -70,6 +89,26 @@ func SetupNetwork(cfg NetConfig, wait time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// virtioNet is the virtio device id of a network card.
+const virtioNet = 0x0001
+
+// hasNetDevice reports whether sysfs (mounted at sys) lists a virtio
+// network device. The initramfs loads virtio_net before the agent runs, so
+// a device that exists is listed by then; its interface may come later.
+func hasNetDevice(sys string) bool {
+	devs, _ := filepath.Glob(filepath.Join(sys, "bus/virtio/devices/*/device"))
+	for _, d := range devs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		if id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 32); err == nil && id == virtioNet {
+			return true
+		}
+	}
+	return false
 }
 
 type netlinkConn struct {
