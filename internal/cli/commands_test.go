@@ -197,10 +197,21 @@ func TestExecuteSignals(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- root.Execute() }()
 			for i, s := range tt.sigs {
-				sigs <- s
+				select {
+				case sigs <- s:
+				case err := <-done:
+					t.Fatalf("vers ended before the signal: %v", err)
+				case <-time.After(10 * time.Second):
+					t.Fatal("vers does not take signals")
+				}
 				if i < tt.forwarded {
-					if got := <-forwarded; got != int(syscall.SIGINT) {
-						t.Fatalf("forwarded %d", got)
+					select {
+					case got := <-forwarded:
+						if got != int(syscall.SIGINT) {
+							t.Fatalf("forwarded %d", got)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatal("the signal did not reach the command")
 					}
 				}
 			}
