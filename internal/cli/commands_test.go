@@ -295,6 +295,19 @@ func TestRunValidatesBeforeBuilding(t *testing.T) {
 	}
 }
 
+// TestRunRefusesAfterBuildingBeforeBooting: what only a built image tells
+// (its size) is refused before "Booting" is printed.
+func TestRunRefusesAfterBuildingBeforeBooting(t *testing.T) {
+	e := newEnv(t)
+	e.d.validateErrBuilt = &client.Error{Code: api.CodeInvalid, Message: "fs_size_vm_mib 16 is smaller than the \"default\" image"}
+	if code := e.run("run", "--fs-size-vm-mib", "16"); code != ExitInvalid {
+		t.Fatalf("exit %d", code)
+	}
+	if len(e.d.created) != 0 || strings.Contains(e.errOut.String(), "Booting") {
+		t.Fatalf("created %v, stderr %q", e.d.created, e.errOut)
+	}
+}
+
 func TestStatus(t *testing.T) {
 	e := newEnv(t)
 	if code := e.run("status"); code != 0 {

@@ -25,6 +25,9 @@ type fakeDaemon struct {
 	vms []api.VM
 
 	validateErr, createErr, deleteErr, branchErr error
+	// validateErrBuilt is what validation says once images were built (a
+	// disk smaller than the built root filesystem).
+	validateErrBuilt error
 	// exec runs an Exec; nil answers exit 0.
 	exec func(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error)
 	// images are the known images, in order; a build makes one built.
@@ -76,6 +79,9 @@ func (d *fakeDaemon) ListVMs(context.Context) ([]api.VM, error) {
 func (d *fakeDaemon) GetVM(_ context.Context, ref string) (api.VM, error) { return d.find(ref) }
 func (d *fakeDaemon) ValidateVM(_ context.Context, req api.CreateVMRequest) error {
 	d.validated = append(d.validated, req)
+	if d.validateErrBuilt != nil && len(d.builds) > 0 {
+		return d.validateErrBuilt
+	}
 	return d.validateErr
 }
 func (d *fakeDaemon) CreateVM(_ context.Context, req api.CreateVMRequest) (api.VM, error) {

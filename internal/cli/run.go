@@ -101,6 +101,11 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if err := ensureImages(ctx, c, o.f.ErrOut, req.Kernel, req.Rootfs); err != nil {
 		return err
 	}
+	// What only a built image can tell (is the disk as large as the root
+	// filesystem?) is checked again before a boot is announced.
+	if err := c.ValidateVM(ctx, req); err != nil {
+		return err
+	}
 	if o.Format == "text" && !o.Quiet {
 		fmt.Fprintf(o.f.ErrOut, "Booting VM (%d MiB, %d vCPU, %d MiB disk)...\n", req.MemMiB, req.VCPUs, req.FsMiB)
 	}
