@@ -37,13 +37,13 @@ func TestHostLimitsCheck(t *testing.T) {
 }
 
 func TestValidateAlias(t *testing.T) {
-	for _, ok := range []string{"", "db-root", "migration-premium", "g", "A.b_c-1", "vm1", "cafe.1", "bad_1"} {
+	for _, ok := range []string{"", "db-root", "migration-premium", "a", "db", "c1", "bad", "1234", "A.b_c-1", "vm1", "cafe.1", "deadbeeg"} {
 		if err := ValidateAlias(ok); err != nil {
 			t.Errorf("ValidateAlias(%q) = %v", ok, err)
 		}
 	}
 	// The last ones could be read as VM ids or id prefixes.
-	for _, bad := range []string{"-x", "a b", "a/b", "ä", string(make([]byte, 70)), "a", "bad", "1234", "deadbeef-00", "0e7f6c1a-9d2b-4c3e-8f10-2a3b4c5d6e7f"} {
+	for _, bad := range []string{"-x", "a b", "a/b", "ä", string(make([]byte, 70)), "deadbeef", "deadbeef-00", "12345678", "0e7f6c1a-9d2b-4c3e-8f10-2a3b4c5d6e7f"} {
 		if err := ValidateAlias(bad); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("ValidateAlias(%q) = %v, want ErrInvalid", bad, err)
 		}

@@ -107,12 +107,14 @@ func (m *Manager) Accel() string { return m.cfg.Accel }
 
 var (
 	aliasRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	// idLikeRE matches what could be a VM id or the start of one.
-	idLikeRE = regexp.MustCompile(`^[0-9a-fA-F-]+$`)
+	// idLikeRE matches what reads as a VM id or an id prefix as people copy
+	// them (eight hex digits or more, as a short commit hash).
+	idLikeRE = regexp.MustCompile(`^[0-9a-fA-F-]{8,}$`)
 )
 
 // ValidateAlias reports whether s can name a VM. An alias never looks like
-// an id (only hex digits and '-'), so a name always means one VM.
+// an id (eight or more hex digits and '-'), so such a name always means an
+// id; a shorter word means the VM with that alias before any id prefix.
 func ValidateAlias(s string) error {
 	switch {
 	case s == "":
@@ -120,7 +122,7 @@ func ValidateAlias(s string) error {
 	case !aliasRE.MatchString(s):
 		return fmt.Errorf("alias %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit: %w", s, errdefs.ErrInvalid)
 	case idLikeRE.MatchString(s):
-		return fmt.Errorf("alias %q could be read as a VM id (only hex digits and '-'); use a letter from g to z, '_' or '.' in it: %w", s, errdefs.ErrInvalid)
+		return fmt.Errorf("alias %q could be read as a VM id (eight or more hex digits and '-'); use a letter from g to z, '_' or '.' in it: %w", s, errdefs.ErrInvalid)
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func TestCreateUndoesEveryStep(t *testing.T) {
 			s.setup(e)
 			alias := "ok"
 			if s.name == "bad alias" {
-				alias = "abc"
+				alias = "abcdef012"
 			}
 			_, err := e.m.Create(e.ctx(), Spec{Alias: alias, MemMiB: 512, VCPUs: 1, FsMiB: 1024, Kernel: "default.bin", Rootfs: "default"})
 			if err == nil {
