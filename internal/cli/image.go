@@ -97,7 +97,7 @@ func ensureImages(ctx context.Context, c Daemon, errOut io.Writer, names ...stri
 // unavailable).
 func imageError(name string, err error) error {
 	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("image %s: build interrupted; nothing was kept: %w", name, errCancelled)
+		return fmt.Errorf("image %s: build interrupted; versd keeps nothing of it unless another client still waits for it: %w", name, errCancelled)
 	}
 	return err
 }

@@ -89,7 +89,7 @@ func TestImageBuildInterrupted(t *testing.T) {
 	if code := Main(ctx, e.f, []string{"image", "build", "default"}); code != ExitCancelled {
 		t.Fatalf("exit %d, want %d", code, ExitCancelled)
 	}
-	want := "[default] step 1/3: debootstrap…\nvers: image default: build interrupted; nothing was kept\n"
+	want := "[default] step 1/3: debootstrap…\nvers: image default: build interrupted; versd keeps nothing of it unless another client still waits for it\n"
 	if got := e.errOut.String(); got != want {
 		t.Fatalf("stderr %q, want %q", got, want)
 	}
@@ -163,7 +163,7 @@ func TestRunBuildsImages(t *testing.T) {
 	if code := Main(ctx, e.f, []string{"run"}); code != ExitCancelled || len(e.d.created) != 0 {
 		t.Fatalf("interrupted: exit %d, created %v", code, e.d.created)
 	}
-	if got := e.errOut.String(); !strings.HasSuffix(got, "vers: image default: build interrupted; nothing was kept\n") || strings.Contains(got, "Booting") {
+	if got := e.errOut.String(); !strings.HasSuffix(got, "vers: image default: build interrupted; versd keeps nothing of it unless another client still waits for it\n") || strings.Contains(got, "Booting") {
 		t.Fatalf("stderr %q", got)
 	}
 }

@@ -58,7 +58,7 @@ func TestImageBuild(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 		t.Fatalf("interrupted build: %v, want exit 7; stderr:\n%s", err, strings.Join(seen, "\n"))
 	}
-	if last := seen[len(seen)-1]; last != "vers: image default.bin: build interrupted; nothing was kept" {
+	if last := seen[len(seen)-1]; last != "vers: image default.bin: build interrupted; versd keeps nothing of it unless another client still waits for it" {
 		t.Fatalf("interrupted build: stderr ends %q", last)
 	}
 	waitFor(t, "versd to clean up the cancelled build", 30*time.Second, func() bool {
