@@ -50,9 +50,11 @@ func ensureDaemon(ctx context.Context, layout paths.Layout, errOut io.Writer) (*
 				"vers: build vers again (scripts/setup.sh does), then run any vers command (VMs keep running)\n", h.PID, why)
 			return c, nil
 		}
-	} else if !errors.Is(err, client.ErrDaemonDown) {
+	} else if answered(err) {
 		return nil, err
 	}
+	// Down, or going (a connection cut by a daemon that another command is
+	// restarting): look again under the start lock.
 	if err := os.MkdirAll(layout.Home, 0o700); err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func ensureDaemon(ctx context.Context, layout paths.Layout, errOut io.Writer) (*
 		if err := stopDaemon(ctx, layout, h.PID); err != nil {
 			return nil, err
 		}
-	case !errors.Is(err, client.ErrDaemonDown):
+	case answered(err):
 		return nil, err
 	}
 	if err := startDaemon(ctx, layout); err != nil {
@@ -90,6 +92,13 @@ func ensureDaemon(ctx context.Context, layout paths.Layout, errOut io.Writer) (*
 		return nil, err
 	}
 	return c, nil
+}
+
+// answered reports whether err is versd's own answer (an API error), as
+// opposed to no daemon or a connection that failed.
+func answered(err error) bool {
+	var ae *client.Error
+	return errors.As(err, &ae)
 }
 
 // restartReason says why the daemon h should be replaced, or "" when it
