@@ -197,6 +197,12 @@ func (i *Instance) SaveState(ctx context.Context, path string) error {
 	if _, err := i.WaitMigration(ctx, time.Millisecond, func(s string) bool { return s == "completed" }); err != nil {
 		return err
 	}
+	// QEMU 7.2 reports the migration completed a moment before the VM
+	// leaves finish-migrate, and refuses a cont until it has ("Migration
+	// is not finalized yet"): wait for that too.
+	if _, err := i.WaitStatus(ctx, 200*time.Microsecond, "paused", "postmigrate", "running"); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
 	return nil
 }
 
