@@ -8,7 +8,12 @@ source scripts/setup.sh
 export VERS_IMAGE_DIR="${VERS_IMAGE_DIR:-/var/lib/vers/images}"
 export VERS_BIN="$PWD/bin"
 echo "==> building images (cached after the first run)"
+# versd builds them; one that this script starts for it is stopped after.
+home="${VERS_HOME:-/var/lib/vers}"
+running() { [ -f "$home/versd.pid" ] && kill -0 "$(cat "$home/versd.pid")" 2>/dev/null; }
+if running; then started=""; else started=1; fi
 bin/vers image build
+if [ -n "$started" ] && running; then kill "$(cat "$home/versd.pid")"; fi
 echo "==> go vet, staticcheck"
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
