@@ -39,6 +39,12 @@ type VM struct {
 	CreatedAt   time.Time `json:"created_at"`
 	// BootMillis is how long the VM took from create to agent-ready.
 	BootMillis int64 `json:"boot_ms,omitempty"`
+	// OriginCommit is the commit the VM was started from (run-commit, or a
+	// branch of a commit), if it was.
+	OriginCommit string `json:"origin_commit,omitempty"`
+	// LastCommit is the newest commit in the VM's history: the last one
+	// made of it, or the one it (or an ancestor) was started from.
+	LastCommit string `json:"last_commit,omitempty"`
 }
 
 // CreateVMRequest asks versd to boot a new VM.
