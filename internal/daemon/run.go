@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/internal/agent"
+	"vers/internal/chunk"
 	"vers/internal/buildid"
 	"vers/internal/config"
 	"vers/internal/fault"
@@ -85,7 +86,12 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	if err != nil {
 		return err
 	}
+	chunks, err := chunk.OpenDir(layout.ChunksDir())
+	if err != nil {
+		return fmt.Errorf("chunk store: %w", err)
+	}
 	vcfg := vm.Config{
+		Chunks: chunk.New(chunks),
 		Layout: layout, Store: st, Images: images, Log: log,
 		Hypervisor: vm.QEMU{}, Dial: agent.Dial, RAM: vm.RAMPool{}, Groups: vm.CgroupGroups{},
 		Accel: accel, RAMDir: pool.Dir, CloneRAM: pool.Reflink,

@@ -26,5 +26,8 @@ func (l Layout) VMsDir() string    { return filepath.Join(l.Home, "vms") }
 // VMDir holds everything one VM owns: its disk overlay, sockets, logs.
 func (l Layout) VMDir(id string) string { return filepath.Join(l.Home, "vms", id) }
 
+// ChunksDir is the chunk store commits are kept in (internal/chunk).
+func (l Layout) ChunksDir() string { return filepath.Join(l.Home, "chunks") }
+
 // SnapshotsDir holds immutable snapshots (disk layers, memory, device state).
 func (l Layout) SnapshotsDir() string { return filepath.Join(l.Home, "snapshots") }

@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,4 +101,63 @@ func CreateBlank(ctx context.Context, path string, sizeMiB int) error {
 	}
 	_, err := runImg(ctx, "create", "-q", "-f", "qcow2", path, strconv.Itoa(sizeMiB)+"M")
 	return err
+}
+
+// qcow2Magic begins every qcow2 image.
+var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
+
+// Backing reads the backing file a disk image names and that file's
+// format, from the image's qcow2 header; a raw image (or a qcow2 without
+// backing) has none. Both formats are told apart by their magic, which is
+// safe here: every image in a chain is one vers made.
+func Backing(path string) (backing, format string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	var hdr [20]byte
+	if n, _ := f.ReadAt(hdr[:], 0); n < len(hdr) || !bytes.Equal(hdr[:4], qcow2Magic) {
+		return "", "", nil
+	}
+	off := binary.BigEndian.Uint64(hdr[8:16])
+	size := binary.BigEndian.Uint32(hdr[16:20])
+	if off == 0 || size == 0 {
+		return "", "", nil
+	}
+	if size > 4096 {
+		return "", "", fmt.Errorf("%s: backing file name of %d bytes: not an image vers made", path, size)
+	}
+	name := make([]byte, size)
+	if _, err := f.ReadAt(name, int64(off)); err != nil {
+		return "", "", fmt.Errorf("%s: read backing file name: %w", path, err)
+	}
+	backing = string(name)
+	format, err = Format(backing)
+	return backing, format, err
+}
+
+// Format is "qcow2" or "raw", by the image's magic.
+func Format(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if n, _ := f.ReadAt(magic, 0); n == 4 && bytes.Equal(magic, qcow2Magic) {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+// Rebase makes the qcow2 image at path name backing (of format) as its
+// backing file, without looking at either's data: the caller knows backing
+// holds what the old one did.
+func Rebase(ctx context.Context, path, backing, format string) error {
+	_, err := runImg(ctx, "rebase", "-u", "-f", "qcow2", "-F", format, "-b", backing, path)
+	if err != nil {
+		return fmt.Errorf("rebase %s: %w", path, err)
+	}
+	return nil
 }

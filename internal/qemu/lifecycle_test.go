@@ -619,3 +619,38 @@ func TestQEMULogAfterDaemonize(t *testing.T) {
 	}
 	inst.Stop(ctx)
 }
+
+func TestBackingAndRebase(t *testing.T) {
+	if _, err := ImgBinary(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(base, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mid, top := filepath.Join(dir, "mid.qcow2"), filepath.Join(dir, "top.qcow2")
+	if err := CreateOverlay(ctx, base, "raw", mid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateOverlay(ctx, mid, "qcow2", top, 0); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string][2]string{base: {"", ""}, mid: {base, "raw"}, top: {mid, "qcow2"}} {
+		b, f, err := Backing(path)
+		if err != nil || b != want[0] || f != want[1] {
+			t.Errorf("Backing(%s) = %q, %q, %v; want %q, %q", filepath.Base(path), b, f, err, want[0], want[1])
+		}
+	}
+	moved := filepath.Join(dir, "moved.qcow2")
+	if err := os.Rename(mid, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rebase(ctx, top, moved, "qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	if b, f, _ := Backing(top); b != moved || f != "qcow2" {
+		t.Errorf("after rebase: %q, %q", b, f)
+	}
+}

@@ -25,6 +25,9 @@ type Snapshot struct {
 	Phase string
 	// NextDisk is the overlay the source moves onto in the freeze.
 	NextDisk string
+	// CommitID is the commit whose state this snapshot brought out of the
+	// chunk store (it has no source VM then).
+	CommitID string
 }
 
 // Branch phases, as recorded with the snapshot.
@@ -38,12 +41,12 @@ const (
 	PhaseReady = "ready"
 )
 
-const snapshotColumns = `id, source_vm, created_at, dir, layer, mem_path, state_path, machine, phase, next_disk`
+const snapshotColumns = `id, source_vm, created_at, dir, layer, mem_path, state_path, machine, phase, next_disk, commit_id`
 
 func scanSnapshot(row interface{ Scan(...any) error }, extra ...any) (Snapshot, error) {
 	var sn Snapshot
 	var created int64
-	dst := append([]any{&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine, &sn.Phase, &sn.NextDisk}, extra...)
+	dst := append([]any{&sn.ID, &sn.SourceVM, &created, &sn.Dir, &sn.Layer, &sn.MemPath, &sn.StatePath, &sn.Machine, &sn.Phase, &sn.NextDisk, &sn.CommitID}, extra...)
 	err := row.Scan(dst...)
 	sn.CreatedAt = time.Unix(0, created).UTC()
 	return sn, err
@@ -83,8 +86,8 @@ func (t *Tx) CreateSnapshot(ctx context.Context, sn Snapshot) error {
 	if sn.Phase == "" {
 		sn.Phase = PhaseReady
 	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		sn.ID, sn.SourceVM, sn.CreatedAt.UnixNano(), sn.Dir, sn.Layer, sn.MemPath, sn.StatePath, sn.Machine, sn.Phase, sn.NextDisk)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO snapshots (`+snapshotColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+		sn.ID, sn.SourceVM, sn.CreatedAt.UnixNano(), sn.Dir, sn.Layer, sn.MemPath, sn.StatePath, sn.Machine, sn.Phase, sn.NextDisk, sn.CommitID)
 	if err != nil {
 		return fmt.Errorf("create snapshot %s: %w", sn.ID, err)
 	}
@@ -106,7 +109,8 @@ func (t *Tx) CopyDiskRefs(ctx context.Context, src, dst string) error {
 
 // UpdateVM is Store.UpdateVM inside the transaction.
 func (t *Tx) UpdateVM(ctx context.Context, v VM) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=?, snapshot_id=? WHERE id=?`, v.State, v.PID, v.BootMillis, v.Machine, nullable(v.SnapshotID), v.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=?, snapshot_id=?, origin_commit=?, last_commit=? WHERE id=?`,
+		v.State, v.PID, v.BootMillis, v.Machine, nullable(v.SnapshotID), v.OriginCommit, v.LastCommit, v.ID)
 	if err != nil {
 		return fmt.Errorf("update vm %s: %w", v.ID, err)
 	}
@@ -222,4 +226,48 @@ func (s *Store) DropSnapshot(ctx context.Context, id string) error {
 		_, err := tx.tx.ExecContext(ctx, `DELETE FROM snapshots WHERE id=?`, id)
 		return err
 	})
+}
+
+// DropHolds removes every reference held under a name that starts with
+// prefix: the holds of operations a crash interrupted.
+func (s *Store) DropHolds(ctx context.Context, prefix string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM refs WHERE vm_id LIKE ? ESCAPE '\'`, likeEscape(prefix)+"%")
+	return err
+}
+
+// DropRefs removes every reference holder holds.
+func (s *Store) DropRefs(ctx context.Context, holder string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM refs WHERE vm_id=?`, holder)
+	return err
+}
+
+// FinishSnapshot records a snapshot's layer and machine once they are
+// made, and its phase.
+func (t *Tx) FinishSnapshot(ctx context.Context, sn Snapshot) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE snapshots SET layer=?, machine=?, phase=? WHERE id=?`, sn.Layer, sn.Machine, sn.Phase, sn.ID)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", sn.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("snapshot %s: %w", sn.ID, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// HoldersLike lists who holds references under a name starting with prefix.
+func (s *Store) HoldersLike(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT vm_id FROM refs WHERE vm_id LIKE ? ESCAPE '\' ORDER BY vm_id`, likeEscape(prefix)+"%")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
 }

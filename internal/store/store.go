@@ -36,6 +36,10 @@ type VM struct {
 	// Machine is the hypervisor's configuration (opaque JSON), kept so a
 	// restarted daemon re-attaches to exactly the process it started.
 	Machine string
+	// OriginCommit is the commit the VM was started from; LastCommit the
+	// newest commit in its history (a sleeping VM's is its state).
+	OriginCommit string
+	LastCommit   string
 }
 
 // Store is the metadata database.
@@ -84,6 +88,44 @@ var migrations = []string{
 	// or undoes it by the same steps (internal/vm Recover).
 	`ALTER TABLE snapshots ADD COLUMN phase TEXT NOT NULL DEFAULT 'ready';
 	ALTER TABLE snapshots ADD COLUMN next_disk TEXT NOT NULL DEFAULT '';`,
+	// Commits: immutable records of a VM's whole state in the chunk store
+	// (internal/chunk); tags name them. A VM remembers the commit it was
+	// started from and the newest one in its history; a snapshot made from
+	// a commit (its state brought out of the store) says which. file_blobs
+	// remembers which stored blob an immutable file (an image, a snapshot
+	// layer) holds, so it is read and hashed once.
+	`CREATE TABLE commits (
+		id           TEXT PRIMARY KEY,
+		manifest     TEXT NOT NULL,
+		kind         TEXT NOT NULL,
+		source_vm    TEXT NOT NULL DEFAULT '',
+		source_alias TEXT NOT NULL DEFAULT '',
+		parent       TEXT NOT NULL DEFAULT '',
+		message      TEXT NOT NULL DEFAULT '',
+		created_at   INTEGER NOT NULL,
+		logical      INTEGER NOT NULL,
+		added        INTEGER NOT NULL,
+		mem_mib      INTEGER NOT NULL,
+		vcpus        INTEGER NOT NULL,
+		fs_mib       INTEGER NOT NULL
+	);
+	CREATE TABLE tags (
+		name       TEXT PRIMARY KEY,
+		commit_id  TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE INDEX tags_commit ON tags(commit_id);
+	CREATE TABLE file_blobs (
+		path     TEXT PRIMARY KEY,
+		dev      INTEGER NOT NULL,
+		ino      INTEGER NOT NULL,
+		size     INTEGER NOT NULL,
+		mtime_ns INTEGER NOT NULL,
+		blob     TEXT NOT NULL
+	);
+	ALTER TABLE vms ADD COLUMN origin_commit TEXT NOT NULL DEFAULT '';
+	ALTER TABLE vms ADD COLUMN last_commit TEXT NOT NULL DEFAULT '';
+	ALTER TABLE snapshots ADD COLUMN commit_id TEXT NOT NULL DEFAULT '';`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -127,12 +169,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 func (s *Store) Close() error { return s.db.Close() }
 
-const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine`
+const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit`
 
 func scanVM(row interface{ Scan(...any) error }) (VM, error) {
 	var v VM
 	var created int64
-	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis, &v.Machine)
+	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis, &v.Machine, &v.OriginCommit, &v.LastCommit)
 	v.CreatedAt = time.Unix(0, created).UTC()
 	return v, err
 }
@@ -154,9 +196,9 @@ type execer interface {
 }
 
 func createVM(ctx context.Context, db execer, v VM) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine)
+	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine, v.OriginCommit, v.LastCommit)
 	if isUnique(err) && v.Alias != "" {
 		return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", v.Alias, errdefs.ErrConflict)
 	}

@@ -222,3 +222,58 @@ func TestGarbageSkipsBranchesUnderWay(t *testing.T) {
 		t.Fatalf("a finished branch with no children: %v", memFree)
 	}
 }
+
+func TestCommitsAndTags(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	now := time.Now()
+	for i, id := range []string{"aaaa1111", "aaaa2222", "bbbb3333"} {
+		c := Commit{ID: id, Manifest: "{}", Kind: "commit", CreatedAt: now.Add(time.Duration(i) * time.Second), Logical: 10, MemMiB: 512, VCPUs: 1, FsMiB: 1024}
+		if err := s.Update(ctx, func(tx *Tx) error { return tx.CreateCommit(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := Commit{ID: "aaaa1111", Manifest: "{}", Kind: "commit", CreatedAt: now}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.CreateCommit(ctx, dup) }); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("duplicate commit: %v, want conflict", err)
+	}
+	tag := func(name, id string, move bool) error {
+		return s.Update(ctx, func(tx *Tx) error { return tx.SetTag(ctx, Tag{Name: name, CommitID: id, CreatedAt: now}, move) })
+	}
+	if err := tag("ready", "bbbb3333", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := tag("ready", "aaaa1111", false); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("existing tag: %v, want conflict", err)
+	}
+	for ref, want := range map[string]string{"ready": "bbbb3333", "aaaa2": "aaaa2222", "bbbb3333": "bbbb3333"} {
+		if c, err := s.ResolveCommit(ctx, ref); err != nil || c.ID != want {
+			t.Errorf("ResolveCommit(%q) = %q, %v; want %q", ref, c.ID, err, want)
+		}
+	}
+	if _, err := s.ResolveCommit(ctx, "aaaa"); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("ambiguous prefix: %v", err)
+	}
+	if _, err := s.ResolveCommit(ctx, "zz"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("unknown: %v", err)
+	}
+	if err := tag("ready", "aaaa1111", true); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.ResolveCommit(ctx, "ready"); c.ID != "aaaa1111" {
+		t.Errorf("moved tag names %q", c.ID)
+	}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.DeleteCommit(ctx, "aaaa1111") }); err != nil {
+		t.Fatal(err)
+	}
+	if tags, _ := s.ListTags(ctx); len(tags) != 0 {
+		t.Errorf("tags of a deleted commit stay: %v", tags)
+	}
+	if err := s.DeleteTag(ctx, "ready"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("delete missing tag: %v", err)
+	}
+	list, _ := s.ListCommits(ctx)
+	if len(list) != 2 || list[0].ID != "bbbb3333" {
+		t.Errorf("ListCommits = %v, want newest first", list)
+	}
+}

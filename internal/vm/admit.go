@@ -50,6 +50,14 @@ func (m *Manager) reserve(ctx context.Context, a admission, rows []store.VM) err
 	})
 }
 
+// admitLocked checks that the host has room for a, in the critical section
+// of reserve, for a VM whose row exists already (one that wakes).
+func (m *Manager) admitLocked(ctx context.Context, a admission) error {
+	m.admitMu.Lock()
+	defer m.admitMu.Unlock()
+	return m.admit(ctx, a)
+}
+
 func (m *Manager) admit(ctx context.Context, a admission) error {
 	total := m.cfg.Host.MemMiB
 	if total <= 0 {
@@ -61,7 +69,7 @@ func (m *Manager) admit(ctx context.Context, a admission) error {
 	}
 	charged, creating := 0, 0
 	for _, r := range rows {
-		if r.State == api.StateDead {
+		if r.State == api.StateDead || r.State == api.StateSleeping {
 			continue
 		}
 		if r.ParentID == "" {

@@ -85,6 +85,24 @@ type branch struct {
 	// snapUndo undoes the snapshot, until the parent's disk moves onto it;
 	// undo undoes everything else (the children, the holder) on any failure.
 	snapUndo, undo *revert.Reverter
+	// hold, when set, names who holds the snapshot once the branch ends
+	// (see branchLocked).
+	hold string
+	// stayPaused: the parent was paused before the branch, and stays so.
+	stayPaused bool
+	// origin, for VMs started from a commit, is that commit: there is no
+	// parent, and the snapshot was brought out of the chunk store.
+	origin *store.Commit
+}
+
+// diskFrom is whose disk references the children take: the parent's, or
+// for VMs started from a commit those their snapshot holds (its lower
+// layers).
+func (b *branch) diskFrom() string {
+	if b.origin != nil {
+		return snapHolder + b.snap.ID
+	}
+	return b.parent.ID
 }
 
 // Branch freezes the running VM ref and starts count children from that
@@ -107,29 +125,42 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		return BranchResult{}, err
 	}
 	defer mc.unlock()
-	b := &branch{m: m, parent: parent, mc: mc, pcfg: mc.inst.Config(), start: start,
+	b, err := m.branchLocked(ctx, start, parent, mc, aliases, "")
+	if err != nil {
+		return BranchResult{}, err
+	}
+	return b.result(), nil
+}
+
+// branchLocked runs a branch's phases on a parent whose operation lock the
+// caller holds. With no aliases it only freezes the parent into a snapshot
+// (a commit). With hold, the snapshot's RAM and the parent's disk chain are
+// held under that name, from the same transaction that ends the branch,
+// until the caller lets go of them (releaseHold).
+func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent store.VM, mc *machine, aliases []string, hold string) (*branch, error) {
+	b := &branch{m: m, parent: parent, mc: mc, pcfg: mc.inst.Config(), start: start, hold: hold,
 		snapUndo: revert.New(), undo: revert.New()}
 	b.ram = m.freezerFor(b.pcfg)
 	defer b.snapUndo.Fail()
 	defer b.undo.Fail()
 	if err := b.reserve(ctx, aliases); err != nil {
-		return BranchResult{}, err
+		return nil, err
 	}
 	if err := within(ctx, prepareTimeout, b.prepare); err != nil {
-		return BranchResult{}, err
+		return nil, err
 	}
 	if err := within(ctx, freezeTimeout, b.freeze); err != nil {
-		return BranchResult{}, err
+		return nil, err
 	}
 	if err := b.startChildren(ctx); err != nil {
-		return BranchResult{}, err
+		return nil, err
 	}
 	if err := b.record(ctx); err != nil {
-		return BranchResult{}, err
+		return nil, err
 	}
 	b.undo.Success()
 	b.ram.done(b)
-	return b.result(), nil
+	return b, nil
 }
 
 // childAliases names count children after alias, checking each name.
@@ -294,16 +325,21 @@ func (b *branch) freeze(ctx context.Context) error {
 // returns when the stop began; on failure the parent runs again.
 func (b *branch) stopAndSwitch(ctx context.Context) (time.Time, error) {
 	inst, bg := b.mc.inst, context.WithoutCancel(ctx)
+	if st, err := inst.Status(ctx); err != nil {
+		return time.Time{}, b.m.qemuErr(b.parent, err)
+	} else if st == "paused" {
+		b.stayPaused = true
+	}
 	if err := inst.Pause(ctx); err != nil {
 		return time.Time{}, b.m.qemuErr(b.parent, err)
 	}
 	stopped := time.Now()
 	if err := b.m.inject("branch.in-pause"); err != nil {
-		b.m.resume(bg, inst)
+		b.resumeParent(bg)
 		return stopped, err
 	}
 	if err := inst.SwitchDisk(ctx, b.nextDisk, "d-"+b.snap.ID[:8]); err != nil {
-		b.m.resume(bg, inst)
+		b.resumeParent(bg)
 		return stopped, fmt.Errorf("switch disk: %w", b.m.qemuErr(b.parent, err))
 	}
 	fault.Crash("branch.crash-in-pause")
@@ -428,10 +464,20 @@ func (b *branch) record(ctx context.Context) error {
 			if err := tx.UpdateVM(bg, k); err != nil {
 				return err
 			}
-			if err := tx.CopyDiskRefs(bg, b.parent.ID, k.ID); err != nil {
+			if err := tx.CopyDiskRefs(bg, b.diskFrom(), k.ID); err != nil {
 				return err
 			}
+			if b.origin != nil {
+				if err := tx.AddRef(bg, store.Ref{VMID: k.ID, SnapshotID: b.snap.ID, Kind: store.RefDisk}); err != nil {
+					return err
+				}
+			}
 			if err := tx.AddRef(bg, store.Ref{VMID: k.ID, SnapshotID: b.snap.ID, Kind: store.RefMem}); err != nil {
+				return err
+			}
+		}
+		if b.hold != "" {
+			if err := holdSnapshot(bg, tx, b.parent.ID, b.hold, b.snap.ID); err != nil {
 				return err
 			}
 		}
@@ -468,6 +514,14 @@ func within(ctx context.Context, d time.Duration, phase func(context.Context) er
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return phase(ctx)
+}
+
+// resumeParent runs the parent again after the pause, unless it was paused
+// before the branch.
+func (b *branch) resumeParent(ctx context.Context) {
+	if !b.stayPaused {
+		b.m.resume(ctx, b.mc.inst)
+	}
 }
 
 // resume runs a VM stopped by a branch again, whatever step it stopped in.

@@ -62,6 +62,12 @@ func (QEMU) CreateBlank(ctx context.Context, path string, sizeMiB int) error {
 	return qemu.CreateBlank(ctx, path, sizeMiB)
 }
 
+func (QEMU) Backing(path string) (string, string, error) { return qemu.Backing(path) }
+func (QEMU) Format(path string) (string, error)          { return qemu.Format(path) }
+func (QEMU) Rebase(ctx context.Context, path, backing, format string) error {
+	return qemu.Rebase(ctx, path, backing, format)
+}
+
 // RAMPool is RAMFiles on the RAM filesystem of internal/rampool.
 type RAMPool struct{}
 

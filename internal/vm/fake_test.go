@@ -17,6 +17,7 @@ import (
 
 	"vers/api"
 	"vers/internal/agent"
+	"vers/internal/chunk"
 	"vers/internal/image"
 	"vers/internal/paths"
 	"vers/internal/qemu"
@@ -166,11 +167,46 @@ func (h *fakeHV) CreateOverlay(ctx context.Context, backing, backingFmt, path st
 	if _, err := os.Stat(backing); err != nil {
 		return fmt.Errorf("overlay of %s: %w", backing, err)
 	}
-	return os.WriteFile(path, []byte("qcow2 over "+backing), 0o600)
+	return os.WriteFile(path, []byte(fakeOverlay+backing), 0o600)
 }
 
 func (h *fakeHV) CreateBlank(ctx context.Context, path string, sizeMiB int) error {
 	return os.WriteFile(path, []byte("blank"), 0o600)
+}
+
+// A fake overlay is a file that says "qcow2 over BACKING"; anything else is raw.
+const fakeOverlay = "qcow2 over "
+
+func (h *fakeHV) Backing(path string) (string, string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	backing, ok := strings.CutPrefix(string(b), fakeOverlay)
+	if !ok {
+		return "", "", nil
+	}
+	format, err := h.Format(backing)
+	return backing, format, err
+}
+
+func (h *fakeHV) Format(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(string(b), fakeOverlay) {
+		return "qcow2", nil
+	}
+	return "raw", nil
+}
+
+func (h *fakeHV) Rebase(ctx context.Context, path, backing, format string) error {
+	if err := h.op(ctx, "Rebase", ""); err != nil {
+		return err
+	}
+	os.Chmod(path, 0o600)
+	return os.WriteFile(path, []byte(fakeOverlay+backing), 0o600)
 }
 
 // running lists the names of the processes that run.
@@ -551,7 +587,12 @@ func newEnv(t *testing.T, clone bool) *env {
 	layout := paths.Layout{Home: home, ImageDir: imgs}
 	host := HostLimits{MemMiB: 24576, CPUs: 4, Available: func() int { return 20000 }}
 	host.freeDisk = func() int { return e.free }
+	chunks, err := chunk.OpenDir(filepath.Join(home, "chunks"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.m = New(Config{
+		Chunks: chunk.New(chunks),
 		Layout: layout, Store: st, Images: fakeImages{imgs}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Hypervisor: e.hv, Dial: e.dial, RAM: e.ram, Groups: nopGroups{},
 		Accel: "tcg", RAMDir: e.ramd, CloneRAM: clone, Host: host, BootTimeout: 5 * time.Second,
@@ -615,7 +656,7 @@ func (e *env) files() []string {
 	filepath.Walk(e.home, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			rel, _ := filepath.Rel(e.home, p)
-			if !strings.HasPrefix(rel, "vers.db") && !strings.HasPrefix(rel, "img/") && !strings.HasPrefix(rel, "failed/") {
+			if !strings.HasPrefix(rel, "vers.db") && !strings.HasPrefix(rel, "img/") && !strings.HasPrefix(rel, "failed/") && !strings.HasPrefix(rel, "chunks/") {
 				out = append(out, rel)
 			}
 		}

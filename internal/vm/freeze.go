@@ -76,7 +76,7 @@ func (cloneRAM) beforeFreeze(ctx context.Context, b *branch) error {
 func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
 	inst, bg := b.mc.inst, context.WithoutCancel(ctx)
 	fail := func(err error) (time.Duration, error) {
-		b.m.resume(bg, inst)
+		b.resumeParent(bg)
 		return 0, err
 	}
 	if err := b.m.cfg.RAM.Clone(b.pcfg.MemPath, b.snap.MemPath); err != nil {
@@ -84,6 +84,9 @@ func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.
 	}
 	if err := inst.SaveState(ctx, b.snap.StatePath); err != nil {
 		return fail(fmt.Errorf("save device state: %w", b.m.qemuErr(b.parent, err)))
+	}
+	if b.stayPaused {
+		return time.Since(stopped), nil
 	}
 	if err := inst.Cont(ctx); err != nil {
 		return fail(b.m.qemuErr(b.parent, err))
@@ -189,13 +192,15 @@ func (*copyRAM) socket(b *branch) string { return filepath.Join(b.snap.Dir, "m.s
 func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
 	parent, bg := b.mc.inst, context.WithoutCancel(ctx)
 	if err := parent.SendRAM(ctx, "unix:"+c.socket(b)); err != nil {
-		b.m.resume(bg, parent)
+		b.resumeParent(bg)
 		return 0, b.m.qemuErr(b.parent, err)
 	}
-	if err := parent.WaitRunning(ctx); err != nil {
-		parent.CancelMigration(bg)
-		b.m.resume(bg, parent)
-		return 0, b.m.qemuErr(b.parent, err)
+	if !b.stayPaused {
+		if err := parent.WaitRunning(ctx); err != nil {
+			parent.CancelMigration(bg)
+			b.resumeParent(bg)
+			return 0, b.m.qemuErr(b.parent, err)
+		}
 	}
 	pause := time.Since(stopped)
 	mig, err := parent.WaitRAMSent(ctx)
@@ -207,6 +212,14 @@ func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (tim
 		"zero_pages", mig.RAM.Duplicate, "transferred", mig.RAM.Transferred)
 	if err := c.holder.WaitLoaded(ctx); err != nil {
 		return pause, fmt.Errorf("holder: %w", err)
+	}
+	// QEMU may resume a guest that was paused before the snapshot (it ran
+	// on its new overlay meanwhile, which the snapshot does not see): it is
+	// paused again.
+	if st, _ := parent.Status(ctx); b.stayPaused && st == "running" {
+		if err := parent.Pause(ctx); err != nil {
+			return pause, b.m.qemuErr(b.parent, err)
+		}
 	}
 	return pause, nil
 }

@@ -156,19 +156,26 @@ func (m *Manager) giveBackRAM() {
 }
 
 // collect deletes what no VM uses any more: whole snapshots nothing refers
-// to, and the RAM of snapshots whose children are all gone.
+// to, and the RAM of snapshots whose children are all gone. A snapshot
+// removed lets go of what it held (a restored snapshot's lower layers), so
+// it goes round until nothing more is freed.
 func (m *Manager) collect(ctx context.Context) {
-	dead, memFree, err := m.store.Garbage(ctx)
-	if err != nil {
-		m.log.Error("snapshot garbage", "err", err)
-		return
-	}
-	for _, sn := range memFree {
-		os.Remove(sn.MemPath)
-		os.Remove(sn.StatePath)
-	}
-	for _, sn := range dead {
-		m.removeSnapshot(ctx, sn)
+	for range 16 {
+		dead, memFree, err := m.store.Garbage(ctx)
+		if err != nil {
+			m.log.Error("snapshot garbage", "err", err)
+			return
+		}
+		for _, sn := range memFree {
+			os.Remove(sn.MemPath)
+			os.Remove(sn.StatePath)
+		}
+		for _, sn := range dead {
+			m.removeSnapshot(ctx, sn)
+		}
+		if len(dead) == 0 {
+			return
+		}
 	}
 }
 
@@ -177,6 +184,10 @@ func (m *Manager) removeSnapshot(ctx context.Context, sn store.Snapshot) {
 	os.Remove(sn.MemPath)
 	if err := os.RemoveAll(sn.Dir); err != nil {
 		m.log.Error("remove snapshot", "id", sn.ID, "err", err)
+		return
+	}
+	if err := m.store.DropRefs(ctx, snapHolder+sn.ID); err != nil {
+		m.log.Error("release what a snapshot held", "id", sn.ID, "err", err)
 		return
 	}
 	if err := m.store.DropSnapshot(ctx, sn.ID); err != nil {

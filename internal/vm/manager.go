@@ -24,6 +24,7 @@ import (
 	"vers/api"
 	"vers/internal/agent"
 	"vers/internal/cgroup"
+	"vers/internal/chunk"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
 	"vers/internal/rampool"
@@ -53,6 +54,8 @@ type Config struct {
 	Host HostLimits
 	// BootTimeout bounds how long a new VM may take to answer through its agent.
 	BootTimeout time.Duration
+	// Chunks is the store commits are kept in.
+	Chunks *chunk.Store
 }
 
 // Groups puts VM processes in block I/O groups of their own.
@@ -83,6 +86,12 @@ type Manager struct {
 	// sparsing holds, per snapshot, a channel closed when the background
 	// punching of its frozen RAM's zero pages is done.
 	sparsing sync.Map
+	// chunkMu: writers of the chunk store (commits, imports, restores
+	// reading it) hold the read side, garbage collection the write side,
+	// so that nothing is swept that a commit under way uses.
+	chunkMu sync.RWMutex
+	// waking holds the ids of the VMs being woken.
+	waking sync.Map
 	// cgroupOnce: why VMs cannot have block I/O groups is logged once.
 	cgroupOnce sync.Once
 	// failpoint, when set (tests), decides which named steps fail.
@@ -157,6 +166,7 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		ID: r.ID, Alias: r.Alias, State: r.State, ParentID: r.ParentID,
 		MemMiB: r.MemMiB, VCPUs: r.VCPUs, FsMiB: r.FsMiB, Kernel: r.Kernel, Rootfs: r.Rootfs,
 		PID: r.PID, CreatedAt: r.CreatedAt, BootMillis: r.BootMillis,
+		OriginCommit: r.OriginCommit, LastCommit: r.LastCommit,
 	}
 	if r.State != api.StateRunning {
 		return v
@@ -190,6 +200,9 @@ func (m *Manager) machine(id string) *machine {
 func (m *Manager) attached(row store.VM) (*machine, error) {
 	switch row.State {
 	case api.StateRunning:
+	case api.StateSleeping:
+		return nil, fmt.Errorf("vm %s is sleeping (its state is in commit %s); `vers wake %s` brings it back: %w",
+			label(row), short(row.LastCommit), label(row), errdefs.ErrConflict)
 	case api.StateDead:
 		return nil, fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
 			label(row), m.cfg.Layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
@@ -261,6 +274,14 @@ func (m *Manager) ownRAM(id string) string { return filepath.Join(m.cfg.RAMDir, 
 
 // snapRAM is a snapshot's frozen RAM.
 func (m *Manager) snapRAM(sid string) string { return filepath.Join(m.cfg.RAMDir, "snap-"+sid+".ram") }
+
+// short is the first twelve characters of an id, as ids are shown.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
 
 func label(r store.VM) string {
 	if r.Alias != "" {

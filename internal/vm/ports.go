@@ -41,6 +41,13 @@ type Disks interface {
 	CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMiB int) error
 	// CreateBlank makes path an empty disk.
 	CreateBlank(ctx context.Context, path string, sizeMiB int) error
+	// Backing is the file a disk image is an overlay of, and its format
+	// ("" for an image without one); Format an image's own format.
+	Backing(path string) (backing, format string, err error)
+	Format(path string) (string, error)
+	// Rebase makes an overlay name another file, holding the same data, as
+	// its backing.
+	Rebase(ctx context.Context, path, backing, format string) error
 }
 
 // Instance is one running VM process under control.

@@ -30,9 +30,17 @@ func (m *Manager) Recover(ctx context.Context) error {
 			}
 		case api.StateRunning, api.StatePaused:
 			m.reattach(ctx, row)
+		case api.StateSleeping:
+			// A sleep or a wake interrupted: the row says it sleeps.
+			m.putToSleep(row)
 		}
 	}
 	if err := m.recoverBranches(ctx); err != nil {
+		return err
+	}
+	// Commits and restores under way died with the old daemon: what they
+	// held goes (a commit not recorded is not one).
+	if err := m.store.DropHolds(ctx, holdPrefix); err != nil {
 		return err
 	}
 	m.sweep(ctx)
