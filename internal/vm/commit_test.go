@@ -371,3 +371,86 @@ func TestExportImport(t *testing.T) {
 	}
 }
 
+
+func TestRestoreInPlace(t *testing.T) {
+	for _, clone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clone=%v", clone), func(t *testing.T) {
+			e := newEnv(t, clone)
+			v := e.create("app")
+			c := e.commit("app", "base")
+			r, err := e.m.Restore(e.ctx(), "app", "base")
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if r.ID != v.ID || r.Alias != "app" || r.PID == v.PID || r.OriginCommit != c.ID || r.State != api.StateRunning {
+				t.Fatalf("restored %+v (was %+v)", r, v)
+			}
+			if got := e.hv.running(); len(got) != 1 {
+				t.Fatalf("processes after restore: %v", got)
+			}
+			if out := e.exec("app", "echo back"); out != "back\n" {
+				t.Fatalf("exec after restore: %q", out)
+			}
+			// Twice, then a daemon restart: one machine, the last.
+			if _, err := e.m.Restore(e.ctx(), "app", c.ID); err != nil {
+				t.Fatalf("second restore: %v", err)
+			}
+			e.restart()
+			if got := e.hv.running(); len(got) != 1 {
+				t.Fatalf("processes after restart: %v", got)
+			}
+			if out := e.exec("app", "echo still"); out != "still\n" {
+				t.Fatalf("exec after restart: %q", out)
+			}
+			if _, err := e.m.Kill(e.ctx(), "app", false); err != nil {
+				t.Fatal(err)
+			}
+			if f := e.files(); len(f) != 0 {
+				t.Errorf("files left: %v", f)
+			}
+			if r := e.hv.running(); len(r) != 0 {
+				t.Errorf("processes left: %v", r)
+			}
+		})
+	}
+}
+
+// TestRestoreFailureKeepsTheVM fails each step of a restore in place: the
+// VM runs on as it was, nothing of the attempt is left.
+func TestRestoreFailureKeepsTheVM(t *testing.T) {
+	steps := []struct {
+		name string
+		arm  func(e *env)
+	}{
+		{"materialize", func(e *env) { e.failAt("restore.ram", true) }},
+		{"before start", func(e *env) { e.failAt("restore.start", true) }},
+		{"start", func(e *env) { e.hv.fail("Start:child", errBoom) }},
+		{"load", func(e *env) { e.hv.fail("LoadState", errBoom) }},
+		{"switch", func(e *env) { e.failAt("restore.switch", true) }},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			e := newEnv(t, true)
+			v := e.create("app")
+			e.commit("app", "base")
+			before := e.files()
+			s.arm(e)
+			if _, err := e.m.Restore(e.ctx(), "app", "base"); err == nil {
+				t.Fatal("restore succeeded")
+			}
+			now, _ := e.m.Get(e.ctx(), "app")
+			if now.PID != v.PID || now.State != api.StateRunning || now.OriginCommit != "" {
+				t.Errorf("vm after a failed restore: %+v", now)
+			}
+			if got := e.hv.running(); len(got) != 1 || got[0] != v.ID {
+				t.Errorf("processes: %v", got)
+			}
+			if out := e.exec("app", "echo same"); out != "same\n" {
+				t.Errorf("exec: %q", out)
+			}
+			if f := e.files(); !slices.Equal(f, before) {
+				t.Errorf("files before %v, after %v", before, f)
+			}
+		})
+	}
+}

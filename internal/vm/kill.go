@@ -104,8 +104,13 @@ func (m *Manager) kill(ctx context.Context, v store.VM) error {
 	return m.destroy(ctx, v)
 }
 
-// qemuConfigOf is what identifies a VM's process: its name and directory.
+// qemuConfigOf is what identifies a VM's process: its name and directory,
+// as its row records them (a VM restored in place runs in a directory of
+// its own inside the VM's), or those a VM starts with.
 func (m *Manager) qemuConfigOf(v store.VM) qemu.Config {
+	if cfg, ok := machineOf(v); ok && cfg.Name != "" && cfg.Dir != "" {
+		return qemu.Config{Name: cfg.Name, Dir: cfg.Dir, Network: cfg.Network}
+	}
 	return qemu.Config{Name: v.ID, Dir: m.cfg.Layout.VMDir(v.ID)}
 }
 

@@ -29,9 +29,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 				m.log.Error("remove half-created vm", "id", row.ID, "err", err)
 			}
 		case api.StateRunning, api.StatePaused:
+			m.sweepMachines(row)
 			m.reattach(ctx, row)
 		case api.StateSleeping:
 			// A sleep or a wake interrupted: the row says it sleeps.
+			m.sweepMachines(row)
 			m.putToSleep(row)
 		}
 	}

@@ -150,7 +150,7 @@ func (b *branch) startWoken(ctx context.Context) error {
 func (m *Manager) woken(ctx context.Context, old, row store.VM, sc store.Commit) (api.VM, error) {
 	if cfg, ok := machineOf(old); ok {
 		if nc, ok := machineOf(row); ok && cfg.Disk != nc.Disk {
-			os.Remove(cfg.Disk)
+			m.dropMachine(cfg, nc)
 		}
 	}
 	if c, err := m.commitAPI(ctx, sc); err == nil && sc.Kind == api.CommitKindSleep && len(c.Tags) == 0 {

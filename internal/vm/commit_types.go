@@ -1,12 +1,9 @@
 package vm
 
 import (
-	"context"
-	"fmt"
 	"time"
 
 	"vers/api"
-	"vers/internal/errdefs"
 )
 
 // CommitOptions is what `vers commit` asks for.
@@ -31,10 +28,3 @@ type RunCommitResult struct {
 	FirstReady, AllReady time.Duration
 }
 
-var errNotYet = fmt.Errorf("restoring a VM in place is being built: %w", errdefs.ErrUnavailable)
-
-// Restore puts VM ref back to commit's state in place, keeping its id and
-// alias; on failure the VM runs on as it was.
-func (m *Manager) Restore(ctx context.Context, ref, commit string) (api.VM, error) {
-	return api.VM{}, errNotYet
-}
