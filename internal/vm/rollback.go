@@ -150,10 +150,14 @@ func (m *Manager) switchMachine(ctx context.Context, row store.VM, mf manifest, 
 // dropMachine stops a VM's old machine and removes its files, sparing the
 // current one's.
 func (m *Manager) dropMachine(old, cur qemu.Config) {
-	if err := m.hv.Kill(old); err != nil {
-		m.log.Error("stop a vm's old machine", "name", old.Name, "err", err)
+	if old.Name != cur.Name || old.Dir != cur.Dir {
+		if err := m.hv.Kill(old); err != nil {
+			m.log.Error("stop a vm's old machine", "name", old.Name, "err", err)
+		}
 	}
-	os.Remove(old.Disk)
+	if old.Disk != cur.Disk {
+		os.Remove(old.Disk)
+	}
 	if old.MemPath != "" && !old.MemPrivate && old.MemPath != cur.MemPath {
 		os.Remove(old.MemPath)
 	}
