@@ -51,7 +51,7 @@ a VM called ls.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Tag, "tag", "", "name the commit (a tag; `vers tag` manages them)")
+	fl.StringVar(&opts.Tag, "tag", "", "give the commit the tag `NAME` (usable wherever a commit is)")
 	fl.StringVarP(&opts.Message, "message", "m", "", "say what the commit holds")
 	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print only the commit id")

@@ -65,6 +65,9 @@ var daysRE = regexp.MustCompile(`^(\d+)d(.*)$`)
 // whole days first (7d, 1d12h).
 func parseAge(s string) (time.Duration, error) {
 	bad := fmt.Errorf("%q is not a duration: write it like 7d, 36h, 90m or 1d12h: %w", s, errUsage)
+	if s == "" {
+		return 0, bad
+	}
 	var days time.Duration
 	rest := s
 	if m := daysRE.FindStringSubmatch(s); m != nil {

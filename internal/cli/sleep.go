@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"vers/api"
+	"vers/internal/errdefs"
 )
 
 // VMVerbOptions are those of `vers sleep`, `vers wake` and `vers restore`:
@@ -94,6 +96,12 @@ func runVMVerb(ctx context.Context, o *VMVerbOptions) error {
 		v, err = c.Restore(ctx, ref, api.RestoreRequest{Commit: o.Commit})
 	}
 	if err != nil {
+		if o.Verb == "restore" && errors.Is(err, errdefs.ErrNotFound) {
+			// Not found may be the commit: HEAD is gone only if its VM is.
+			if _, gerr := c.GetVM(ctx, ref); gerr == nil {
+				return err
+			}
+		}
 		return stopped(ctx, o.Verb, headGone(ref, o.VM == "", err))
 	}
 	if o.Format == "json" {

@@ -97,7 +97,7 @@ func NewCmdTagSet(f *Factory, move bool, runF func(context.Context, *TagSetOptio
 	opts := &TagSetOptions{f: f, Client: f.Client, Move: move}
 	cmd := &cobra.Command{
 		Use:   "create NAME COMMIT",
-		Short: "Name COMMIT (a tag, an id or a unique id prefix) NAME",
+		Short: "Give COMMIT (an id, a unique id prefix or a tag) the name NAME",
 		Args:  usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name, opts.Commit = args[0], args[1]
