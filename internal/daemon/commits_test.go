@@ -30,10 +30,10 @@ type fakeCommits struct {
 	calls []string
 
 	err error // every call's answer, when set
-	// block makes the calls that honour it wait for their context to end;
-	// ended gets the context's error.
-	block bool
-	ended chan error
+	// block makes Commit say it started, then wait for its context to
+	// end; ended gets the context's error.
+	block          bool
+	started, ended chan error
 	// archive is what Export writes; exportErr ends it, after half when
 	// the half is not empty.
 	archive   []byte
@@ -79,6 +79,7 @@ func (f *fakeCommits) Commit(ctx context.Context, ref string, o vm.CommitOptions
 		return vm.CommitResult{}, err
 	}
 	if f.block {
+		f.started <- nil
 		<-ctx.Done()
 		f.ended <- ctx.Err()
 		return vm.CommitResult{}, ctx.Err()
@@ -280,7 +281,7 @@ func TestCommitRoutesRefuse(t *testing.T) {
 // TestCommitStopsWithClient: a client that goes away ends the commit's
 // context in the domain.
 func TestCommitStopsWithClient(t *testing.T) {
-	f := &fakeCommits{block: true, ended: make(chan error, 1)}
+	f := &fakeCommits{block: true, started: make(chan error, 1), ended: make(chan error, 1)}
 	c, _ := commitServer(t, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -288,9 +289,7 @@ func TestCommitStopsWithClient(t *testing.T) {
 		_, err := c.Commit(ctx, "db-root", api.CommitRequest{Tag: "t"})
 		done <- err
 	}()
-	for f.last() == "" {
-		time.Sleep(time.Millisecond)
-	}
+	<-f.started
 	cancel()
 	select {
 	case err := <-f.ended:
