@@ -131,3 +131,14 @@ type ImportResponse struct {
 type RestoreRequest struct {
 	Commit string `json:"commit"`
 }
+
+// RemoveCommitsRequest removes commits (POST /v1/commits/remove): all of
+// them or, when one cannot go (a VM needs it, it is not found), none.
+type RemoveCommitsRequest struct {
+	Commits []string `json:"commits"`
+}
+
+// RemoveCommitsResponse lists the ids of the commits removed.
+type RemoveCommitsResponse struct {
+	Removed []string `json:"removed"`
+}

@@ -73,6 +73,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req, out)
+}
+
+// send sends req and decodes its JSON answer into out (which may be nil),
+// or its error.
+func (c *Client) send(req *http.Request, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.transportErr(err)
@@ -209,13 +215,5 @@ func (c *Client) WriteFile(ctx context.Context, ref, path string, mode os.FileMo
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.transportErr(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return decodeError(resp)
-	}
-	return nil
+	return c.send(req, nil)
 }

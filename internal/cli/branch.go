@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -24,13 +25,16 @@ type BranchOptions struct {
 func NewCmdBranch(f *Factory, runF func(context.Context, *BranchOptions) error) *cobra.Command {
 	opts := &BranchOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "branch [VM] [--alias NAME] [-c] [--count N]",
-		Short: "Branch HEAD or VM while it runs: children start from its exact state",
+		Use:   "branch [VM|COMMIT|TAG] [--alias NAME] [-c] [--count N]",
+		Short: "Branch HEAD or VM while it runs, or a commit: children start from its exact state",
 		Long: `Branch the running VM (HEAD when none is named). The parent pauses only while
 its memory, CPU and device state and disk are frozen, then resumes by itself;
 each child starts from exactly that instant. HEAD moves to the child only
 with -c. With --count N, N children come from one snapshot (named NAME-1 …
-NAME-N with --alias).`,
+NAME-N with --alias).
+
+A commit or tag (see ` + "`vers commit`" + `) is branched the same way: the children
+start from the state it holds. A VM of that name wins over a tag.`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vm, err := vmArg(args)
@@ -66,35 +70,70 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 		return err
 	}
 	res, err := c.Branch(ctx, ref, api.BranchRequest{Alias: o.Alias, Count: o.Count})
+	if err != nil && o.VM != "" && errors.Is(err, errdefs.ErrNotFound) {
+		return branchCommit(ctx, o, c)
+	}
 	if err != nil {
 		return headGone(ref, o.VM == "", err)
 	}
-	if o.Checkout {
-		p, err := o.f.Project()
-		if err != nil {
-			return err
-		}
-		if err := p.SetHead(res.Children[0].ID); err != nil {
-			return err
-		}
+	if err := o.checkout(res.Children); err != nil {
+		return err
 	}
 	if o.Format == "json" {
 		return json.NewEncoder(o.f.Out).Encode(res)
 	}
-	for _, ch := range res.Children {
-		name := ch.Alias
-		if name == "" {
-			name = "(no alias)"
-		}
-		fmt.Fprintf(o.f.Out, "Branched %s -> %s (id %s)\n", label(res.Parent), name, ch.ID)
-	}
-	fmt.Fprintf(o.f.Out, "Parent paused %.1f ms; first child ready in %d ms", res.PauseMillis, res.FirstReadyMillis)
-	if len(res.Children) > 1 {
-		fmt.Fprintf(o.f.Out, ", all %d in %d ms", len(res.Children), res.AllReadyMillis)
-	}
-	fmt.Fprintln(o.f.Out, ".")
-	if o.Checkout {
-		fmt.Fprintf(o.f.Out, "HEAD -> %s\n", label(res.Children[0]))
-	}
+	o.printChildren(label(res.Parent), res.Children, fmt.Sprintf("Parent paused %.1f ms", res.PauseMillis), res.FirstReadyMillis, res.AllReadyMillis)
 	return nil
+}
+
+// branchCommit starts the children from commit or tag o.VM, which names
+// no VM: a branch of a commit. A VM of that name would win.
+func branchCommit(ctx context.Context, o *BranchOptions, c Daemon) error {
+	res, err := c.RunCommit(ctx, o.VM, api.RunCommitRequest{Alias: o.Alias, Count: o.Count})
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("no VM, commit or tag is named %q: `vers status` lists the VMs, `vers commit ls` the commits: %w", o.VM, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if err := o.checkout(res.VMs); err != nil {
+		return err
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(res)
+	}
+	o.printChildren("commit "+commitName(res.Commit), res.VMs, fmt.Sprintf("Restored in %d ms", res.RestoreMillis), res.FirstReadyMillis, res.AllReadyMillis)
+	return nil
+}
+
+// checkout moves HEAD to the first child with -c.
+func (o *BranchOptions) checkout(children []api.VM) error {
+	if !o.Checkout {
+		return nil
+	}
+	if len(children) == 0 {
+		return fmt.Errorf("versd started no VM")
+	}
+	p, err := o.f.Project()
+	if err != nil {
+		return err
+	}
+	return p.SetHead(children[0].ID)
+}
+
+// printChildren says what a branch of from started: lead (the pause, or
+// the restore), then the time to the first and to the last child.
+func (o *BranchOptions) printChildren(from string, children []api.VM, lead string, firstMs, allMs int64) {
+	w := o.f.Out
+	for _, ch := range children {
+		fmt.Fprintf(w, "Branched %s -> %s (id %s)\n", from, aliasOrNone(ch), ch.ID)
+	}
+	fmt.Fprintf(w, "%s; first child ready in %d ms", lead, firstMs)
+	if len(children) > 1 {
+		fmt.Fprintf(w, ", all %d in %d ms", len(children), allMs)
+	}
+	fmt.Fprintln(w, ".")
+	if o.Checkout && len(children) > 0 {
+		fmt.Fprintf(w, "HEAD -> %s\n", label(children[0]))
+	}
 }

@@ -25,6 +25,24 @@ type Daemon interface {
 	ListImages(ctx context.Context) ([]api.Image, error)
 	// BuildImage writes the build's progress lines to progress.
 	BuildImage(ctx context.Context, name string, force bool, progress io.Writer) (api.Image, error)
+
+	Commit(ctx context.Context, ref string, req api.CommitRequest) (api.CommitResponse, error)
+	ListCommits(ctx context.Context) ([]api.Commit, error)
+	GetCommit(ctx context.Context, ref string) (api.Commit, error)
+	CommitHistory(ctx context.Context, ref string) ([]api.Commit, error)
+	RemoveCommits(ctx context.Context, refs []string) ([]string, error)
+	GCCommits(ctx context.Context, req api.GCRequest) (api.GCResponse, error)
+	CommitUsage(ctx context.Context) (api.Usage, error)
+	// ExportCommit writes the whole archive to w, or fails.
+	ExportCommit(ctx context.Context, ref string, w io.Writer) error
+	ImportCommit(ctx context.Context, r io.Reader) (api.ImportResponse, error)
+	RunCommit(ctx context.Context, ref string, req api.RunCommitRequest) (api.RunCommitResponse, error)
+	ListTags(ctx context.Context) ([]api.Tag, error)
+	SetTag(ctx context.Context, name string, req api.TagRequest) (api.Tag, error)
+	RemoveTag(ctx context.Context, name string) error
+	Sleep(ctx context.Context, ref string) (api.VM, error)
+	Wake(ctx context.Context, ref string) (api.VM, error)
+	Restore(ctx context.Context, ref string, req api.RestoreRequest) (api.VM, error)
 }
 
 var _ Daemon = (*client.Client)(nil)

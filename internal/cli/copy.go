@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -65,7 +64,7 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 		return fmt.Errorf("%q names no file in the VM: write VM:/path/in/vm (or :/path/in/vm for HEAD), e.g. :/root/: %w", remote, errUsage)
 	}
 	// A signal ends the transfer cleanly: no half file is left on either side.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := withSignals(ctx)
 	defer stop()
 	c, err := o.f.Client(ctx)
 	if err != nil {
@@ -134,11 +133,20 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-// download writes r to dst through a temporary file in dst's directory, made
-// durable and renamed over dst only once r has ended cleanly: a failed or
-// interrupted download leaves dst as it was, and no temporary file. An
-// existing dst keeps its permissions; a new one gets mode, less the umask.
-func download(dst string, mode os.FileMode, r io.Reader) (err error) {
+// download writes r to dst as writeAtomic does.
+func download(dst string, mode os.FileMode, r io.Reader) error {
+	return writeAtomic(dst, mode, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+// writeAtomic has fill write dst through a temporary file in dst's
+// directory, made durable and renamed over dst only once fill has returned
+// nil: a failed or interrupted write leaves dst as it was, and no temporary
+// file. An existing dst keeps its permissions; a new one gets mode, less
+// the umask.
+func writeAtomic(dst string, mode os.FileMode, fill func(io.Writer) error) (err error) {
 	if real, err := filepath.EvalSymlinks(dst); err == nil {
 		dst = real // replace what a link points to, as cp does, not the link
 	}
@@ -157,7 +165,7 @@ func download(dst string, mode os.FileMode, r io.Reader) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err := io.Copy(f, r); err != nil {
+	if err := fill(f); err != nil {
 		return hostErr(err)
 	}
 	if err := f.Chmod(mode); err != nil {

@@ -42,6 +42,8 @@ type fakeDaemon struct {
 	branched  []string
 	execs     []execCall
 	builds    []buildCall
+
+	commitState // fake_commits_test.go
 }
 
 type buildCall struct {

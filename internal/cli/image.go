@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -51,7 +48,7 @@ func NewCmdImageBuild(f *Factory, runF func(context.Context, *ImageBuildOptions)
 
 // runImageBuild has versd build the images, showing their progress.
 func runImageBuild(ctx context.Context, o *ImageBuildOptions) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := withSignals(ctx)
 	defer stop()
 	c, err := o.Client(ctx)
 	if err != nil {
@@ -82,7 +79,7 @@ func runImageBuild(ctx context.Context, o *ImageBuildOptions) error {
 func ensureImages(ctx context.Context, c Daemon, errOut io.Writer, names ...string) error {
 	// Ctrl-C ends the wait cleanly, and versd then stops the build, instead
 	// of killing vers in the middle of it.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := withSignals(ctx)
 	defer stop()
 	for _, name := range names {
 		if _, err := c.BuildImage(ctx, name, false, errOut); err != nil {

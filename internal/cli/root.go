@@ -147,8 +147,13 @@ func (f *Factory) Project() (*project.Project, error) {
 }
 
 // StdinIsTerminal reports whether standard input is an interactive terminal.
-func (f *Factory) StdinIsTerminal() bool {
-	file, ok := f.In.(*os.File)
+func (f *Factory) StdinIsTerminal() bool { return isTerminal(f.In) }
+
+// StdoutIsTerminal reports whether standard output is a terminal.
+func (f *Factory) StdoutIsTerminal() bool { return isTerminal(f.Out) }
+
+func isTerminal(v any) bool {
+	file, ok := v.(*os.File)
 	return ok && term.IsTerminal(int(file.Fd()))
 }
 
@@ -177,6 +182,12 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdImage(f),
 		NewCmdCopy(f, nil),
 		NewCmdBranch(f, nil),
+		NewCmdCommit(f, nil),
+		NewCmdRunCommit(f, nil),
+		NewCmdTag(f),
+		NewCmdSleep(f, nil),
+		NewCmdWake(f, nil),
+		NewCmdRestore(f, nil),
 	)
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -123,12 +124,17 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	case o.Quiet:
 		fmt.Fprintln(o.f.Out, v.ID)
 	default:
-		name := v.Alias
-		if name == "" {
-			name = "(no alias)"
-		}
-		fmt.Fprintf(o.f.Out, "VM %s is running: id %s, alias %s (ready in %.1fs). HEAD -> %s\n",
-			label(v), v.ID, name, time.Since(start).Seconds(), label(v))
+		printRunning(o.f.Out, v, time.Since(start), true)
 	}
 	return nil
+}
+
+// printRunning is what `vers run` and `vers run-commit` say of a new VM
+// ready after ready; head says that HEAD moved to it.
+func printRunning(w io.Writer, v api.VM, ready time.Duration, head bool) {
+	fmt.Fprintf(w, "VM %s is running: id %s, alias %s (ready in %.1fs).", label(v), v.ID, aliasOrNone(v), ready.Seconds())
+	if head {
+		fmt.Fprintf(w, " HEAD -> %s", label(v))
+	}
+	fmt.Fprintln(w)
 }

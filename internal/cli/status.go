@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"text/tabwriter"
 
@@ -135,8 +136,14 @@ func RenderTree(w io.Writer, vms []api.VM, head string) {
 		sort.SliceStable(s, func(i, j int) bool { return s[i].CreatedAt.Before(s[j].CreatedAt) })
 	}
 	order(roots)
+	// The origin column is there only when a VM came from a commit.
+	origins := slices.ContainsFunc(vms, func(v api.VM) bool { return v.OriginCommit != "" })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  VM\tSTATE\tID")
+	if origins {
+		fmt.Fprintln(tw, "  VM\tSTATE\tID\tORIGIN")
+	} else {
+		fmt.Fprintln(tw, "  VM\tSTATE\tID")
+	}
 	var walk func(v api.VM, prefix, branch string)
 	walk = func(v api.VM, prefix, branch string) {
 		mark := " "
@@ -147,7 +154,14 @@ func RenderTree(w io.Writer, vms []api.VM, head string) {
 		if name == "" {
 			name = "(" + shortID(v.ID) + ")"
 		}
-		fmt.Fprintf(tw, "%s %s%s%s\t%s\t%s\n", mark, prefix, branch, name, v.State, v.ID)
+		fmt.Fprintf(tw, "%s %s%s%s\t%s\t%s", mark, prefix, branch, name, v.State, v.ID)
+		switch {
+		case v.OriginCommit != "":
+			fmt.Fprintf(tw, "\tfrom %s", shortCommit(v.OriginCommit))
+		case origins:
+			fmt.Fprint(tw, "\t-")
+		}
+		fmt.Fprintln(tw)
 		children := kids[v.ID]
 		order(children)
 		next := prefix

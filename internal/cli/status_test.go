@@ -38,6 +38,17 @@ func TestRenderTree(t *testing.T) {
 				"  (other)                     running  other\n"},
 		{"orphan shown as root", []api.VM{vm("c", "kid", "gone", 0)}, "",
 			"  VM   STATE    ID\n  kid  running  c\n"},
+		{"sleeping, and VMs from a commit", []api.VM{
+			vm("r", "db-root", "", 0),
+			func() api.VM { v := vm("s", "sleepy", "r", 1); v.State = api.StateSleeping; return v }(),
+			func() api.VM { v := vm("t", "try-a", "", 2); v.OriginCommit = "3f9a2c1b7e4d" + "aaaa"; return v }(),
+			func() api.VM { v := vm("u", "try-a-1", "t", 3); v.OriginCommit = "3f9a2c1b7e4daaaa"; return v }(),
+		}, "t",
+			"  VM          STATE     ID  ORIGIN\n" +
+				"  db-root     running   r   -\n" +
+				"  └─ sleepy   sleeping  s   -\n" +
+				"* try-a       running   t   from 3f9a2c1b7e4d\n" +
+				"  └─ try-a-1  running   u   from 3f9a2c1b7e4d\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer

@@ -66,3 +66,11 @@ func label(v api.VM) string {
 	}
 	return v.ID
 }
+
+// aliasOrNone is v's alias, or says it has none.
+func aliasOrNone(v api.VM) string {
+	if v.Alias == "" {
+		return "(no alias)"
+	}
+	return v.Alias
+}

@@ -240,8 +240,7 @@ func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("image %q: %w (known: %s): %w", name, image.ErrUnknown, strings.Join(names, ", "), errdefs.ErrInvalid))
 		return
 	}
-	// The server notices a client that hangs up only once the body is read.
-	io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20))
+	drain(w, r) // the server notices a client that hangs up only once the body is read
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -25,9 +26,11 @@ var Version = "0.1.0"
 
 // Server serves the vers API.
 type Server struct {
-	vms    *vm.Manager
-	images *Images
-	log    *slog.Logger
+	vms *vm.Manager
+	// commits is vms, seen through the interface the commit routes need.
+	commits Commits
+	images  *Images
+	log     *slog.Logger
 
 	// busy counts requests in flight (health excluded), so that a client
 	// restarts a daemon of another build only when nothing would be cut.
@@ -38,7 +41,7 @@ type Server struct {
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
-	return &Server{vms: vms, images: images, log: log}
+	return &Server{vms: vms, commits: vms, images: images, log: log}
 }
 
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
@@ -56,6 +59,25 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,
+
+		"POST /v1/vms/{ref}/commit":  s.commitVM,
+		"POST /v1/vms/{ref}/sleep":   s.sleepVM,
+		"POST /v1/vms/{ref}/wake":    s.wakeVM,
+		"POST /v1/vms/{ref}/restore": s.restoreVM,
+
+		"GET /v1/commits":               s.listCommits,
+		"GET /v1/commits/usage":         s.commitUsage, // a literal: preferred to {ref}
+		"POST /v1/commits/gc":           s.gcCommits,
+		"POST /v1/commits/remove":       s.removeCommits,
+		"POST /v1/commits/import":       s.importCommit,
+		"GET /v1/commits/{ref}":         s.getCommit,
+		"GET /v1/commits/{ref}/history": s.commitHistory,
+		"GET /v1/commits/{ref}/export":  s.exportCommit,
+		"POST /v1/commits/{ref}/run":    s.runCommit,
+
+		"GET /v1/tags":           s.listTags,
+		"PUT /v1/tags/{name}":    s.setTag,
+		"DELETE /v1/tags/{name}": s.deleteTag,
 	}
 }
 
@@ -189,13 +211,23 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.DeleteVMResponse{Deleted: ids})
 }
 
+// decode reads the request body as one JSON value, to its end: the server
+// notices a client that hangs up (and ends the request's context) only once
+// the body is read.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	body := http.MaxBytesReader(nil, r.Body, 1<<20)
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %v: %w", err, errdefs.ErrInvalid)
 	}
+	io.Copy(io.Discard, body)
 	return nil
+}
+
+// drain reads a body a route does not use, for the same reason.
+func drain(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 1<<20))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
