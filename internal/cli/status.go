@@ -183,6 +183,17 @@ func RenderTree(w io.Writer, vms []api.VM, head string) {
 		walk(r, "", "")
 	}
 	tw.Flush()
+	// Why a VM is not simply running: lost in a host restart, paused by a
+	// full disk, ...
+	for _, v := range vms {
+		if v.StateReason != "" {
+			name := v.Alias
+			if name == "" {
+				name = shortID(v.ID)
+			}
+			fmt.Fprintf(w, "%s is %s: %s\n", name, v.State, v.StateReason)
+		}
+	}
 }
 
 func shortID(id string) string {

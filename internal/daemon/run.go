@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/internal/agent"
-	"vers/internal/chunk"
 	"vers/internal/buildid"
+	"vers/internal/chunk"
 	"vers/internal/config"
 	"vers/internal/fault"
 	"vers/internal/image"

@@ -109,8 +109,8 @@ func (t *Tx) CopyDiskRefs(ctx context.Context, src, dst string) error {
 
 // UpdateVM is Store.UpdateVM inside the transaction.
 func (t *Tx) UpdateVM(ctx context.Context, v VM) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=?, snapshot_id=?, origin_commit=?, last_commit=? WHERE id=?`,
-		v.State, v.PID, v.BootMillis, v.Machine, nullable(v.SnapshotID), v.OriginCommit, v.LastCommit, v.ID)
+	res, err := t.tx.ExecContext(ctx, `UPDATE vms SET state=?, pid=?, boot_ms=?, machine=?, snapshot_id=?, origin_commit=?, last_commit=?, state_reason=? WHERE id=?`,
+		v.State, v.PID, v.BootMillis, v.Machine, nullable(v.SnapshotID), v.OriginCommit, v.LastCommit, v.StateReason, v.ID)
 	if err != nil {
 		return fmt.Errorf("update vm %s: %w", v.ID, err)
 	}

@@ -40,6 +40,8 @@ type VM struct {
 	// newest commit in its history (a sleeping VM's is its state).
 	OriginCommit string
 	LastCommit   string
+	// StateReason says why the VM is in its state, when it is not plain.
+	StateReason string
 }
 
 // Store is the metadata database.
@@ -126,6 +128,9 @@ var migrations = []string{
 	ALTER TABLE vms ADD COLUMN origin_commit TEXT NOT NULL DEFAULT '';
 	ALTER TABLE vms ADD COLUMN last_commit TEXT NOT NULL DEFAULT '';
 	ALTER TABLE snapshots ADD COLUMN commit_id TEXT NOT NULL DEFAULT '';`,
+	// Why a VM is in its state, when it is not plain (one lost in a host
+	// restart says so).
+	`ALTER TABLE vms ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -169,12 +174,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 func (s *Store) Close() error { return s.db.Close() }
 
-const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit`
+const vmColumns = `id, COALESCE(alias,''), state, COALESCE(parent_id,''), COALESCE(snapshot_id,''), mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit, state_reason`
 
 func scanVM(row interface{ Scan(...any) error }) (VM, error) {
 	var v VM
 	var created int64
-	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis, &v.Machine, &v.OriginCommit, &v.LastCommit)
+	err := row.Scan(&v.ID, &v.Alias, &v.State, &v.ParentID, &v.SnapshotID, &v.MemMiB, &v.VCPUs, &v.FsMiB, &v.Kernel, &v.Rootfs, &v.PID, &created, &v.BootMillis, &v.Machine, &v.OriginCommit, &v.LastCommit, &v.StateReason)
 	v.CreatedAt = time.Unix(0, created).UTC()
 	return v, err
 }
@@ -196,9 +201,9 @@ type execer interface {
 }
 
 func createVM(ctx context.Context, db execer, v VM) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine, v.OriginCommit, v.LastCommit)
+	_, err := db.ExecContext(ctx, `INSERT INTO vms (id, alias, state, parent_id, snapshot_id, mem_mib, vcpus, fs_mib, kernel, rootfs, pid, created_at, boot_ms, machine, origin_commit, last_commit, state_reason)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		v.ID, nullable(v.Alias), v.State, nullable(v.ParentID), nullable(v.SnapshotID), v.MemMiB, v.VCPUs, v.FsMiB, v.Kernel, v.Rootfs, v.PID, v.CreatedAt.UnixNano(), v.BootMillis, v.Machine, v.OriginCommit, v.LastCommit, v.StateReason)
 	if isUnique(err) && v.Alias != "" {
 		return fmt.Errorf("alias %q is already used by another VM; choose another alias or kill that VM: %w", v.Alias, errdefs.ErrConflict)
 	}

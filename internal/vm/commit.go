@@ -12,6 +12,7 @@ import (
 	"vers/api"
 	"vers/internal/chunk"
 	"vers/internal/errdefs"
+	"vers/internal/fault"
 	"vers/internal/qemu"
 	"vers/internal/store"
 )
@@ -128,6 +129,7 @@ func (m *Manager) writeCommit(ctx context.Context, row store.VM, sn store.Snapsh
 		Parent: row.LastCommit, Message: opts.Message, CreatedAt: mf.CreatedAt,
 		Logical: mf.logical(), Added: added.NewBytes, MemMiB: row.MemMiB, VCPUs: row.VCPUs, FsMiB: row.FsMiB,
 	}
+	fault.Crash("commit.crash-before-record")
 	if err := m.recordCommit(ctx, sc, opts.Tag); err != nil {
 		return store.Commit{}, err
 	}

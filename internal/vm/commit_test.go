@@ -371,7 +371,6 @@ func TestExportImport(t *testing.T) {
 	}
 }
 
-
 func TestRestoreInPlace(t *testing.T) {
 	for _, clone := range []bool{true, false} {
 		t.Run(fmt.Sprintf("clone=%v", clone), func(t *testing.T) {

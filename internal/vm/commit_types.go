@@ -27,4 +27,3 @@ type RunCommitResult struct {
 	// FirstReady and AllReady run from the start of the call.
 	FirstReady, AllReady time.Duration
 }
-

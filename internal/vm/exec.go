@@ -79,7 +79,7 @@ func (m *Manager) session(ctx context.Context, ref string) (*agent.Client, store
 	}
 	if err := m.connect(ctx, mc, row, agentDialTimeout); err != nil {
 		if mc.inst.Exited() {
-			m.markDead(context.WithoutCancel(ctx), row)
+			m.markDead(context.WithoutCancel(ctx), row, reasonExited)
 			return nil, row, nil, fmt.Errorf("vm %s has stopped; `vers kill %s` removes it: %w", label(row), label(row), errdefs.ErrConflict)
 		}
 		return nil, row, nil, err

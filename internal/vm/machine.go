@@ -49,6 +49,8 @@ const (
 )
 
 const (
+	reasonExited       = "its QEMU exited"
+	reasonLost         = "lost: its QEMU was gone when versd started (the host restarted, or the process was killed), and with it all the VM did since its last commit; `vers commit ls` lists what was kept"
 	reasonDiskFull     = "host disk full: free space where the VMs' disks live; the VM resumes by itself"
 	reasonUnresponsive = "QEMU is not answering; `vers kill` removes the VM"
 )

@@ -169,6 +169,7 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		OriginCommit: r.OriginCommit, LastCommit: r.LastCommit,
 	}
 	if r.State != api.StateRunning {
+		v.StateReason = r.StateReason
 		return v
 	}
 	mc := m.machine(r.ID)
@@ -176,7 +177,7 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		return v
 	}
 	if mc.inst.Exited() {
-		v.State, v.StateReason = api.StateDead, "its QEMU exited"
+		v.State, v.StateReason = api.StateDead, reasonExited
 		return v
 	}
 	switch h := mc.getHealth(); h {
@@ -222,7 +223,7 @@ func (m *Manager) attached(row store.VM) (*machine, error) {
 
 // markDead records that a VM's process is gone and lets go of it. A VM that
 // an operation holds is left to that operation, which fails on its own.
-func (m *Manager) markDead(ctx context.Context, row store.VM) {
+func (m *Manager) markDead(ctx context.Context, row store.VM, reason string) {
 	mc := m.machine(row.ID)
 	if mc != nil {
 		if !mc.tryLock() {
@@ -230,7 +231,7 @@ func (m *Manager) markDead(ctx context.Context, row store.VM) {
 		}
 		defer mc.unlock()
 	}
-	row.State = api.StateDead
+	row.State, row.StateReason = api.StateDead, reason
 	if err := m.store.UpdateVM(ctx, row); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		m.log.Error("mark vm dead", "id", row.ID, "err", err)
 	}

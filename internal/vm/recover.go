@@ -41,9 +41,22 @@ func (m *Manager) Recover(ctx context.Context) error {
 		return err
 	}
 	// Commits and restores under way died with the old daemon: what they
-	// held goes (a commit not recorded is not one).
+	// held goes (a commit not recorded is not one), and so do the chunks
+	// a commit wrote that no commit uses — in the background, as the
+	// store may be large.
+	held, err := m.store.HoldersLike(ctx, holdPrefix)
+	if err != nil {
+		return err
+	}
 	if err := m.store.DropHolds(ctx, holdPrefix); err != nil {
 		return err
+	}
+	if len(held) > 0 {
+		go func() {
+			if _, _, err := m.collectChunks(context.WithoutCancel(ctx)); err != nil {
+				m.log.Error("remove the chunks of interrupted commits", "err", err)
+			}
+		}()
 	}
 	m.sweep(ctx)
 	m.collect(ctx)
@@ -58,7 +71,7 @@ func (m *Manager) reattach(ctx context.Context, row store.VM) {
 	}
 	inst, err := m.hv.Attach(ctx, cfg)
 	if errors.Is(err, qemu.ErrNotRunning) {
-		m.markDead(ctx, row)
+		m.markDead(ctx, row, reasonLost)
 		return
 	}
 	if err != nil {

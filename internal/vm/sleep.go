@@ -142,6 +142,7 @@ func (b *branch) startWoken(ctx context.Context) error {
 	if err := b.startChildren(ctx); err != nil {
 		return err
 	}
+	fault.Crash("wake.crash-before-record")
 	return b.record(ctx)
 }
 

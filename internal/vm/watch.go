@@ -72,7 +72,7 @@ func (m *Manager) check(ctx context.Context, id string, mc *machine) {
 				m.log.Error("reboot vm", "id", id, "err", err)
 			}
 		}
-		m.markDead(ctx, row)
+		m.markDead(ctx, row, reasonExited)
 		return
 	}
 	// A console log the guest fills stays bounded.

@@ -112,7 +112,9 @@ func cleanupHome(home string) {
 	// A VM's passt ends with its QEMU; one left by a start that failed half
 	// way does not.
 	passts, _ := filepath.Glob(filepath.Join(home, "vms", "*", "passt.pid"))
-	entries = append(append(entries, holders...), passts...)
+	// A VM restored in place runs in a directory of its own inside the VM's.
+	restored, _ := filepath.Glob(filepath.Join(home, "vms", "*", "r*", "qemu.pid"))
+	entries = append(append(append(entries, holders...), passts...), restored...)
 	for _, p := range entries {
 		if b, err := os.ReadFile(p); err == nil {
 			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
@@ -128,6 +130,10 @@ func cleanupHome(home string) {
 	vms, _ := filepath.Glob(filepath.Join(home, "vms", "*"))
 	for _, v := range vms {
 		os.Remove(filepath.Join(hostRAMDir(), filepath.Base(v)+".ram"))
+		gens, _ := filepath.Glob(filepath.Join(hostRAMDir(), filepath.Base(v)+".r*.ram"))
+		for _, g := range gens {
+			os.Remove(g)
+		}
 	}
 	os.RemoveAll(home)
 }
