@@ -151,14 +151,18 @@ func (m *Manager) List(ctx context.Context) ([]api.VM, error) {
 
 // toAPI is a row as the API shows it, with what the daemon knows now: a VM
 // whose process has just exited is dead, whatever the last check recorded,
-// and a VM that is paused by the host or stopped answering says so.
+// and a VM that is paused by the host or stopped answering says so. A VM a
+// user paused stays paused whatever its disk does.
 func (m *Manager) toAPI(r store.VM) api.VM {
 	v := api.VM{
 		ID: r.ID, Alias: r.Alias, State: r.State, ParentID: r.ParentID,
 		MemMiB: r.MemMiB, VCPUs: r.VCPUs, FsMiB: r.FsMiB, Kernel: r.Kernel, Rootfs: r.Rootfs,
 		PID: r.PID, CreatedAt: r.CreatedAt, BootMillis: r.BootMillis,
 	}
-	if r.State != api.StateRunning {
+	if r.State == api.StatePaused {
+		v.StateReason = api.ReasonPaused
+	}
+	if r.State != api.StateRunning && r.State != api.StatePaused {
 		return v
 	}
 	mc := m.machine(r.ID)
@@ -169,10 +173,10 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		v.State, v.StateReason = api.StateDead, "its QEMU exited"
 		return v
 	}
-	switch h := mc.getHealth(); h {
-	case healthDiskFull:
+	switch h := mc.getHealth(); {
+	case h == healthDiskFull && r.State == api.StateRunning:
 		v.State, v.StateReason = api.StatePaused, reasonDiskFull
-	case healthUnresponsive:
+	case h == healthUnresponsive:
 		v.State, v.StateReason = api.StateUnresponsive, reasonUnresponsive
 	}
 	return v
@@ -185,11 +189,11 @@ func (m *Manager) machine(id string) *machine {
 	return m.live[id]
 }
 
-// attached returns the daemon's handle on a running VM, or says why the VM
-// cannot be used.
+// attached returns the daemon's handle on a running or paused VM, or says
+// why the VM cannot be used.
 func (m *Manager) attached(row store.VM) (*machine, error) {
 	switch row.State {
-	case api.StateRunning:
+	case api.StateRunning, api.StatePaused:
 	case api.StateDead:
 		return nil, fmt.Errorf("vm %s is dead (its QEMU exited; console log in %s); `vers kill %s` removes it: %w",
 			label(row), m.cfg.Layout.VMDir(row.ID), label(row), errdefs.ErrConflict)
