@@ -28,9 +28,10 @@ func NewCmdBranch(f *Factory, runF func(context.Context, *BranchOptions) error) 
 		Short: "Branch HEAD or VM while it runs: children start from its exact state",
 		Long: `Branch the running VM (HEAD when none is named). The parent pauses only while
 its memory, CPU and device state and disk are frozen, then resumes by itself;
-each child starts from exactly that instant. HEAD moves to the child only
-with -c. With --count N, N children come from one snapshot (named NAME-1 …
-NAME-N with --alias).`,
+each child starts from exactly that instant. A parent paused with vers pause
+stays paused, and its children run. HEAD moves to the child only with -c.
+With --count N, N children come from one snapshot (named NAME-1 … NAME-N
+with --alias).`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vm, err := vmArg(args)
@@ -88,7 +89,11 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 		}
 		fmt.Fprintf(o.f.Out, "Branched %s -> %s (id %s)\n", label(res.Parent), name, ch.ID)
 	}
-	fmt.Fprintf(o.f.Out, "Parent paused %.1f ms; first child ready in %d ms", res.PauseMillis, res.FirstReadyMillis)
+	if userPaused(res.Parent) {
+		fmt.Fprintf(o.f.Out, "Parent stays paused; first child ready in %d ms", res.FirstReadyMillis)
+	} else {
+		fmt.Fprintf(o.f.Out, "Parent paused %.1f ms; first child ready in %d ms", res.PauseMillis, res.FirstReadyMillis)
+	}
 	if len(res.Children) > 1 {
 		fmt.Fprintf(o.f.Out, ", all %d in %d ms", len(res.Children), res.AllReadyMillis)
 	}

@@ -44,6 +44,8 @@ type ExecuteOptions struct {
 	Env     []string
 	Dir     string
 	Stdin   bool
+	// Resume resumes a paused VM first.
+	Resume bool
 }
 
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
@@ -96,6 +98,7 @@ command and exit.`,
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
 	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VM (default /root)")
 	fl.BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
+	fl.BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
 	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
 	opts.flags = fl
 	return cmd
@@ -194,6 +197,11 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		}
 		return err
 	}
+	if o.Resume {
+		if err := resumeFirst(ctx, c, ref); err != nil {
+			return headGone(ref, o.VM == "", err)
+		}
+	}
 
 	// The CLI keeps its own deadline: a guest that never reports the kill
 	// (a stopped VM, a lost agent) must not keep vers waiting.
@@ -239,7 +247,7 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			return cause
 		}
-		return headGone(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", pausedHint(ctx, c, ref, err))
 	}
 	if res.TimedOut {
 		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)

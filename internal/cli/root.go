@@ -177,6 +177,8 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdImage(f),
 		NewCmdCopy(f, nil),
 		NewCmdBranch(f, nil),
+		NewCmdPause(f, nil),
+		NewCmdResume(f, nil),
 	)
 	return root
 }
