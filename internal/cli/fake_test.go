@@ -120,6 +120,7 @@ func (d *fakeDaemon) Branch(_ context.Context, ref string, req api.BranchRequest
 	}
 	return res, nil
 }
+
 // Pause and Resume set the VM's state as versd does.
 func (d *fakeDaemon) Pause(_ context.Context, ref string) (api.VM, error) {
 	return d.setState(ref, "pause", api.StatePaused, api.ReasonPaused)

@@ -344,6 +344,7 @@ func (in *fakeInst) Status(ctx context.Context) (string, error) {
 	defer in.mu.Unlock()
 	return in.status, nil
 }
+
 // Pause stops a running guest; as QEMU's stop, it leaves any other state
 // (io-error, postmigrate) as it is.
 func (in *fakeInst) Pause(ctx context.Context) error {
