@@ -175,12 +175,10 @@ func timeoutMillis(d time.Duration) int64 {
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
-func runExecute(ctx context.Context, o *ExecuteOptions) error {
-	c, err := o.Client(ctx)
-	if err != nil {
-		return err
-	}
-	err = o.resolve(func(word string) (bool, error) {
+// target resolves the words into the VM and the command, and returns the
+// VM to run in (resumed first with --resume); "" for --help.
+func (o *ExecuteOptions) target(ctx context.Context, c Daemon) (string, error) {
+	err := o.resolve(func(word string) (bool, error) {
 		_, err := c.GetVM(ctx, word)
 		if errors.Is(err, errdefs.ErrNotFound) {
 			return false, nil
@@ -188,19 +186,31 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return err == nil, err
 	})
 	if err != nil || o.help {
-		return err
+		return "", err
 	}
 	ref, err := o.f.headRef(o.VM)
 	if err != nil {
 		if o.VM == "" && len(o.Words) > 1 && !o.Dashed {
-			return fmt.Errorf("no VM is named %q, so the whole line is the command, for HEAD; but %w", o.Words[0], err)
+			return "", fmt.Errorf("no VM is named %q, so the whole line is the command, for HEAD; but %w", o.Words[0], err)
 		}
-		return err
+		return "", err
 	}
 	if o.Resume {
 		if err := resumeFirst(ctx, c, ref); err != nil {
-			return headGone(ref, o.VM == "", err)
+			return "", headGone(ref, o.VM == "", err)
 		}
+	}
+	return ref, nil
+}
+
+func runExecute(ctx context.Context, o *ExecuteOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	ref, err := o.target(ctx, c)
+	if err != nil || o.help {
+		return err
 	}
 
 	// The CLI keeps its own deadline: a guest that never reports the kill

@@ -28,7 +28,8 @@ func NewCmdPause(f *Factory, runF func(context.Context, *PauseOptions) error) *c
 		Short: "Stop HEAD's or VM's CPUs, keeping its memory, until `vers resume`",
 		Long: `Stop the VM's CPUs (HEAD when none is named); its memory, disk and
 processes stay as they are, and its state is paused until ` + "`vers resume`" + `:
-also across a restart of versd, which never resumes it by itself.
+also across a restart of versd, which never resumes it by itself. Commands
+already running in it stall, and go on once it is resumed.
 
 While it is paused, vers execute, vers connect and vers cp in it are refused
 (exit 4, or 255 with "vers: conflict:" for execute and connect; those two

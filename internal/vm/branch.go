@@ -20,8 +20,8 @@ import (
 
 // A branch freezes a running or paused VM — the parent — into an immutable
 // snapshot and starts children from it (docs/branching.md has the
-// measurements behind each choice). It runs in phases, each a method of branch below
-// with its own undo:
+// measurements behind each choice). It runs in phases, each a method of
+// branch below with its own undo:
 //
 //	reserve        the children's rows (names, memory) and the snapshot's directory
 //	prepare        everything that can be done while the parent runs: disk

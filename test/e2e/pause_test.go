@@ -71,6 +71,7 @@ func testPause(t *testing.T, ram string) {
 	p.must("run", "--vm-alias", vm)
 	p.must("execute", "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &")
 	waitFor(t, "the counter to start", 10*time.Second, func() bool { return p.counterNow(vm) > 3 })
+	refused := "vers: conflict: vm " + vm + " is paused; `vers resume " + vm + "` runs it again, or pass --resume"
 
 	// Paused for 2 s of the host's time: the guest's stand still.
 	start, before := time.Now(), p.guestTime(vm)
@@ -82,8 +83,7 @@ func testPause(t *testing.T, ram string) {
 		t.Errorf("status does not say why: %s", r.out)
 	}
 	time.Sleep(2 * time.Second)
-	want := "vers: conflict: vm " + vm + " is paused; `vers resume " + vm + "` runs it again, or pass --resume"
-	p.expect(255, want, "execute", vm, "true")
+	p.expect(255, refused, "execute", vm, "true")
 	p.expect(4, "is paused; `vers resume "+vm+"`", "cp", ":/tmp/counter", "-")
 	after := p.guestTime(vm, "--resume")
 	stoodStill(t, "paused 2s", before, after, time.Since(start), 2*time.Second)
@@ -92,35 +92,12 @@ func testPause(t *testing.T, ram string) {
 	}
 	waitFor(t, "the counter to go on", 10*time.Second, func() bool { return p.counter(vm) > after.counter+3 })
 
-	// Branched while paused, twice: it stays paused, its children run.
+	// Branched while paused, twice, then the daemon restarted: it stays paused.
 	start, before = time.Now(), p.guestTime(vm)
 	p.must("pause", vm)
 	for _, kid := range []string{vm + "-a", vm + "-b"} {
-		bstart := time.Now()
-		b := p.branch(vm, "--alias", kid)
-		if b.Parent.State != "paused" || b.PauseMS != 0 {
-			t.Fatalf("branch of a paused VM: parent %q, pause %.1f ms", b.Parent.State, b.PauseMS)
-		}
-		if s, _ := p.find(vm); s.State != "paused" {
-			t.Fatalf("the parent is %q after a branch", s.State)
-		}
-		if s, _ := p.find(kid); s.State != "running" {
-			t.Fatalf("the child is %q", s.State)
-		}
-		// The child's clock goes on from the paused parent's: it ran only
-		// since its branch, however long the parent has been paused.
-		k := p.guestTime(kid)
-		ran := time.Duration((k.uptime - before.uptime) * float64(time.Second))
-		if ran < 0 || ran > time.Since(bstart)+1500*time.Millisecond {
-			t.Errorf("child %s's clock is %.1fs past the parent's before its pause, %.1fs after the branch began", kid, ran.Seconds(), time.Since(bstart).Seconds())
-		}
-		if ticks := k.counter - before.counter; ticks < 0 || float64(ticks) > ran.Seconds()/0.1+2 {
-			t.Errorf("child %s's counter %d is not from the paused parent's %d", kid, k.counter, before.counter)
-		}
-		waitFor(t, "the child's counter to go on", 10*time.Second, func() bool { return p.counter(kid) > k.counter })
+		p.branchPaused(vm, kid, before)
 	}
-
-	// A restarted daemon keeps it paused.
 	pid := homeDaemonPID(t, home)
 	syscall.Kill(pid, syscall.SIGTERM)
 	waitFor(t, "versd to stop", 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
@@ -131,7 +108,7 @@ func testPause(t *testing.T, ram string) {
 		t.Fatal("the daemon did not restart")
 	}
 	time.Sleep(2 * time.Second)
-	p.expect(255, want, "execute", vm, "true")
+	p.expect(255, refused, "execute", vm, "true")
 	p.must("resume", vm)
 	after = p.guestTime(vm)
 	// The guest may run for a moment in the second branch (QEMU cannot
@@ -146,4 +123,33 @@ func testPause(t *testing.T, ram string) {
 	if vms := p.status(); len(vms) != 0 {
 		t.Fatalf("left after kill -r: %+v", vms)
 	}
+}
+
+// branchPaused branches the paused vm into kid and checks that vm stays
+// paused and kid runs from vm's paused state: kid's clock goes on from
+// vm's as it was just before the pause (paused), so vm has not run since,
+// however long ago it was paused.
+func (p *project) branchPaused(vm, kid string, paused guestTime) {
+	t := p.t
+	t.Helper()
+	start := time.Now()
+	b := p.branch(vm, "--alias", kid)
+	if b.Parent.State != "paused" || b.PauseMS != 0 {
+		t.Fatalf("branch of a paused VM: parent %q, pause %.1f ms", b.Parent.State, b.PauseMS)
+	}
+	if s, _ := p.find(vm); s.State != "paused" {
+		t.Fatalf("the parent is %q after a branch", s.State)
+	}
+	if s, _ := p.find(kid); s.State != "running" {
+		t.Fatalf("the child is %q", s.State)
+	}
+	k := p.guestTime(kid)
+	ran := time.Duration((k.uptime - paused.uptime) * float64(time.Second))
+	if ran < 0 || ran > time.Since(start)+1500*time.Millisecond {
+		t.Errorf("child %s's clock is %.1fs past the parent's before its pause, %.1fs after the branch began", kid, ran.Seconds(), time.Since(start).Seconds())
+	}
+	if ticks := k.counter - paused.counter; ticks < 0 || float64(ticks) > ran.Seconds()/0.1+2 {
+		t.Errorf("child %s's counter %d is not from the paused parent's %d", kid, k.counter, paused.counter)
+	}
+	waitFor(t, "the child's counter to go on", 10*time.Second, func() bool { return p.counter(kid) > k.counter })
 }
