@@ -69,7 +69,8 @@ func testPause(t *testing.T, ram string) {
 	p.must("init")
 	vm := uniqueAlias(t, "pz")
 	p.must("run", "--vm-alias", vm)
-	p.must("execute", "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &")
+	// The counter is replaced whole (renamed over), so it is never read empty.
+	p.must("execute", "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &")
 	waitFor(t, "the counter to start", 10*time.Second, func() bool { return p.counterNow(vm) > 3 })
 	refused := "vers: conflict: vm " + vm + " is paused; `vers resume " + vm + "` runs it again, or pass --resume"
 
