@@ -14,12 +14,20 @@ import (
 const (
 	StateCreating = "creating" // being booted; never visible to a user for long
 	StateRunning  = "running"
-	StatePaused   = "paused"
-	StateDead     = "dead" // its QEMU is gone; kill it to free what it owned
+	// StatePaused: its vCPUs are stopped and its memory is kept. A VM a
+	// user paused (POST /v1/vms/{ref}/pause) has the StateReason
+	// ReasonPaused and stays paused until it is resumed, a daemon restart
+	// included; one a full host disk paused says so and resumes by itself.
+	StatePaused = "paused"
+	StateDead   = "dead" // its QEMU is gone; kill it to free what it owned
 	// StateUnresponsive: its QEMU runs but does not answer (stopped, hung);
 	// kill it to free what it owned.
 	StateUnresponsive = "unresponsive"
 )
+
+// ReasonPaused is the StateReason of a VM a user paused. Clients may
+// compare it (it is part of the contract, unlike other reasons).
+const ReasonPaused = "paused by `vers pause`"
 
 // VM is one virtual machine as the API shows it.
 type VM struct {

@@ -184,6 +184,26 @@ func (c *Client) Branch(ctx context.Context, ref string, req api.BranchRequest) 
 	return out, c.do(ctx, http.MethodPost, path, req, &out)
 }
 
+// Pause stops VM ref's vCPUs until Resume; pausing a paused VM is no error.
+func (c *Client) Pause(ctx context.Context, ref string) (api.VM, error) {
+	return c.vmAction(ctx, ref, "/pause")
+}
+
+// Resume runs VM ref again; resuming a running VM is no error.
+func (c *Client) Resume(ctx context.Context, ref string) (api.VM, error) {
+	return c.vmAction(ctx, ref, "/resume")
+}
+
+// vmAction posts an action without a body to VM ref and returns the VM.
+func (c *Client) vmAction(ctx context.Context, ref, action string) (api.VM, error) {
+	var v api.VM
+	path, err := vmPath(ref, action)
+	if err != nil {
+		return v, err
+	}
+	return v, c.do(ctx, http.MethodPost, path, nil, &v)
+}
+
 // ReadFile streams the file path out of VM ref.
 func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error) {
 	if ref == "" {

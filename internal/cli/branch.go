@@ -29,9 +29,10 @@ func NewCmdBranch(f *Factory, runF func(context.Context, *BranchOptions) error) 
 		Short: "Branch HEAD or VM while it runs, or a commit: children start from its exact state",
 		Long: `Branch the running VM (HEAD when none is named). The parent pauses only while
 its memory, CPU and device state and disk are frozen, then resumes by itself;
-each child starts from exactly that instant. HEAD moves to the child only
-with -c. With --count N, N children come from one snapshot (named NAME-1 …
-NAME-N with --alias).
+each child starts from exactly that instant. A parent paused with vers pause
+stays paused, and its children run. HEAD moves to the child only with -c.
+With --count N, N children come from one snapshot (named NAME-1 … NAME-N
+with --alias).
 
 A commit or tag (see ` + "`vers commit`" + `) is branched the same way: the children
 start from the state it holds. A VM of that name wins over a tag.`,
@@ -82,7 +83,11 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 	if o.Format == "json" {
 		return json.NewEncoder(o.f.Out).Encode(res)
 	}
-	o.printChildren(label(res.Parent), res.Children, fmt.Sprintf("Parent paused %.1f ms", res.PauseMillis), res.FirstReadyMillis, res.AllReadyMillis)
+	lead := fmt.Sprintf("Parent paused %.1f ms", res.PauseMillis)
+	if userPaused(res.Parent) {
+		lead = "Parent stays paused"
+	}
+	o.printChildren(label(res.Parent), res.Children, lead, res.FirstReadyMillis, res.AllReadyMillis)
 	return nil
 }
 

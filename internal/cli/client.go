@@ -19,6 +19,8 @@ type Daemon interface {
 	CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error)
 	DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error)
 	Branch(ctx context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error)
+	Pause(ctx context.Context, ref string) (api.VM, error)
+	Resume(ctx context.Context, ref string) (api.VM, error)
 	Exec(ctx context.Context, ref string, req api.ExecRequest, streams client.ExecIO) (api.ExecControl, error)
 	ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error)
 	WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error

@@ -18,6 +18,8 @@ type ConnectOptions struct {
 	f      *Factory
 	Client clientFunc
 	VM     string
+	// Resume resumes a paused VM first.
+	Resume bool
 }
 
 func NewCmdConnect(f *Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
@@ -31,7 +33,8 @@ standard input is not a terminal, the shell runs what standard input gives,
 so a script can be piped or passed as a here-document.
 
 Exit codes: the shell's own. When vers itself fails (no such VM, the session
-lost) it exits 255 and stderr starts with the kind ("vers: not_found: ...").`,
+lost, a paused VM without --resume) it exits 255 and stderr starts with the
+kind ("vers: not_found: ...").`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return sessionExit(fmt.Errorf("connect takes at most one VM; to run a command use vers execute: %w", errUsage))
@@ -47,6 +50,7 @@ lost) it exits 255 and stderr starts with the kind ("vers: not_found: ...").`,
 			return sessionExit(runConnect(cmd.Context(), opts))
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
 	return cmd
 }
 
@@ -55,12 +59,17 @@ func runConnect(ctx context.Context, o *ConnectOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.Resume {
+		if err := resumeFirst(ctx, c, ref); err != nil {
+			return headGone(ref, o.VM == "", err)
+		}
+	}
 	if !o.f.StdinIsTerminal() {
 		// A script on stdin: a non-interactive login shell reads it.
 		res, err := c.Exec(ctx, ref, api.ExecRequest{Argv: []string{"bash", "-l"}},
 			client.ExecIO{Stdin: o.f.In, Stdout: o.f.Out, Stderr: o.f.ErrOut})
 		if err != nil {
-			return headGone(ref, o.VM == "", err)
+			return headGone(ref, o.VM == "", pausedHint(ctx, c, ref, err))
 		}
 		if res.ExitCode != 0 {
 			return &ExitErr{Code: res.ExitCode}
@@ -125,7 +134,7 @@ func interactive(ctx context.Context, o *ConnectOptions, c Daemon, ref string) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("session ended by a signal: %w", errCancelled)
 		}
-		return headGone(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", pausedHint(ctx, c, ref, err))
 	}
 	if res.ExitCode != 0 {
 		return &ExitErr{Code: res.ExitCode}

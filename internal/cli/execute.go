@@ -44,6 +44,8 @@ type ExecuteOptions struct {
 	Env     []string
 	Dir     string
 	Stdin   bool
+	// Resume resumes a paused VM first.
+	Resume bool
 }
 
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
@@ -96,6 +98,7 @@ command and exit.`,
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
 	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VM (default /root)")
 	fl.BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
+	fl.BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
 	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
 	opts.flags = fl
 	return cmd
@@ -172,12 +175,10 @@ func timeoutMillis(d time.Duration) int64 {
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
-func runExecute(ctx context.Context, o *ExecuteOptions) error {
-	c, err := o.Client(ctx)
-	if err != nil {
-		return err
-	}
-	err = o.resolve(func(word string) (bool, error) {
+// target resolves the words into the VM and the command, and returns the
+// VM to run in (resumed first with --resume); "" for --help.
+func (o *ExecuteOptions) target(ctx context.Context, c Daemon) (string, error) {
+	err := o.resolve(func(word string) (bool, error) {
 		_, err := c.GetVM(ctx, word)
 		if errors.Is(err, errdefs.ErrNotFound) {
 			return false, nil
@@ -185,13 +186,30 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return err == nil, err
 	})
 	if err != nil || o.help {
-		return err
+		return "", err
 	}
 	ref, err := o.f.headRef(o.VM)
 	if err != nil {
 		if o.VM == "" && len(o.Words) > 1 && !o.Dashed {
-			return fmt.Errorf("no VM is named %q, so the whole line is the command, for HEAD; but %w", o.Words[0], err)
+			return "", fmt.Errorf("no VM is named %q, so the whole line is the command, for HEAD; but %w", o.Words[0], err)
 		}
+		return "", err
+	}
+	if o.Resume {
+		if err := resumeFirst(ctx, c, ref); err != nil {
+			return "", headGone(ref, o.VM == "", err)
+		}
+	}
+	return ref, nil
+}
+
+func runExecute(ctx context.Context, o *ExecuteOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	ref, err := o.target(ctx, c)
+	if err != nil || o.help {
 		return err
 	}
 
@@ -239,7 +257,7 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			return cause
 		}
-		return headGone(ref, o.VM == "", err)
+		return headGone(ref, o.VM == "", pausedHint(ctx, c, ref, err))
 	}
 	if res.TimedOut {
 		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)

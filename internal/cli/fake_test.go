@@ -24,7 +24,7 @@ type fakeDaemon struct {
 	mu  sync.Mutex
 	vms []api.VM
 
-	validateErr, createErr, deleteErr, branchErr error
+	validateErr, createErr, deleteErr, branchErr, pauseErr error
 	// validateErrBuilt is what validation says once images were built (a
 	// disk smaller than the built root filesystem).
 	validateErrBuilt error
@@ -40,6 +40,7 @@ type fakeDaemon struct {
 	created   []api.CreateVMRequest
 	deleted   []string
 	branched  []string
+	paused    []string // Pause and Resume calls: "pause id", "resume id"
 	execs     []execCall
 	builds    []buildCall
 
@@ -121,8 +122,48 @@ func (d *fakeDaemon) Branch(_ context.Context, ref string, req api.BranchRequest
 	}
 	return res, nil
 }
+
+// Pause and Resume set the VM's state as versd does.
+func (d *fakeDaemon) Pause(_ context.Context, ref string) (api.VM, error) {
+	return d.setState(ref, "pause", api.StatePaused, api.ReasonPaused)
+}
+func (d *fakeDaemon) Resume(_ context.Context, ref string) (api.VM, error) {
+	return d.setState(ref, "resume", api.StateRunning, "")
+}
+func (d *fakeDaemon) setState(ref, op, state, reason string) (api.VM, error) {
+	v, err := d.find(ref)
+	if err != nil {
+		return api.VM{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.paused = append(d.paused, op+" "+v.ID)
+	if d.pauseErr != nil {
+		return api.VM{}, d.pauseErr
+	}
+	for i := range d.vms {
+		if d.vms[i].ID == v.ID {
+			d.vms[i].State, d.vms[i].StateReason = state, reason
+			v = d.vms[i]
+		}
+	}
+	return v, nil
+}
+
+// refusePaused answers a command in a paused VM as versd does.
+func (d *fakeDaemon) refusePaused(ref string) error {
+	v, err := d.find(ref)
+	if err != nil {
+		return err
+	}
+	if v.State == api.StatePaused {
+		return &client.Error{Status: 409, Code: api.CodeConflict, Message: fmt.Sprintf("vm %s is paused; `vers resume %s` runs it again", label(v), label(v))}
+	}
+	return nil
+}
+
 func (d *fakeDaemon) Exec(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error) {
-	if _, err := d.find(ref); err != nil {
+	if err := d.refusePaused(ref); err != nil {
 		return api.ExecControl{}, err
 	}
 	d.mu.Lock()
@@ -133,10 +174,16 @@ func (d *fakeDaemon) Exec(ctx context.Context, ref string, req api.ExecRequest, 
 	}
 	return api.ExecControl{Type: "exit"}, nil
 }
-func (d *fakeDaemon) ReadFile(context.Context, string, string) (io.ReadCloser, os.FileMode, error) {
+func (d *fakeDaemon) ReadFile(_ context.Context, ref, _ string) (io.ReadCloser, os.FileMode, error) {
+	if err := d.refusePaused(ref); err != nil {
+		return nil, 0, err
+	}
 	return nil, 0, fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
 }
-func (d *fakeDaemon) WriteFile(context.Context, string, string, os.FileMode, io.Reader) error {
+func (d *fakeDaemon) WriteFile(_ context.Context, ref, _ string, _ os.FileMode, _ io.Reader) error {
+	if err := d.refusePaused(ref); err != nil {
+		return err
+	}
 	return fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
 }
 

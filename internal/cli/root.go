@@ -188,6 +188,8 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdSleep(f, nil),
 		NewCmdWake(f, nil),
 		NewCmdRestore(f, nil),
+		NewCmdPause(f, nil),
+		NewCmdResume(f, nil),
 	)
 	return root
 }

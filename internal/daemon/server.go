@@ -53,6 +53,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}":         s.getVM,
 		"DELETE /v1/vms/{ref}":      s.deleteVM,
 		"POST /v1/vms/{ref}/branch": s.branchVM,
+		"POST /v1/vms/{ref}/pause":  s.pauseVM,
+		"POST /v1/vms/{ref}/resume": s.resumeVM,
 		"GET /v1/vms/{ref}/exec":    s.exec,
 		"GET /v1/vms/{ref}/files":   s.readFile,
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
@@ -186,6 +188,24 @@ func (s *Server) branchVM(w http.ResponseWriter, r *http.Request) {
 		FirstReadyMillis: res.FirstReady.Milliseconds(),
 		AllReadyMillis:   res.AllReady.Milliseconds(),
 	})
+}
+
+func (s *Server) pauseVM(w http.ResponseWriter, r *http.Request) {
+	v, err := s.vms.Pause(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) resumeVM(w http.ResponseWriter, r *http.Request) {
+	v, err := s.vms.Resume(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {

@@ -261,3 +261,55 @@ func TestMigrateSharedMemory(t *testing.T) {
 	child.Stop(ctx)
 	parent.Stop(ctx)
 }
+
+// TestMigratePausedVM is what the branch of a paused VM relies on (QEMU
+// 7.2): a plain migration of a stopped VM leaves it stopped, in
+// postmigrate; such a VM refuses another migration until it has run; cont
+// runs it, and once stopped again it migrates again.
+func TestMigratePausedVM(t *testing.T) {
+	needQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	work := t.TempDir()
+	pc := testConfig(t)
+	pc.Disk = filepath.Join(work, "p.qcow2")
+	makeDisk(t, pc.Disk, 64)
+	p := startTest(t, pc)
+	hc := testConfig(t)
+	hc.Name += "h"
+	hc.Disk = filepath.Join(work, "h.qcow2")
+	makeDisk(t, hc.Disk, 64)
+	hc.Incoming, hc.Frozen = true, true
+	h := startTest(t, hc)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(p.Pause(ctx))
+	must(h.SetRAMMode(ctx, RAMFull))
+	sock := filepath.Join(work, "m.sock")
+	must(h.ListenRAM(ctx, "unix:"+sock))
+	must(p.SetRAMMode(ctx, RAMFull))
+	next := filepath.Join(work, "next.qcow2")
+	must(CreateOverlay(ctx, pc.Disk, "qcow2", next, 0))
+	must(p.SwitchDisk(ctx, next, "d1"))
+	must(p.SendRAM(ctx, "unix:"+sock))
+	if _, err := p.WaitRAMSent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must(h.WaitLoaded(ctx))
+	expectStatus(t, p, "postmigrate")
+	must(p.SetRAMMode(ctx, RAMShared))
+	if err := p.SaveState(ctx, filepath.Join(work, "state")); err == nil {
+		t.Fatal("QEMU migrated a VM in postmigrate again: the branch of a paused parent need not run it first (branch.go, unmigrate)")
+	}
+	must(p.Cont(ctx))
+	expectStatus(t, p, "running")
+	must(p.Pause(ctx))
+	must(p.SaveState(ctx, filepath.Join(work, "state")))
+	expectStatus(t, p, "postmigrate")
+	must(p.Cont(ctx))
+	expectStatus(t, p, "running")
+}

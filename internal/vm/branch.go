@@ -18,10 +18,10 @@ import (
 	"vers/internal/store"
 )
 
-// A branch freezes a running VM — the parent — into an immutable snapshot
-// and starts children from it (docs/branching.md has the measurements
-// behind each choice). It runs in phases, each a method of branch below
-// with its own undo:
+// A branch freezes a running or paused VM — the parent — into an immutable
+// snapshot and starts children from it (docs/branching.md has the
+// measurements behind each choice). It runs in phases, each a method of
+// branch below with its own undo:
 //
 //	reserve        the children's rows (names, memory) and the snapshot's directory
 //	prepare        everything that can be done while the parent runs: disk
@@ -37,6 +37,11 @@ import (
 // a new overlay, and its old top becomes the snapshot's immutable layer,
 // under the parent's and every child's overlay. RAM is frozen by one of two
 // methods (ramFreezer, freeze.go): clone its file, or copy it into a holder.
+//
+// A parent a user paused stays paused: the freeze stops nothing and resumes
+// nothing (the copy method then copies RAM by a plain migration, since
+// QEMU's background snapshot resumes the guest), whatever fails. Its
+// children run: they are new VMs.
 
 // BranchResult reports one branch.
 type BranchResult struct {
@@ -72,6 +77,9 @@ type branch struct {
 	mc     *machine
 	pcfg   qemu.Config
 	ram    ramFreezer
+	// paused: a user paused the parent, and it stays so; otherwise it runs
+	// again after the freeze, whatever fails.
+	paused bool
 
 	snap     store.Snapshot
 	nextDisk string
@@ -88,8 +96,6 @@ type branch struct {
 	// hold, when set, names who holds the snapshot once the branch ends
 	// (see branchLocked).
 	hold string
-	// stayPaused: the parent was paused before the branch, and stays so.
-	stayPaused bool
 	// origin, for VMs started from a commit, is that commit: there is no
 	// parent, and the snapshot was brought out of the chunk store.
 	origin *store.Commit
@@ -105,8 +111,8 @@ func (b *branch) diskFrom() string {
 	return b.parent.ID
 }
 
-// Branch freezes the running VM ref and starts count children from that
-// instant. Aliases: "" for none; with count > 1, alias-1 … alias-N.
+// Branch freezes the running or paused VM ref and starts count children
+// from that instant. Aliases: "" for none; with count > 1, alias-1 … alias-N.
 func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (BranchResult, error) {
 	start := time.Now()
 	aliases, err := childAliases(alias, count)
@@ -117,7 +123,7 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err != nil {
 		return BranchResult{}, err
 	}
-	mc, err := m.usable(ctx, parent)
+	mc, err := m.workable(ctx, parent)
 	if err != nil {
 		return BranchResult{}, err
 	}
@@ -125,7 +131,7 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		return BranchResult{}, err
 	}
 	defer mc.unlock()
-	b, err := m.branchLocked(ctx, start, parent, mc, aliases, "")
+	b, err := m.branchLocked(ctx, start, parent, mc, aliases, "", false)
 	if err != nil {
 		return BranchResult{}, err
 	}
@@ -133,13 +139,19 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 }
 
 // branchLocked runs a branch's phases on a parent whose operation lock the
-// caller holds. With no aliases it only freezes the parent into a snapshot
+// caller holds. A parent a user paused stays paused, and so does one with
+// keepPaused. With no aliases it only freezes the parent into a snapshot
 // (a commit). With hold, the snapshot's RAM and the parent's disk chain are
 // held under that name, from the same transaction that ends the branch,
 // until the caller lets go of them (releaseHold).
-func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent store.VM, mc *machine, aliases []string, hold string) (*branch, error) {
+func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent store.VM, mc *machine, aliases []string, hold string, keepPaused bool) (*branch, error) {
+	// Read again under the lock: a pause or a resume meanwhile counts.
+	parent, err := m.store.GetVM(ctx, parent.ID)
+	if err != nil {
+		return nil, err
+	}
 	b := &branch{m: m, parent: parent, mc: mc, pcfg: mc.inst.Config(), start: start, hold: hold,
-		snapUndo: revert.New(), undo: revert.New()}
+		paused: keepPaused || parent.State == api.StatePaused, snapUndo: revert.New(), undo: revert.New()}
 	b.ram = m.freezerFor(b.pcfg)
 	defer b.snapUndo.Fail()
 	defer b.undo.Fail()
@@ -301,6 +313,9 @@ func (b *branch) freeze(ctx context.Context) error {
 	}
 	pause, ferr := b.ram.freeze(ctx, b, stopped)
 	b.pause, b.frozen = pause, time.Now()
+	if b.paused {
+		b.pause = 0 // the branch stopped nothing
+	}
 	fault.Crash("branch.crash-after-freeze")
 	if err := b.switched(ctx); err != nil {
 		return err
@@ -322,28 +337,53 @@ func (b *branch) freeze(ctx context.Context) error {
 
 // stopAndSwitch begins every freeze: it stops the parent and moves its disk
 // onto the next overlay, so that the old top is the snapshot's layer. It
-// returns when the stop began; on failure the parent runs again.
+// returns when the stop began; on failure the parent runs again (unless a
+// user paused it).
 func (b *branch) stopAndSwitch(ctx context.Context) (time.Time, error) {
 	inst, bg := b.mc.inst, context.WithoutCancel(ctx)
-	if st, err := inst.Status(ctx); err != nil {
-		return time.Time{}, b.m.qemuErr(b.parent, err)
-	} else if st == "paused" {
-		b.stayPaused = true
+	if err := b.unmigrate(ctx); err != nil {
+		return time.Time{}, err
 	}
 	if err := inst.Pause(ctx); err != nil {
 		return time.Time{}, b.m.qemuErr(b.parent, err)
 	}
 	stopped := time.Now()
 	if err := b.m.inject("branch.in-pause"); err != nil {
-		b.resumeParent(bg)
+		b.restore(bg)
 		return stopped, err
 	}
 	if err := inst.SwitchDisk(ctx, b.nextDisk, "d-"+b.snap.ID[:8]); err != nil {
-		b.resumeParent(bg)
+		b.restore(bg)
 		return stopped, fmt.Errorf("switch disk: %w", b.m.qemuErr(b.parent, err))
 	}
 	fault.Crash("branch.crash-in-pause")
 	return stopped, nil
+}
+
+// unmigrate readies a paused parent that an earlier branch migrated. QEMU
+// 7.2 leaves a VM whose state was saved stopped in "postmigrate", and
+// refuses to migrate it again until its guest has run: so such a parent
+// runs for the moment between this cont and the pause that follows. (A
+// paused VM branched once, or resumed in between, does not run at all.)
+func (b *branch) unmigrate(ctx context.Context) error {
+	if !b.paused {
+		return nil
+	}
+	if st, err := b.mc.inst.Status(ctx); err != nil || st != "postmigrate" {
+		return nil // a QEMU that does not answer fails the pause next
+	}
+	if err := b.mc.inst.Cont(ctx); err != nil {
+		return fmt.Errorf("ready the paused parent: %w", b.m.qemuErr(b.parent, err))
+	}
+	return nil
+}
+
+// restore runs the parent again after a failure in the pause, unless a user
+// paused it: then it stays paused.
+func (b *branch) restore(ctx context.Context) {
+	if !b.paused {
+		b.m.resume(ctx, b.mc.inst)
+	}
 }
 
 // switched records that the parent runs on its next overlay, whose backing
@@ -514,14 +554,6 @@ func within(ctx context.Context, d time.Duration, phase func(context.Context) er
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return phase(ctx)
-}
-
-// resumeParent runs the parent again after the pause, unless it was paused
-// before the branch.
-func (b *branch) resumeParent(ctx context.Context) {
-	if !b.stayPaused {
-		b.m.resume(ctx, b.mc.inst)
-	}
 }
 
 // resume runs a VM stopped by a branch again, whatever step it stopped in.

@@ -47,14 +47,14 @@ func (m *Manager) Commit(ctx context.Context, ref string, opts CommitOptions) (C
 	if err != nil {
 		return CommitResult{}, err
 	}
-	mc, err := m.usable(ctx, row)
+	mc, err := m.workable(ctx, row)
 	if err != nil {
 		return CommitResult{}, err
 	}
 	if err := mc.lock(ctx, "commit "+label(row)); err != nil {
 		return CommitResult{}, err
 	}
-	b, err := m.branchLocked(ctx, start, row, mc, nil, holdPrefix+"commit-"+row.ID)
+	b, err := m.branchLocked(ctx, start, row, mc, nil, holdPrefix+"commit-"+row.ID, false)
 	mc.unlock()
 	if err != nil {
 		return CommitResult{}, err

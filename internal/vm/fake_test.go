@@ -248,6 +248,11 @@ type fakeInst struct {
 	// active is the disk file QEMU writes to, once SwitchDisk moved it.
 	active string
 	reason string
+	// mode is what the next migration carries (SetRAMMode).
+	mode qemu.RAMMode
+	// ran counts the times the guest was made to run (Cont, or a
+	// background snapshot resuming it).
+	ran int
 }
 
 // serveAgent runs a real guest agent behind the VM's agent socket.
@@ -375,18 +380,55 @@ func (in *fakeInst) Status(ctx context.Context) (string, error) {
 	defer in.mu.Unlock()
 	return in.status, nil
 }
+
+// Pause stops a running guest; as QEMU's stop, it leaves any other state
+// (io-error, postmigrate) as it is.
 func (in *fakeInst) Pause(ctx context.Context) error {
 	if err := in.do(ctx, "Pause"); err != nil {
 		return err
 	}
-	in.setStatus("paused")
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.status == "running" {
+		in.status = "paused"
+	}
 	return nil
 }
 func (in *fakeInst) Cont(ctx context.Context) error {
 	if err := in.do(ctx, "Cont"); err != nil {
 		return err
 	}
-	in.setStatus("running")
+	in.run()
+	return nil
+}
+
+func (in *fakeInst) run() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.status = "running"
+	in.ran++
+}
+
+func (in *fakeInst) runs() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.ran
+}
+
+func (in *fakeInst) getStatus() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.status
+}
+
+// migrating starts a migration out of the VM as QEMU 7.2 does: refused from
+// postmigrate (a VM migrated while stopped must run before it migrates again).
+func (in *fakeInst) migrating(op string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.status == "postmigrate" {
+		return fmt.Errorf("%s: Can't migrate the vm that was paused due to previous migration", op)
+	}
 	return nil
 }
 func (in *fakeInst) Stop(ctx context.Context) error {
@@ -426,12 +468,24 @@ func (in *fakeInst) ActiveDisk(ctx context.Context) (string, error) {
 	return in.cfg.Disk, nil
 }
 func (in *fakeInst) SetRAMMode(ctx context.Context, mode qemu.RAMMode) error {
-	return in.do(ctx, "SetRAMMode")
+	if err := in.do(ctx, "SetRAMMode"); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.mode = mode
+	return nil
 }
+
+// SaveState leaves the (stopped) VM in postmigrate, as QEMU does.
 func (in *fakeInst) SaveState(ctx context.Context, path string) error {
 	if err := in.do(ctx, "SaveState"); err != nil {
 		return err
 	}
+	if err := in.migrating("SaveState"); err != nil {
+		return err
+	}
+	in.setStatus("postmigrate")
 	return os.WriteFile(path, []byte("device state of "+in.Config().Name), 0o600)
 }
 func (in *fakeInst) LoadState(ctx context.Context, path string) error {
@@ -449,7 +503,17 @@ func (in *fakeInst) SendRAM(ctx context.Context, uri string) error {
 	if err := in.do(ctx, "SendRAM"); err != nil {
 		return err
 	}
-	in.setStatus("running") // a background snapshot resumes the guest itself
+	if err := in.migrating("SendRAM"); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	background := in.mode == qemu.RAMBackground
+	in.mu.Unlock()
+	if background {
+		// QEMU 7.2's background snapshot resumes the guest itself, whether
+		// or not it ran before.
+		in.run()
+	}
 	return nil
 }
 func (in *fakeInst) WaitRAMSent(ctx context.Context) (qemu.Migration, error) {
@@ -467,6 +531,11 @@ func (in *fakeInst) WaitRAMSent(ctx context.Context) (qemu.Migration, error) {
 		}
 		holder.setStatus("paused")
 	}
+	in.mu.Lock()
+	if in.mode != qemu.RAMBackground && in.status == "paused" {
+		in.status = "postmigrate"
+	}
+	in.mu.Unlock()
 	return qemu.Migration{Status: "completed"}, nil
 }
 func (in *fakeInst) CancelMigration(ctx context.Context)   { in.hv.op(ctx, "CancelMigration", in.kind()) }

@@ -24,7 +24,8 @@ type ramFreezer interface {
 	// beforeFreeze runs last before the pause: what makes the pause short.
 	beforeFreeze(ctx context.Context, b *branch) error
 	// freeze runs in the pause, after the disk switch; it must leave the
-	// parent running, and returns how long it was stopped.
+	// parent running (stopped if a user paused it: b.paused), and returns
+	// how long it was stopped.
 	freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error)
 	// finish completes the snapshot after the pause.
 	finish(ctx context.Context, b *branch) error
@@ -76,7 +77,7 @@ func (cloneRAM) beforeFreeze(ctx context.Context, b *branch) error {
 func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
 	inst, bg := b.mc.inst, context.WithoutCancel(ctx)
 	fail := func(err error) (time.Duration, error) {
-		b.resumeParent(bg)
+		b.restore(bg)
 		return 0, err
 	}
 	if err := b.m.cfg.RAM.Clone(b.pcfg.MemPath, b.snap.MemPath); err != nil {
@@ -85,8 +86,8 @@ func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.
 	if err := inst.SaveState(ctx, b.snap.StatePath); err != nil {
 		return fail(fmt.Errorf("save device state: %w", b.m.qemuErr(b.parent, err)))
 	}
-	if b.stayPaused {
-		return time.Since(stopped), nil
+	if b.paused {
+		return 0, nil // it stays stopped ("postmigrate"; Cont runs it)
 	}
 	if err := inst.Cont(ctx); err != nil {
 		return fail(b.m.qemuErr(b.parent, err))
@@ -116,6 +117,10 @@ func (cloneRAM) done(b *branch) {}
 //  3. The holder saves the device state without RAM (S is the RAM) and goes.
 //  4. Each child maps S copy-on-write (share=off), loads the device state and
 //     runs: children share every page of S they have not written.
+//
+// A parent a user paused is copied by a plain migration instead: its RAM
+// cannot change, and QEMU 7.2's background snapshot resumes the guest
+// whether or not it ran before.
 //
 // (A live pre-copy, the usual migration, was tried first: under TCG in QEMU
 // 7.2 children made from it crashed now and then with corrupted kernel
@@ -160,7 +165,9 @@ func (*copyRAM) childRAM(b *branch, c *qemu.Config, id string) {
 
 func (c *copyRAM) beforeFreeze(ctx context.Context, b *branch) error {
 	m := b.m
-	if b.pcfg.MemPath != "" && !b.mc.prefaulted {
+	// Prefaulting makes the write-protection of a background snapshot
+	// quick; a paused parent has none.
+	if !b.paused && b.pcfg.MemPath != "" && !b.mc.prefaulted {
 		// Punching the snapshot's zero pages unmaps them again: let it end.
 		if ch, ok := m.sparsing.Load(b.parent.SnapshotID); ok {
 			select {
@@ -181,6 +188,9 @@ func (c *copyRAM) beforeFreeze(ctx context.Context, b *branch) error {
 	if err := c.holder.ListenRAM(ctx, "unix:"+c.socket(b)); err != nil {
 		return fmt.Errorf("holder: %w", err)
 	}
+	if b.paused {
+		return b.mc.inst.SetRAMMode(ctx, qemu.RAMFull)
+	}
 	return b.mc.inst.SetRAMMode(ctx, qemu.RAMBackground)
 }
 
@@ -188,17 +198,18 @@ func (*copyRAM) socket(b *branch) string { return filepath.Join(b.snap.Dir, "m.s
 
 // freeze starts the background snapshot; QEMU resumes the guest itself once
 // its RAM is write-protected. It returns the pause once the holder has all
-// of RAM.
+// of RAM. (A paused parent's RAM goes by a plain migration, and it stays
+// stopped.)
 func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error) {
 	parent, bg := b.mc.inst, context.WithoutCancel(ctx)
 	if err := parent.SendRAM(ctx, "unix:"+c.socket(b)); err != nil {
-		b.resumeParent(bg)
+		b.restore(bg)
 		return 0, b.m.qemuErr(b.parent, err)
 	}
-	if !b.stayPaused {
+	if !b.paused {
 		if err := parent.WaitRunning(ctx); err != nil {
 			parent.CancelMigration(bg)
-			b.resumeParent(bg)
+			b.restore(bg)
 			return 0, b.m.qemuErr(b.parent, err)
 		}
 	}
@@ -212,14 +223,6 @@ func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (tim
 		"zero_pages", mig.RAM.Duplicate, "transferred", mig.RAM.Transferred)
 	if err := c.holder.WaitLoaded(ctx); err != nil {
 		return pause, fmt.Errorf("holder: %w", err)
-	}
-	// QEMU may resume a guest that was paused before the snapshot (it ran
-	// on its new overlay meanwhile, which the snapshot does not see): it is
-	// paused again.
-	if st, _ := parent.Status(ctx); b.stayPaused && st == "running" {
-		if err := parent.Pause(ctx); err != nil {
-			return pause, b.m.qemuErr(b.parent, err)
-		}
 	}
 	return pause, nil
 }

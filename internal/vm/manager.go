@@ -160,7 +160,8 @@ func (m *Manager) List(ctx context.Context) ([]api.VM, error) {
 
 // toAPI is a row as the API shows it, with what the daemon knows now: a VM
 // whose process has just exited is dead, whatever the last check recorded,
-// and a VM that is paused by the host or stopped answering says so.
+// and a VM that is paused by the host or stopped answering says so. A VM a
+// user paused stays paused whatever its disk does.
 func (m *Manager) toAPI(r store.VM) api.VM {
 	v := api.VM{
 		ID: r.ID, Alias: r.Alias, State: r.State, ParentID: r.ParentID,
@@ -168,8 +169,12 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		PID: r.PID, CreatedAt: r.CreatedAt, BootMillis: r.BootMillis,
 		OriginCommit: r.OriginCommit, LastCommit: r.LastCommit,
 	}
-	if r.State != api.StateRunning {
+	if r.State == api.StatePaused {
+		v.StateReason = api.ReasonPaused
+	} else if r.State != api.StateRunning {
 		v.StateReason = r.StateReason
+	}
+	if r.State != api.StateRunning && r.State != api.StatePaused {
 		return v
 	}
 	mc := m.machine(r.ID)
@@ -180,10 +185,10 @@ func (m *Manager) toAPI(r store.VM) api.VM {
 		v.State, v.StateReason = api.StateDead, reasonExited
 		return v
 	}
-	switch h := mc.getHealth(); h {
-	case healthDiskFull:
+	switch h := mc.getHealth(); {
+	case h == healthDiskFull && r.State == api.StateRunning:
 		v.State, v.StateReason = api.StatePaused, reasonDiskFull
-	case healthUnresponsive:
+	case h == healthUnresponsive:
 		v.State, v.StateReason = api.StateUnresponsive, reasonUnresponsive
 	}
 	return v
@@ -196,11 +201,11 @@ func (m *Manager) machine(id string) *machine {
 	return m.live[id]
 }
 
-// attached returns the daemon's handle on a running VM, or says why the VM
-// cannot be used.
+// attached returns the daemon's handle on a running or paused VM, or says
+// why the VM cannot be used.
 func (m *Manager) attached(row store.VM) (*machine, error) {
 	switch row.State {
-	case api.StateRunning:
+	case api.StateRunning, api.StatePaused:
 	case api.StateSleeping:
 		return nil, fmt.Errorf("vm %s is sleeping (its state is in commit %s); `vers wake %s` brings it back: %w",
 			label(row), short(row.LastCommit), label(row), errdefs.ErrConflict)

@@ -63,7 +63,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 	return nil
 }
 
-// reattach finds a running VM's QEMU again.
+// reattach finds a running or paused VM's QEMU again; a paused one stays
+// (or is made again) paused.
 func (m *Manager) reattach(ctx context.Context, row store.VM) {
 	cfg, ok := machineOf(row)
 	if !ok {
@@ -80,10 +81,14 @@ func (m *Manager) reattach(ctx context.Context, row store.VM) {
 		m.log.Error("re-attach vm", "id", row.ID, "err", err)
 		return
 	}
+	mc := newMachine(inst)
+	if row.State == api.StatePaused {
+		m.keepPaused(ctx, row, mc)
+	}
 	m.mu.Lock()
-	m.live[row.ID] = newMachine(inst)
+	m.live[row.ID] = mc
 	m.mu.Unlock()
-	m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID())
+	m.log.Info("vm re-attached", "id", row.ID, "alias", row.Alias, "pid", inst.PID(), "state", row.State)
 }
 
 // recoverBranches follows each branch that a crash interrupted from the
@@ -91,7 +96,7 @@ func (m *Manager) reattach(ctx context.Context, row store.VM) {
 // says the disk did not move) the snapshot is undone; after it, the
 // parent's record is brought in line and the snapshot stays as its layer.
 // The children are "creating" rows, already removed. A parent left stopped
-// in the pause runs again.
+// in the pause runs again, unless a user paused it.
 func (m *Manager) recoverBranches(ctx context.Context) error {
 	snaps, err := m.store.Unfinished(ctx)
 	if err != nil {
@@ -124,6 +129,9 @@ func (m *Manager) recoverBranches(ctx context.Context) error {
 			m.log.Warn("undoing a branch that never froze", "snapshot", sn.ID, "vm", sn.SourceVM)
 			os.Remove(sn.NextDisk)
 			m.removeSnapshot(ctx, sn)
+		}
+		if row, err := m.store.GetVM(ctx, sn.SourceVM); err == nil && row.State == api.StatePaused {
+			continue
 		}
 		if st, err := mc.inst.Status(ctx); err == nil && (st == "paused" || st == "postmigrate" || st == "finish-migrate") {
 			m.log.Warn("vm left stopped by an interrupted branch: resuming it", "id", sn.SourceVM, "status", st)

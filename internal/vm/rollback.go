@@ -41,7 +41,7 @@ func (m *Manager) Restore(ctx context.Context, ref, commit string) (api.VM, erro
 	if err := m.compatible(sc, mf); err != nil {
 		return api.VM{}, err
 	}
-	mc, err := m.usable(ctx, row)
+	mc, err := m.workable(ctx, row)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -117,6 +117,7 @@ func (m *Manager) switchMachine(ctx context.Context, row store.VM, mf manifest, 
 	if err := m.inject("restore.switch"); err != nil {
 		return err
 	}
+	row.State, row.StateReason = api.StateRunning, ""
 	row.Machine, row.PID, row.SnapshotID = machineJSON(cfg), nmc.inst.PID(), sn.ID
 	row.OriginCommit, row.LastCommit = sc.ID, sc.ID
 	row.MemMiB, row.VCPUs, row.FsMiB = mf.MemMiB, mf.VCPUs, mf.FsMiB

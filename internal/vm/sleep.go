@@ -29,7 +29,7 @@ func (m *Manager) Sleep(ctx context.Context, ref string) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, err
 	}
-	mc, err := m.usable(ctx, row)
+	mc, err := m.workable(ctx, row)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -47,7 +47,7 @@ func (m *Manager) Sleep(ctx context.Context, ref string) (api.VM, error) {
 		}
 		wasRunning = true
 	}
-	b, err := m.branchLocked(ctx, start, row, mc, nil, holdPrefix+"sleep-"+row.ID)
+	b, err := m.branchLocked(ctx, start, row, mc, nil, holdPrefix+"sleep-"+row.ID, true)
 	if err == nil {
 		_, err = m.persistHeld(ctx, b, api.CommitKindSleep, CommitOptions{Message: "sleep of " + label(row)})
 	}

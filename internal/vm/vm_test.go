@@ -234,17 +234,17 @@ func readInto(b *strings.Builder, r interface{ Read([]byte) (int, error) }) {
 	}
 }
 
-// TestBranchUndoesEveryStep fails each step of a branch in turn, for both
-// ways of freezing RAM. The parent always runs on afterwards; no child is
-// left (row, file, process); before the disk switch no snapshot is left,
-// after it the snapshot stays as the parent's layer; and the next branch
-// works.
-func TestBranchUndoesEveryStep(t *testing.T) {
-	type step struct {
-		name     string
-		set      func(e *env, on bool)
-		switched bool // the failure comes after the parent's disk moved
-	}
+// failStep is one step of a branch made to fail.
+type failStep struct {
+	name     string
+	set      func(e *env, on bool)
+	switched bool // the failure comes after the parent's disk moved
+}
+
+// branchSteps are the steps of a branch by a RAM method (clone or copy)
+// that can fail, in order.
+func branchSteps(clone bool) []failStep {
+	type step = failStep
 	hv := func(op string, switched bool) step {
 		return step{op, func(e *env, on bool) {
 			var err error
@@ -286,8 +286,17 @@ func TestBranchUndoesEveryStep(t *testing.T) {
 			hv("SaveState:holder", true),
 		},
 	}
+	return append(common, perMethod[clone]...)
+}
+
+// TestBranchUndoesEveryStep fails each step of a branch in turn, for both
+// ways of freezing RAM. The parent always runs on afterwards; no child is
+// left (row, file, process); before the disk switch no snapshot is left,
+// after it the snapshot stays as the parent's layer; and the next branch
+// works.
+func TestBranchUndoesEveryStep(t *testing.T) {
 	for _, clone := range []bool{true, false} {
-		for _, s := range append(common, perMethod[clone]...) {
+		for _, s := range branchSteps(clone) {
 			t.Run(method(clone)+"/"+s.name, func(t *testing.T) {
 				e := newEnv(t, clone)
 				p := e.create("root")
@@ -298,7 +307,7 @@ func TestBranchUndoesEveryStep(t *testing.T) {
 					t.Fatal("branch succeeded")
 				}
 				s.set(e, false)
-				checkAfterFailedBranch(t, e, p, before, s.switched)
+				checkAfterFailedBranch(t, e, p, before, s.switched, api.StateRunning)
 				// The parent can still be branched.
 				if _, err := e.m.Branch(e.ctx(), "root", "kid", 2); err != nil {
 					t.Fatalf("branch after a failed one: %v", err)
@@ -308,17 +317,20 @@ func TestBranchUndoesEveryStep(t *testing.T) {
 	}
 }
 
-func checkAfterFailedBranch(t *testing.T, e *env, p api.VM, before []string, switched bool) {
+// checkAfterFailedBranch checks what a failed branch of p leaves: p alone,
+// in state (running, or paused if a user paused it), its guest running or
+// stopped accordingly, and the snapshot only if the parent's disk moved.
+func checkAfterFailedBranch(t *testing.T, e *env, p api.VM, before []string, switched bool, state string) {
 	t.Helper()
 	vms := e.vms()
-	if len(vms) != 1 || vms[0].ID != p.ID || vms[0].State != api.StateRunning {
+	if len(vms) != 1 || vms[0].ID != p.ID || vms[0].State != state {
 		t.Fatalf("rows after a failed branch: %+v", vms)
 	}
 	if r := e.hv.running(); len(r) != 1 || r[0] != p.ID {
 		t.Errorf("processes after a failed branch: %v", r)
 	}
-	if st := e.hv.inst(p.ID).status; st != "running" {
-		t.Errorf("parent is %s after a failed branch", st)
+	if st := e.hv.inst(p.ID).getStatus(); (st == "running") != (state == api.StateRunning) {
+		t.Errorf("parent %s is %s after a failed branch", state, st)
 	}
 	sn := e.snapshots()
 	after := e.files()

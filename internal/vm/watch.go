@@ -110,6 +110,10 @@ func (m *Manager) resumeAfterDiskFull(ctx context.Context, id string, mc *machin
 		return
 	}
 	defer mc.unlock()
+	// A VM a user paused stays paused: only Resume runs it.
+	if row, err := m.store.GetVM(ctx, id); err != nil || row.State == api.StatePaused {
+		return
+	}
 	if err := mc.inst.Cont(ctx); err != nil {
 		m.log.Warn("resume vm after disk full", "id", id, "err", err)
 		return
@@ -119,27 +123,50 @@ func (m *Manager) resumeAfterDiskFull(ctx context.Context, id string, mc *machin
 }
 
 // usable returns the handle on a running VM that can take a command now,
-// or says at once why it cannot: dead, paused by the host's full disk,
-// not answering.
+// or says at once why it cannot: dead, paused by a user or by the host's
+// full disk, not answering.
 func (m *Manager) usable(ctx context.Context, row store.VM) (*machine, error) {
 	mc, err := m.attached(row)
 	if err != nil {
 		return nil, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	st, err := mc.inst.Status(pctx)
-	cancel()
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
-	case err != nil:
-		mc.setHealth(healthUnresponsive)
-		return nil, m.qemuErr(row, err)
-	case st == "io-error":
-		mc.setHealth(healthDiskFull)
-		return nil, fmt.Errorf("vm %s is paused: %s: %w", label(row), reasonDiskFull, errdefs.ErrConflict)
+	if row.State == api.StatePaused {
+		return nil, errPaused(row)
+	}
+	if err := m.probe(ctx, row, mc); err != nil {
+		return nil, err
 	}
 	return mc, nil
+}
+
+// workable is usable for the operations on a whole VM — branch, commit,
+// sleep, restore — which a user's pause does not prevent.
+func (m *Manager) workable(ctx context.Context, row store.VM) (*machine, error) {
+	mc, err := m.attached(row)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.probe(ctx, row, mc); err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// probe asks QEMU whether the VM can be worked on now: not when it does not
+// answer, nor when a full host disk paused it.
+func (m *Manager) probe(ctx context.Context, row store.VM, mc *machine) error {
+	st, err := m.status(ctx, mc)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		mc.setHealth(healthUnresponsive)
+		return m.qemuErr(row, err)
+	case st == "io-error":
+		mc.setHealth(healthDiskFull)
+		return fmt.Errorf("vm %s is paused: %s: %w", label(row), reasonDiskFull, errdefs.ErrConflict)
+	}
+	return nil
 }
 
 // qemuErr classifies an error from a VM's QEMU: one that is not answering

@@ -78,7 +78,7 @@ func TestCommitRestore(t *testing.T) {
 			t.Errorf("%s: counter %d after the restore; it was %d..%d at the commit", alias, first, before, after)
 		}
 		waitFor(t, "the restored counter to go on", 20*time.Second, func() bool { return q.counter(alias) > first })
-		if out := q.must("execute", alias, "pkill -f 'sqlite3 /app' ; sleep 0.2; sqlite3 /app/w.db 'PRAGMA integrity_check'"); strings.TrimSpace(out) != "ok" {
+		if out := q.must("execute", alias, "pkill -f '[w]hile :; do sqlite3'; sleep 0.3; sqlite3 /app/w.db 'PRAGMA integrity_check'"); strings.TrimSpace(out) != "ok" {
 			t.Errorf("%s: integrity_check %q", alias, out)
 		}
 		if n := strings.TrimSpace(q.must("execute", alias, "sqlite3 /app/w.db 'SELECT count(*) FROM t'")); n == "0" {
