@@ -66,8 +66,7 @@ func TestDirWalkSkipsOthers(t *testing.T) {
 		other = "01"
 	}
 	for _, p := range []string{
-		filepath.Join(tmpName, sa+".12345"),        // a Put cut short
-		filepath.Join(sa[:2], sa+".12345"),         // a temp file by another hand
+		filepath.Join(sa[:2], sa+".12345"),         // not a chunk name
 		filepath.Join(sa[:2], strings.ToUpper(sa)), // not the canonical name
 		filepath.Join(other, sa),                   // in the wrong directory
 	} {
@@ -76,16 +75,27 @@ func TestDirWalkSkipsOthers(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(root, b.String()[:2], Sum(nil).String()), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// Temp files: a Put under way, and one a crash left long ago.
+	fresh := writeFile(t, filepath.Join(root, sa[:2], tmpPrefix+"1"), []byte("being written"))
+	stale := writeFile(t, filepath.Join(root, sa[:2], tmpPrefix+"2"), []byte("left by a crash"))
+	old := time.Now().Add(-2 * tmpMaxAge)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
 	got := storedSet(t, d)
 	if len(got) != 2 || got[a] != 64 || got[b] != 64 {
 		t.Errorf("Walk = %v; want a and b, 64 bytes each", got)
 	}
+	noFile(t, stale)
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("Walk removed a fresh temp file: %v", err)
+	}
+	// After a crash (the marker is there: no Sync since the Puts), OpenDir
+	// removes every temp file.
 	if _, err := OpenDir(root); err != nil {
 		t.Fatal(err)
 	}
-	if ents, err := os.ReadDir(filepath.Join(root, tmpName)); err != nil || len(ents) != 0 {
-		t.Errorf("temp files after OpenDir: %v, %v", ents, err)
-	}
+	noFile(t, fresh)
 }
 
 func TestDirSyncMarker(t *testing.T) {
