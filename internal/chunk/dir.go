@@ -74,7 +74,7 @@ func OpenDir(dir string) (*Dir, error) {
 		// A crash: there may be temp files, and torn chunks for Recover.
 		d.dirty = true
 		d.suspect = fi.ModTime().Add(-suspectSlack)
-		if err := d.removeTemps(0); err != nil {
+		if err := d.removeTemps(); err != nil {
 			return nil, err
 		}
 	case !errors.Is(err, fs.ErrNotExist):
@@ -83,8 +83,8 @@ func OpenDir(dir string) (*Dir, error) {
 	return d, nil
 }
 
-// removeTemps removes the temp files older than age.
-func (d *Dir) removeTemps(age time.Duration) error {
+// removeTemps removes every temp file.
+func (d *Dir) removeTemps() error {
 	for i := range 256 {
 		sub := filepath.Join(d.dir, fmt.Sprintf("%02x", i))
 		ents, err := os.ReadDir(sub)
@@ -92,7 +92,7 @@ func (d *Dir) removeTemps(age time.Duration) error {
 			return err
 		}
 		for _, e := range ents {
-			if err := d.removeTemp(sub, e, age); err != nil {
+			if err := removeTemp(sub, e, 0); err != nil {
 				return err
 			}
 		}
@@ -101,7 +101,7 @@ func (d *Dir) removeTemps(age time.Duration) error {
 }
 
 // removeTemp removes e, in directory sub, if it is a temp file older than age.
-func (d *Dir) removeTemp(sub string, e fs.DirEntry, age time.Duration) error {
+func removeTemp(sub string, e fs.DirEntry, age time.Duration) error {
 	if !strings.HasPrefix(e.Name(), tmpPrefix) {
 		return nil
 	}
@@ -256,7 +256,7 @@ func (d *Dir) walk(ctx context.Context, fn func(h Hash, fi fs.FileInfo) error) e
 		for _, e := range ents {
 			name := e.Name()
 			if strings.HasPrefix(name, tmpPrefix) {
-				if err := d.removeTemp(filepath.Join(d.dir, prefix), e, tmpMaxAge); err != nil {
+				if err := removeTemp(filepath.Join(d.dir, prefix), e, tmpMaxAge); err != nil {
 					return err
 				}
 				continue

@@ -70,7 +70,7 @@ func (s *Store) Recover(ctx context.Context) (int, error) {
 	n := 0
 	if r, ok := s.b.(Recoverer); ok {
 		var err error
-		n, err = r.Recover(ctx, func(h Hash, raw []byte) error { return verifyRaw(h, raw) })
+		n, err = r.Recover(ctx, verifyRaw)
 		if err != nil {
 			return n, err
 		}
