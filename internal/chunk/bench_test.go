@@ -93,8 +93,15 @@ func BenchmarkPutFile(b *testing.B) {
 	src := commitFile(b)
 	fi, _ := os.Stat(src)
 	base := cpTime(b, src)
-	run := func(b *testing.B, fresh, sync bool) {
-		s, _ := newStore(b)
+	run := func(b *testing.B, fresh, sync, inMem bool) {
+		store := func() *Store {
+			if inMem {
+				return New(newMem())
+			}
+			s, _ := newStore(b)
+			return s
+		}
+		s := store()
 		if !fresh {
 			if _, _, err := s.PutFile(b.Context(), src, nil); err != nil {
 				b.Fatal(err)
@@ -106,7 +113,7 @@ func BenchmarkPutFile(b *testing.B) {
 		for b.Loop() {
 			if fresh {
 				b.StopTimer()
-				s, _ = newStore(b)
+				s = store()
 				b.StartTimer()
 			}
 			start := time.Now()
@@ -124,33 +131,38 @@ func BenchmarkPutFile(b *testing.B) {
 		b.ReportMetric(float64(st.NewBytes)/float64(fi.Size()), "stored/byte")
 		b.ReportMetric(float64(total)/float64(b.N)/float64(base), "x-cp")
 	}
-	b.Run("new", func(b *testing.B) { run(b, true, false) })
-	b.Run("new+sync", func(b *testing.B) { run(b, true, true) })
-	b.Run("stored", func(b *testing.B) { run(b, false, false) })
+	b.Run("new", func(b *testing.B) { run(b, true, false, false) })
+	b.Run("new+sync", func(b *testing.B) { run(b, true, true, false) })
+	b.Run("stored", func(b *testing.B) { run(b, false, false, false) })
+	// In memory: hashing and compressing alone, no file per chunk.
+	b.Run("new-mem", func(b *testing.B) { run(b, true, false, true) })
 }
 
 func BenchmarkReadFile(b *testing.B) {
 	src := commitFile(b)
 	fi, _ := os.Stat(src)
 	base := cpTime(b, src)
-	s, _ := newStore(b)
-	blob, _, err := s.PutFile(b.Context(), src, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	dir := b.TempDir()
-	b.SetBytes(fi.Size())
-	var total time.Duration
-	for b.Loop() {
-		out := filepath.Join(dir, "out")
-		start := time.Now()
-		if err := s.ReadFile(b.Context(), blob, out); err != nil {
+	run := func(b *testing.B, s *Store) {
+		blob, _, err := s.PutFile(b.Context(), src, nil)
+		if err != nil {
 			b.Fatal(err)
 		}
-		total += time.Since(start)
-		b.StopTimer()
-		os.Remove(out)
-		b.StartTimer()
+		b.SetBytes(fi.Size())
+		var total time.Duration
+		for b.Loop() {
+			out := filepath.Join(dir, "out")
+			start := time.Now()
+			if err := s.ReadFile(b.Context(), blob, out); err != nil {
+				b.Fatal(err)
+			}
+			total += time.Since(start)
+			b.StopTimer()
+			os.Remove(out)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(total)/float64(b.N)/float64(base), "x-cp")
 	}
-	b.ReportMetric(float64(total)/float64(b.N)/float64(base), "x-cp")
+	b.Run("dir", func(b *testing.B) { s, _ := newStore(b); run(b, s) })
+	b.Run("mem", func(b *testing.B) { run(b, New(newMem())) })
 }
