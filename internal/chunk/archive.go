@@ -167,31 +167,55 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (manifest []byte, st St
 		return nil, Stats{}, err
 	}
 	tr := tar.NewReader(r)
+	manifest, count, err := readManifest(tr)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("import: %w", err)
+	}
+	n, st, err := s.importChunks(ctx, tr)
+	if err != nil {
+		return nil, st, fmt.Errorf("import: %w", err)
+	}
+	if n != count {
+		return nil, st, fmt.Errorf("import: truncated: %d of %d chunks: %w", n, count, ErrBadArchive)
+	}
+	if err := s.b.Sync(ctx); err != nil {
+		return nil, st, fmt.Errorf("import: %w", err)
+	}
+	return manifest, st, nil
+}
+
+// readManifest reads the first entry of an archive: the manifest, and the
+// number of chunk entries to follow.
+func readManifest(tr *tar.Reader) (manifest []byte, count int, err error) {
 	hdr, err := tr.Next()
 	if err == io.EOF {
-		return nil, Stats{}, fmt.Errorf("import: empty input: %w", ErrBadArchive)
+		return nil, 0, fmt.Errorf("empty input: %w", ErrBadArchive)
 	}
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("import: %w: %v", ErrBadArchive, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadArchive, err)
 	}
 	if hdr.Name != manifestName || hdr.Typeflag != tar.TypeReg || hdr.Size > maxBytes {
-		return nil, Stats{}, fmt.Errorf("import: first entry %q (%d bytes) is not a manifest: %w", hdr.Name, hdr.Size, ErrBadArchive)
+		return nil, 0, fmt.Errorf("first entry %q (%d bytes) is not a manifest: %w", hdr.Name, hdr.Size, ErrBadArchive)
 	}
-	count, err := strconv.Atoi(hdr.PAXRecords[countRecord])
+	count, err = strconv.Atoi(hdr.PAXRecords[countRecord])
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("import: manifest has no chunk count: %w", ErrBadArchive)
+		return nil, 0, fmt.Errorf("manifest has no chunk count: %w", ErrBadArchive)
 	}
 	manifest = make([]byte, hdr.Size)
 	if _, err := io.ReadFull(tr, manifest); err != nil {
-		return nil, Stats{}, fmt.Errorf("import: manifest: %w: %v", ErrBadArchive, err)
+		return nil, 0, fmt.Errorf("manifest: %w: %v", ErrBadArchive, err)
 	}
+	return manifest, count, nil
+}
 
+// importChunks reads the chunk entries of an archive and stores them, on
+// s.workers goroutines. It returns how many entries it read.
+func (s *Store) importChunks(ctx context.Context, tr *tar.Reader) (entries int, st Stats, err error) {
 	type entry struct {
 		h   Hash
 		raw *[]byte
 	}
 	var mu sync.Mutex
-	entries := 0
 	g, gctx := newGroup(ctx)
 	todo := make(chan entry, 2*s.workers)
 	g.Go(func() error {
@@ -205,16 +229,16 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (manifest []byte, st St
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("import: after %d chunks: %w: %v", entries, ErrBadArchive, err)
+				return fmt.Errorf("after %d chunks: %w: %v", entries, ErrBadArchive, err)
 			}
 			h, err := chunkEntry(hdr)
 			if err != nil {
-				return fmt.Errorf("import: %w", err)
+				return err
 			}
 			buf := stored.Get().(*[]byte)
 			*buf = (*buf)[:hdr.Size]
 			if _, err := io.ReadFull(tr, *buf); err != nil {
-				return fmt.Errorf("import: entry %s: %w: %v", hdr.Name, ErrBadArchive, err)
+				return fmt.Errorf("entry %s: %w: %v", hdr.Name, ErrBadArchive, err)
 			}
 			entries++
 			select {
@@ -231,43 +255,38 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (manifest []byte, st St
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				raw := *e.raw
-				data, err := decode(e.h, raw, out)
-				if err != nil {
-					return fmt.Errorf("import: entry %s%s: %w", chunkPrefix, e.h, err)
-				}
-				isNew := false
-				ok, err := s.b.Has(gctx, e.h)
-				if err == nil && !ok {
-					isNew = true
-					err = s.b.Put(gctx, e.h, raw)
-				}
+				one, err := s.importChunk(gctx, e.h, *e.raw, out)
 				stored.Put(e.raw)
 				if err != nil {
-					return fmt.Errorf("import: %w", err)
+					return err
 				}
 				mu.Lock()
-				st.Logical += int64(len(data))
-				st.Chunks++
-				if isNew {
-					st.NewChunks++
-					st.NewBytes += int64(len(raw))
-				}
+				st.Add(one)
 				mu.Unlock()
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, st, err
+	err = g.Wait()
+	return entries, st, err
+}
+
+// importChunk verifies chunk h, as stored in raw, and stores it unless it is
+// there already. out is a buffer to decompress into.
+func (s *Store) importChunk(ctx context.Context, h Hash, raw, out []byte) (Stats, error) {
+	data, err := decode(h, raw, out)
+	if err != nil {
+		return Stats{}, fmt.Errorf("entry %s%s: %w", chunkPrefix, h, err)
 	}
-	if entries != count {
-		return nil, st, fmt.Errorf("import: truncated: %d of %d chunks: %w", entries, count, ErrBadArchive)
+	st := Stats{Logical: int64(len(data)), Chunks: 1}
+	if ok, err := s.b.Has(ctx, h); err != nil || ok {
+		return st, err
 	}
-	if err := s.b.Sync(ctx); err != nil {
-		return nil, st, fmt.Errorf("import: %w", err)
+	if err := s.b.Put(ctx, h, raw); err != nil {
+		return st, err
 	}
-	return manifest, st, nil
+	st.NewChunks, st.NewBytes = 1, int64(len(raw))
+	return st, nil
 }
 
 // stored are buffers for chunks as stored.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +17,14 @@ import (
 // Dir is a Backend in a local directory:
 //
 //	<dir>/ab/<hex hash>   a chunk, its hash starting with ab
-//	<dir>/tmp/            chunks being written; emptied by OpenDir
+//	<dir>/ab/.tmp-*       a chunk being written, renamed to its name once whole
 //	<dir>/unsynced        exists while chunks may have been written and not yet Synced
+//
+// A temp file is made beside its chunk, not in a directory of its own: a
+// rename within a directory locks that directory only, one across
+// directories takes a lock of the whole filesystem. A crash can leave temp
+// files: OpenDir removes them if the unsynced marker says there was one, and
+// Walk those more than an hour old.
 //
 // One process opens a Dir at a time.
 type Dir struct {
@@ -39,15 +46,18 @@ var (
 )
 
 const (
-	tmpName    = "tmp"
+	tmpPrefix  = ".tmp-"
 	markerName = "unsynced"
+	// tmpMaxAge is when Walk takes a temp file for one a crash left: a Put
+	// keeps one for milliseconds.
+	tmpMaxAge = time.Hour
 	// suspectSlack widens the window of chunks Recover verifies, for the
 	// coarse kernel clock behind file times and small clock steps.
 	suspectSlack = 5 * time.Second
 )
 
-// OpenDir opens (creating it if need be) the chunk directory dir. It removes
-// the temp files a crash left.
+// OpenDir opens (creating it if need be) the chunk directory dir. After a
+// crash, it removes the temp files the crash left.
 func OpenDir(dir string) (*Dir, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -57,23 +67,54 @@ func OpenDir(dir string) (*Dir, error) {
 			return nil, err
 		}
 	}
-	tmp := filepath.Join(dir, tmpName)
-	if err := os.RemoveAll(tmp); err != nil {
-		return nil, fmt.Errorf("remove temp files: %w", err)
-	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return nil, err
-	}
 	d := &Dir{dir: dir}
 	fi, err := os.Stat(filepath.Join(dir, markerName))
 	switch {
 	case err == nil:
+		// A crash: there may be temp files, and torn chunks for Recover.
 		d.dirty = true
 		d.suspect = fi.ModTime().Add(-suspectSlack)
+		if err := d.removeTemps(); err != nil {
+			return nil, err
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
 	return d, nil
+}
+
+// removeTemps removes every temp file.
+func (d *Dir) removeTemps() error {
+	for i := range 256 {
+		sub := filepath.Join(d.dir, fmt.Sprintf("%02x", i))
+		ents, err := os.ReadDir(sub)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := removeTemp(sub, e, 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeTemp removes e, in directory sub, if it is a temp file older than age.
+func removeTemp(sub string, e fs.DirEntry, age time.Duration) error {
+	if !strings.HasPrefix(e.Name(), tmpPrefix) {
+		return nil
+	}
+	if age > 0 {
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < age {
+			return nil
+		}
+	}
+	if err := os.Remove(filepath.Join(sub, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove temp file: %w", err)
+	}
+	return nil
 }
 
 // Path is where chunk h is (or would be) stored.
@@ -94,7 +135,7 @@ func (d *Dir) Put(ctx context.Context, h Hash, compressed []byte) error {
 		return err
 	}
 	defer d.end()
-	f, err := os.CreateTemp(filepath.Join(d.dir, tmpName), h.String()+".*")
+	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -194,7 +235,7 @@ func (d *Dir) Delete(ctx context.Context, h Hash) error {
 }
 
 // Walk reports the chunk files only: whatever else is in the directory (temp
-// files, the marker) is not a chunk.
+// files, the marker) is not a chunk. It removes temp files a crash left.
 func (d *Dir) Walk(ctx context.Context, fn func(h Hash, size int64) error) error {
 	return d.walk(ctx, func(h Hash, fi fs.FileInfo) error { return fn(h, fi.Size()) })
 }
@@ -214,6 +255,12 @@ func (d *Dir) walk(ctx context.Context, fn func(h Hash, fi fs.FileInfo) error) e
 		}
 		for _, e := range ents {
 			name := e.Name()
+			if strings.HasPrefix(name, tmpPrefix) {
+				if err := removeTemp(filepath.Join(d.dir, prefix), e, tmpMaxAge); err != nil {
+					return err
+				}
+				continue
+			}
 			h, err := ParseHash(name)
 			if err != nil || h.String() != name || name[:2] != prefix || !e.Type().IsRegular() {
 				continue

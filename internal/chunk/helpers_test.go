@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -170,3 +171,59 @@ func refs(t testing.TB, s *Store, blobs ...Blob) map[Hash]struct{} {
 	}
 	return m
 }
+
+// mem is a Backend in memory: the store's own costs, without a filesystem's.
+type mem struct {
+	mu sync.Mutex
+	m  map[Hash][]byte
+}
+
+var _ Backend = (*mem)(nil)
+
+func newMem() *mem { return &mem{m: make(map[Hash][]byte)} }
+
+func (m *mem) Put(_ context.Context, h Hash, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.m[h]; !ok {
+		m.m[h] = bytes.Clone(b)
+	}
+	return nil
+}
+
+func (m *mem) Get(_ context.Context, h Hash) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.m[h]
+	if !ok {
+		return nil, missing(h)
+	}
+	return bytes.Clone(b), nil
+}
+
+func (m *mem) Has(_ context.Context, h Hash) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.m[h]
+	return ok, nil
+}
+
+func (m *mem) Delete(_ context.Context, h Hash) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, h)
+	return nil
+}
+
+func (m *mem) Walk(_ context.Context, fn func(Hash, int64) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, b := range m.m {
+		if err := fn(h, int64(len(b))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *mem) Sync(context.Context) error { return nil }

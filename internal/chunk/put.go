@@ -142,15 +142,14 @@ func (s *Store) put(ctx context.Context, r io.ReaderAt, size int64, ranges func(
 				data := buf[:chunkLen(i)]
 				if _, err := r.ReadAt(data, i*ChunkSize); err != nil {
 					if err == io.EOF {
-						err = errors.New("file shrank while being read")
+						err = errors.New("it shrank while being read")
 					}
+					return fmt.Errorf("read at %d: %w", i*ChunkSize, err)
+				}
+				var err error
+				if leaves[i], err = w.store(gctx, data, &out); err != nil {
 					return err
 				}
-				h, err := w.store(gctx, data, &out)
-				if err != nil {
-					return err
-				}
-				leaves[i] = h
 				p.add(int64(len(data)))
 			}
 			return nil

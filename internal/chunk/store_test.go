@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -492,7 +493,7 @@ func TestCancelRead(t *testing.T) {
 
 func TestProgress(t *testing.T) {
 	s, _ := newStore(t)
-	in := writeFile(t, filepath.Join(t.TempDir(), "in"), text(1, 40<<20))
+	in := writeFile(t, filepath.Join(t.TempDir(), "in"), random(1, 40<<20))
 	var dones []int64
 	if _, _, err := s.PutFile(t.Context(), in, func(done, total int64) { dones = append(dones, done) }); err != nil {
 		t.Fatal(err)
@@ -500,5 +501,27 @@ func TestProgress(t *testing.T) {
 	// Every 16 MiB, and at the end.
 	if len(dones) != 3 || dones[0] < 16<<20 || dones[1] < 32<<20 || dones[2] != 40<<20 {
 		t.Errorf("progress at %v; want about 16, 32 and 40 MiB", dones)
+	}
+}
+
+func TestDataChunks(t *testing.T) {
+	const size = 200 << 20
+	p := sparse(t, filepath.Join(t.TempDir(), "in"), size, map[int64][]byte{
+		0:                  {1},
+		100<<20 + 12345:    random(2, 100000),
+		size - ChunkSize/2: {3},
+	})
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got [][2]int64
+	if err := dataChunks(f, size, func(lo, hi int64) error { got = append(got, [2]int64{lo, hi}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]int64{{0, 1}, {1600, 1602}, {3199, 3200}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("data chunks %v, want %v", got, want)
 	}
 }
