@@ -90,8 +90,16 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	if err != nil {
 		return fmt.Errorf("chunk store: %w", err)
 	}
+	commits := chunk.New(chunks)
+	// Chunks a crash left half-written are found and removed before any
+	// write (internal/chunk).
+	if n, err := commits.Recover(ctx); err != nil {
+		return fmt.Errorf("chunk store: %w", err)
+	} else if n > 0 {
+		log.Warn("removed chunks a crash left half-written", "chunks", n)
+	}
 	vcfg := vm.Config{
-		Chunks: chunk.New(chunks),
+		Chunks: commits,
 		Layout: layout, Store: st, Images: images, Log: log,
 		Hypervisor: vm.QEMU{}, Dial: agent.Dial, RAM: vm.RAMPool{}, Groups: vm.CgroupGroups{},
 		Accel: accel, RAMDir: pool.Dir, CloneRAM: pool.Reflink,
