@@ -132,20 +132,27 @@ func (m *Manager) RemoveCommits(ctx context.Context, refs []string) ([]string, e
 
 // dropCommits forgets commits and frees the chunks nothing else uses.
 func (m *Manager) dropCommits(ctx context.Context, ids []string) error {
-	if err := m.store.Update(ctx, func(tx *store.Tx) error {
-		for _, id := range ids {
-			if err := tx.DeleteCommit(ctx, id); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := m.forgetCommits(ctx, ids); err != nil {
 		return err
 	}
 	if _, _, err := m.collectChunks(ctx); err != nil {
 		m.log.Error("free removed commits' chunks", "err", err)
 	}
 	return nil
+}
+
+// forgetCommits removes commits' records only: their chunks stay until a
+// collection (`vers commit gc`, a removal, a failed commit), and until then
+// the next commit of the same VM finds them stored.
+func (m *Manager) forgetCommits(ctx context.Context, ids []string) error {
+	return m.store.Update(ctx, func(tx *store.Tx) error {
+		for _, id := range ids {
+			if err := tx.DeleteCommit(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // GC removes the commits the request selects — untagged, needed by no VM,

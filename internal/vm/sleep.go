@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"vers/api"
@@ -132,9 +133,16 @@ func (m *Manager) Wake(ctx context.Context, ref string) (api.VM, error) {
 	return m.woken(ctx, row, b.kids[0], sc)
 }
 
-// startWoken starts a sleeping VM in its own row.
+// startWoken starts a sleeping VM in its own row. A disk left by a wake
+// that a crash interrupted goes first (a sleeping VM's own disk always has
+// another name: the freeze moved it).
 func (b *branch) startWoken(ctx context.Context) error {
-	c, err := b.childConfig(ctx, b.kids[0])
+	row := b.kids[0]
+	left := filepath.Join(b.m.cfg.Layout.VMDir(row.ID), "disk.qcow2")
+	if cfg, ok := machineOf(row); !ok || cfg.Disk != left {
+		os.Remove(left)
+	}
+	c, err := b.childConfig(ctx, row)
 	if err != nil {
 		return err
 	}
@@ -147,7 +155,9 @@ func (b *branch) startWoken(ctx context.Context) error {
 }
 
 // woken tidies up after a wake: the disk the VM slept on goes, and its
-// sleep commit too unless someone tagged it.
+// sleep commit too unless someone tagged it — its record only: the next
+// sleep finds most of its chunks stored already (the images, the RAM that
+// did not change), so it writes only what changed.
 func (m *Manager) woken(ctx context.Context, old, row store.VM, sc store.Commit) (api.VM, error) {
 	if cfg, ok := machineOf(old); ok {
 		if nc, ok := machineOf(row); ok && cfg.Disk != nc.Disk {
@@ -157,7 +167,7 @@ func (m *Manager) woken(ctx context.Context, old, row store.VM, sc store.Commit)
 	if c, err := m.commitAPI(ctx, sc); err == nil && sc.Kind == api.CommitKindSleep && len(c.Tags) == 0 {
 		row.LastCommit = sc.Parent
 		if err := m.store.UpdateVM(ctx, row); err == nil {
-			if err := m.dropCommits(ctx, []string{sc.ID}); err != nil {
+			if err := m.forgetCommits(ctx, []string{sc.ID}); err != nil {
 				m.log.Warn("remove sleep commit", "commit", short(sc.ID), "err", err)
 			}
 		}

@@ -181,8 +181,18 @@ func TestSleepWakeCycles(t *testing.T) {
 		}
 		last = n
 	}
-	if out := p.must("commit", "ls", "-q"); strings.TrimSpace(out) != "" {
-		t.Errorf("sleep commits left after the wakes: %q", out)
+	var commits []struct {
+		ID       string `json:"id"`
+		Kind     string `json:"kind"`
+		SourceVM string `json:"source_vm"`
+	}
+	if err := json.Unmarshal([]byte(p.must("commit", "ls", "--format", "json")), &commits); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commits {
+		if c.SourceVM == id.ID && c.Kind == "sleep" {
+			t.Errorf("sleep commit %s left after the wakes", c.ID)
+		}
 	}
 }
 
@@ -226,6 +236,7 @@ func TestRestoreInPlace(t *testing.T) {
 		}
 	}
 	p.must("kill", "nap")
+	p.must("checkout", "rip")
 
 	// A corrupt chunk: the restore fails, says so, and the VM runs on.
 	// (A commit restored before is on the host already and needs no chunk.)
@@ -289,7 +300,7 @@ func testCommitDiskFull(t *testing.T) {
 	p := newProject(t)
 	p.env = []string{"VERS_HOME=" + home}
 	p.must("init")
-	p.must("run", "--vm-alias", "full")
+	p.must("run", "--vm-alias", "full", "--fs-size-vm-mib", "400")
 	p.must("execute", "head -c 200000000 /dev/urandom > /dev/shm/noise")
 	// Leave 48 MiB: the images and the RAM take more.
 	var st syscall.Statfs_t
@@ -306,7 +317,7 @@ func testCommitDiskFull(t *testing.T) {
 	if out := p.must("commit", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("commits after a failed one: %q", out)
 	}
-	if n := countFiles(filepath.Join(home, "chunks")); n != 0 {
+	if n := countChunks(filepath.Join(home, "chunks")); n != 0 {
 		t.Errorf("%d chunk files left by the failed commit", n)
 	}
 	p.must("execute", "true")
@@ -315,10 +326,11 @@ func testCommitDiskFull(t *testing.T) {
 	p.must("kill", "full")
 }
 
-func countFiles(dir string) int {
+// countChunks counts the chunk files of a chunk store (<dir>/ab/<hash>).
+func countChunks(dir string) int {
 	n := 0
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
+	filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && len(filepath.Base(filepath.Dir(path))) == 2 && !strings.HasPrefix(fi.Name(), ".") {
 			n++
 		}
 		return nil
