@@ -50,7 +50,11 @@ func TestRenderTree(t *testing.T) {
 				"* try-a       running   t   from 3f9a2c1b7e4d\n" +
 				"  └─ try-a-1  running   u   from 3f9a2c1b7e4d\n"},
 		{"a VM lost in a host restart says so", []api.VM{
-			func() api.VM { v := vm("d", "db", "", 0); v.State, v.StateReason = api.StateDead, "lost: gone"; return v }(),
+			func() api.VM {
+				v := vm("d", "db", "", 0)
+				v.State, v.StateReason = api.StateDead, "lost: gone"
+				return v
+			}(),
 		}, "",
 			"  VM  STATE  ID\n  db  dead   d\ndb is dead: lost: gone\n"},
 	}
