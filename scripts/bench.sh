@@ -7,7 +7,8 @@
 #                       iterations (defaults 10, 50, 10, 5)
 #   VERS_BENCH_OUT=FILE also keep the raw `go test -bench` output in FILE
 #
-# BenchmarkBranch is one fixed experiment (~2 min) on 1 GiB VMs: it runs once.
+# BenchmarkBranch and BenchmarkCommit are fixed experiments (~2 min each) on
+# 1 GiB VMs: each runs once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -36,6 +37,7 @@ if [ "${VERS_BENCH_COLD:-}" = 1 ]; then
 fi
 bench BenchmarkVersdMemory "${VERS_BENCH_MEM_N:-5}"
 bench BenchmarkBranch 1
+bench BenchmarkCommit 1
 
 echo
 echo "==> results"
