@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,53 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		d.heading("Step 6: the time savings, measured")
 		fmt.Fprint(out, comparison(tw, vw, o.rows))
 	}
+	if err := d.restore(ctx); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "\nDemo finished in %s.\n", secs(time.Since(start)))
+	return nil
+}
+
+// tag is the commit the demo keeps db-root in.
+func (d *demo) tag() string { return d.name("db-ready") }
+
+// keep commits db-root as the tutorial leaves it, before the cleanup
+// kills it: the database on disk, with everything that ran.
+func (d *demo) keep(ctx context.Context) error {
+	d.heading("Keep db-root: a commit of its whole state, on disk")
+	d.trackCommit(d.tag())
+	_, _, err := d.step(ctx, "vers commit "+d.name(tutorial.Root)+" --tag "+d.tag()+` -m "the e-commerce database with its base schema"`,
+		"", "commit", d.name(tutorial.Root), "--tag", d.tag(), "-m", "the e-commerce database with its base schema")
+	if err != nil {
+		return err
+	}
+	_, _, err = d.step(ctx, "vers commit ls", "", "commit", "ls")
+	return err
+}
+
+// restore ends the demo: db-root is gone, and its commit brings the
+// database back in a new VM.
+func (d *demo) restore(ctx context.Context) error {
+	d.heading("db-root is gone; its commit brings the database back")
+	back := d.name("db-restored")
+	d.track(back)
+	steps := [][]string{
+		{"run-commit", d.tag(), "--vm-alias", back},
+		{"execute", back, tutorial.TablesCmd + " && sqlite3 " + tutorial.DB + " 'SELECT count(*) AS users FROM users'"},
+		{"kill", back},
+		{"commit", "rm", d.tag()},
+	}
+	shows := []string{"", "", "", "   # the demo leaves nothing behind; a commit of yours stays until you remove it"}
+	for i, args := range steps {
+		show := "vers " + strings.Join(args, " ") + shows[i]
+		if args[0] == "execute" {
+			show = fmt.Sprintf("vers execute %s \"%s && sqlite3 %s 'SELECT count(*) AS users FROM users'\"", back, tutorial.TablesCmd, tutorial.DB)
+		}
+		if _, _, err := d.step(ctx, show, "", args...); err != nil {
+			return err
+		}
+	}
+	d.forgetCommit(d.tag())
 	return nil
 }
 
@@ -76,11 +123,18 @@ func (d *demo) checkFree(ctx context.Context) error {
 			return fmt.Errorf("a VM named %q already exists; kill it (vers kill %s -r) or run with --prefix", v.Alias, v.Alias)
 		}
 	}
+	out, _, err := d.vers(ctx, "", "tag", "ls", "-q")
+	if err != nil {
+		return err
+	}
+	if slices.Contains(strings.Fields(out), d.tag()) {
+		return fmt.Errorf("a commit tagged %q already exists; remove it (vers commit rm %s) or run with --prefix", d.tag(), d.tag())
+	}
 	return nil
 }
 
 func tutorialAliases() []string {
-	return []string{tutorial.Root, tutorial.Premium, tutorial.Inventory, tutorial.Analytics, tutorial.Risky, tutorial.ApproachA, tutorial.ApproachB}
+	return []string{tutorial.Root, tutorial.Premium, tutorial.Inventory, tutorial.Analytics, tutorial.Risky, tutorial.ApproachA, tutorial.ApproachB, "db-restored"}
 }
 
 func traditionalAliases() []string {
@@ -174,6 +228,9 @@ func (d *demo) tutorial(ctx context.Context) (phases, error) {
 	}
 
 	if err := d.advanced(ctx); err != nil {
+		return ph, err
+	}
+	if err := d.keep(ctx); err != nil {
 		return ph, err
 	}
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,8 +24,24 @@ type runner struct {
 	dir string
 	out io.Writer
 
-	mu   sync.Mutex
-	made []string // aliases of VMs this demo created (roots first)
+	mu      sync.Mutex
+	made    []string // aliases of VMs this demo created (roots first)
+	commits []string // tags of commits this demo made and has not removed
+}
+
+// trackCommit records a tag before the commit that makes it; cleanup
+// removes the commit.
+func (r *runner) trackCommit(tag string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commits = append(r.commits, tag)
+}
+
+// forgetCommit: the demo removed that commit itself.
+func (r *runner) forgetCommit(tag string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commits = slices.DeleteFunc(r.commits, func(t string) bool { return t == tag })
 }
 
 // vers runs one command with stdin and returns its stdout; a non-zero exit
@@ -52,6 +69,18 @@ func (r *runner) track(alias string) {
 	r.made = append(r.made, alias)
 }
 
+// removeCommits removes the commits this demo made and did not remove.
+func (r *runner) removeCommits(ctx context.Context) {
+	r.mu.Lock()
+	tags := slices.Clone(r.commits)
+	r.mu.Unlock()
+	for _, t := range tags {
+		if _, _, err := r.vers(ctx, "", "commit", "rm", t); err == nil {
+			fmt.Fprintf(r.out, "cleanup: removed commit %s\n", t)
+		}
+	}
+}
+
 type vmInfo struct {
 	ID    string `json:"id"`
 	Alias string `json:"alias"`
@@ -75,6 +104,7 @@ func (r *runner) status(ctx context.Context) ([]vmInfo, error) {
 func (r *runner) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	r.removeCommits(ctx)
 	r.mu.Lock()
 	mine := map[string]bool{}
 	for _, a := range r.made {
