@@ -453,3 +453,19 @@ func TestRestoreFailureKeepsTheVM(t *testing.T) {
 		})
 	}
 }
+
+// TestSleepCrashBeforeRecordResumes: a daemon that died between a sleep's
+// freeze (which leaves the VM stopped) and its record finds the VM
+// recorded running and stopped, and runs it again.
+func TestSleepCrashBeforeRecordResumes(t *testing.T) {
+	e := newEnv(t, true)
+	v := e.create("app")
+	e.hv.inst(v.ID).setStatus("paused")
+	e.restart()
+	if st, _ := e.hv.inst(v.ID).Status(e.ctx()); st != "running" {
+		t.Fatalf("after the restart the vm is %s", st)
+	}
+	if out := e.exec("app", "echo on"); out != "on\n" {
+		t.Fatalf("exec: %q", out)
+	}
+}

@@ -82,8 +82,17 @@ func (m *Manager) reattach(ctx context.Context, row store.VM) {
 		return
 	}
 	mc := newMachine(inst)
-	if row.State == api.StatePaused {
+	switch row.State {
+	case api.StatePaused:
 		m.keepPaused(ctx, row, mc)
+	case api.StateRunning:
+		// Recorded running, found stopped: a sleep or a freeze that died
+		// before it recorded anything (a user's pause is recorded first, a
+		// full disk shows as io-error). It runs again.
+		if st, err := inst.Status(ctx); err == nil && (st == "paused" || st == "postmigrate") {
+			m.log.Warn("vm recorded running was found stopped: resuming it", "id", row.ID, "status", st)
+			m.resume(ctx, inst)
+		}
 	}
 	m.mu.Lock()
 	m.live[row.ID] = mc
