@@ -20,6 +20,10 @@ import (
 // commit: a file of random data in its RAM (a tmpfs), written afresh.
 const commitChangeMiB = 10
 
+// commitSeries is how many successive commits of the VM are made, each
+// after commitChangeMiB of change.
+const commitSeries = 10
+
 // commitRepeats is how many times the timed steps that have a baseline in
 // the same run (branch pause, run-commit, sleep and wake) are repeated.
 const commitRepeats = 3
@@ -31,8 +35,9 @@ const commitRepeats = 3
 //   - branch: baseline, the pause of `vers branch` of the same VM;
 //   - commit-1: the first commit — its pause, its total time until
 //     durable, the bytes it added on disk (the images and the RAM);
-//   - commit-2: a commit after the guest rewrote commitChangeMiB of RAM:
-//     the bytes it added;
+//   - commit-2 … commit-10: nine more commits, each after the guest rewrote
+//     commitChangeMiB of RAM: the bytes each added, and the store's size
+//     against one commit plus nine times the change;
 //   - run-commit: `vers run-commit` until `vers execute VM true` succeeded,
 //     each from the chunk store (the VM before it killed, so nothing of the
 //     commit is on the host but its files), against cold;
@@ -62,8 +67,18 @@ func BenchmarkCommit(b *testing.B) {
 		h.must("kill", s.child)
 	}
 	first, firstWall := h.commitTimed(root.ID, "first")
-	h.execOK(c, root.ID, fmt.Sprintf("head -c %dM /dev/urandom > /run/vers-bench-fill/change", commitChangeMiB))
-	second, _ := h.commitTimed(root.ID, "")
+	afterFirst := dirBytes(filepath.Join(h.dir, "chunks"))
+	// Nine more, each after the guest rewrote commitChangeMiB of its RAM.
+	var second api.CommitResponse
+	var later samples
+	for i := range commitSeries - 1 {
+		h.execOK(c, root.ID, fmt.Sprintf("head -c %dM /dev/urandom > /run/vers-bench-fill/change", commitChangeMiB))
+		res, _ := h.commitTimed(root.ID, "")
+		if i == 0 {
+			second = res
+		}
+		later = append(later, time.Duration(res.TotalMillis)*time.Millisecond)
+	}
 	stored := dirBytes(filepath.Join(h.dir, "chunks"))
 
 	var restores samples
@@ -112,6 +127,11 @@ func BenchmarkCommit(b *testing.B) {
 	b.ReportMetric(float64(first.Commit.LogicalBytes)/(1<<20), "commit1-logical-MiB")
 	b.ReportMetric(float64(second.Commit.AddedBytes)/(1<<20), "commit2-added-MiB")
 	b.ReportMetric(float64(stored)/(1<<20), "chunks-on-disk-MiB")
+	b.ReportMetric(float64(afterFirst)/(1<<20), "chunks-after-commit1-MiB")
+	// Ten commits against one commit plus nine times the change.
+	b.ReportMetric(float64(stored-afterFirst)/float64(commitSeries-1)/(1<<20), "per-later-commit-MiB")
+	b.ReportMetric(float64(stored)/(float64(afterFirst)+float64((commitSeries-1)*commitChangeMiB<<20)), "10-commits/(1+9*change)")
+	report(b, "later-commit-total", later)
 	report(b, "run-commit", restores)
 	report(b, "run-commit-restore", restoreServer)
 	b.ReportMetric(ratio(restores.percentile(50), cold.percentile(50)), "run-commit/cold-p50")
