@@ -38,9 +38,9 @@ func exported(t *testing.T) (s *Store, blobs []Blob, archive []byte) {
 func TestExportImport(t *testing.T) {
 	src, blobs, archive := exported(t)
 	ctx := t.Context()
-	dst, d := newStore(t)
+	_, d := newStore(t)
 	sp := &spy{Backend: d}
-	dst = New(sp)
+	dst := New(sp)
 	manifest, st, err := dst.Import(ctx, bytes.NewReader(archive))
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestImportCorrupt(t *testing.T) {
 				t.Fatalf("Import: %v; want ErrCorrupt naming %s", err, victim)
 			}
 			t.Log(err)
-			for h, _ := range storedSet(t, d) {
+			for h := range storedSet(t, d) {
 				raw, err := d.Get(t.Context(), h)
 				if err == nil {
 					err = verifyRaw(h, raw)

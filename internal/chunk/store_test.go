@@ -445,7 +445,7 @@ func TestCollect(t *testing.T) {
 }
 
 func TestCancelPut(t *testing.T) {
-	s, d := newStore(t)
+	_, d := newStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	sp := &spy{Backend: d}
@@ -456,7 +456,7 @@ func TestCancelPut(t *testing.T) {
 			cancel()
 		}
 	}
-	s = New(sp)
+	s := New(sp)
 	in := writeFile(t, filepath.Join(t.TempDir(), "in"), random(1, 32<<20))
 	if _, _, err := s.PutFile(ctx, in, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("PutFile: %v; want canceled", err)
