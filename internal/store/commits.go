@@ -66,7 +66,11 @@ func (t *Tx) DeleteCommit(ctx context.Context, id string) error {
 
 // ListCommits returns every commit, newest first.
 func (s *Store) ListCommits(ctx context.Context) ([]Commit, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+commitColumns+` FROM commits ORDER BY created_at DESC, id`)
+	return s.commits(ctx, `ORDER BY created_at DESC, id`)
+}
+
+func (s *Store) commits(ctx context.Context, rest string, args ...any) ([]Commit, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+commitColumns+` FROM commits `+rest, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,20 +104,8 @@ func (s *Store) ResolveCommit(ctx context.Context, ref string) (Commit, error) {
 	if err == nil || !errors.Is(err, sql.ErrNoRows) {
 		return c, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+commitColumns+` FROM commits WHERE id LIKE ? ESCAPE '\'`, likeEscape(ref)+"%")
+	found, err := s.commits(ctx, `WHERE id LIKE ? ESCAPE '\'`, likeEscape(ref)+"%")
 	if err != nil {
-		return Commit{}, err
-	}
-	defer rows.Close()
-	var found []Commit
-	for rows.Next() {
-		c, err := scanCommit(rows)
-		if err != nil {
-			return Commit{}, err
-		}
-		found = append(found, c)
-	}
-	if err := rows.Err(); err != nil {
 		return Commit{}, err
 	}
 	switch len(found) {
@@ -197,40 +189,28 @@ func (s *Store) PutFileBlob(ctx context.Context, f FileBlob) error {
 
 // GetFileBlob returns what is remembered of path, or ErrNotFound.
 func (s *Store) GetFileBlob(ctx context.Context, path string) (FileBlob, error) {
-	var f FileBlob
-	var dev, ino int64
-	err := s.db.QueryRowContext(ctx, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs WHERE path=?`, path).
-		Scan(&f.Path, &dev, &ino, &f.Size, &f.MtimeNS, &f.Blob)
-	if errors.Is(err, sql.ErrNoRows) {
-		return f, fmt.Errorf("file %s: %w", path, errdefs.ErrNotFound)
+	list, err := s.fileBlobs(ctx, `WHERE path=?`, path)
+	if err != nil {
+		return FileBlob{}, err
 	}
-	f.Dev, f.Ino = uint64(dev), uint64(ino)
-	return f, err
+	if len(list) == 0 {
+		return FileBlob{}, fmt.Errorf("file %s: %w", path, errdefs.ErrNotFound)
+	}
+	return list[0], nil
 }
 
 // FilesWithBlob lists the files remembered to hold blob.
 func (s *Store) FilesWithBlob(ctx context.Context, blob string) ([]FileBlob, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs WHERE blob=?`, blob)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []FileBlob
-	for rows.Next() {
-		var f FileBlob
-		var dev, ino int64
-		if err := rows.Scan(&f.Path, &dev, &ino, &f.Size, &f.MtimeNS, &f.Blob); err != nil {
-			return nil, err
-		}
-		f.Dev, f.Ino = uint64(dev), uint64(ino)
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return s.fileBlobs(ctx, `WHERE blob=?`, blob)
 }
 
 // ListFileBlobs lists everything remembered.
 func (s *Store) ListFileBlobs(ctx context.Context) ([]FileBlob, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs`)
+	return s.fileBlobs(ctx, "")
+}
+
+func (s *Store) fileBlobs(ctx context.Context, where string, args ...any) ([]FileBlob, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -280,20 +260,7 @@ func (s *Store) SnapshotWithLayer(ctx context.Context, path string) (Snapshot, e
 
 // VMsWithCommit lists the VMs whose last commit is id in state.
 func (s *Store) VMsWithCommit(ctx context.Context, id, state string) ([]VM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE last_commit=? AND state=? ORDER BY created_at, id`, id, state)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []VM
-	for rows.Next() {
-		v, err := scanVM(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return s.vms(ctx, `WHERE last_commit=? AND state=?`, id, state)
 }
 
 func short(id string) string {

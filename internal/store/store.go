@@ -239,18 +239,9 @@ func (s *Store) ResolveVM(ctx context.Context, ref string) (VM, error) {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return VM{}, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id LIKE ? ESCAPE '\'`, likeEscape(ref)+"%")
+	found, err := s.vms(ctx, `WHERE id LIKE ? ESCAPE '\'`, likeEscape(ref)+"%")
 	if err != nil {
 		return VM{}, err
-	}
-	defer rows.Close()
-	var found []VM
-	for rows.Next() {
-		v, err := scanVM(rows)
-		if err != nil {
-			return VM{}, err
-		}
-		found = append(found, v)
 	}
 	switch len(found) {
 	case 0:
@@ -268,25 +259,17 @@ func likeEscape(s string) string {
 
 // ListVMs returns every VM, oldest first.
 func (s *Store) ListVMs(ctx context.Context) ([]VM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms ORDER BY created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []VM
-	for rows.Next() {
-		v, err := scanVM(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return s.vms(ctx, "")
 }
 
 // Children returns the VMs whose parent is id.
 func (s *Store) Children(ctx context.Context, id string) ([]VM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE parent_id=? ORDER BY created_at, id`, id)
+	return s.vms(ctx, `WHERE parent_id=?`, id)
+}
+
+// vms lists the VMs a WHERE clause selects, oldest first.
+func (s *Store) vms(ctx context.Context, where string, args ...any) ([]VM, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms `+where+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, err
 	}
