@@ -20,11 +20,28 @@ import (
 	"vers/internal/config"
 	"vers/internal/fault"
 	"vers/internal/image"
+	"vers/internal/paths"
 	"vers/internal/qemu"
 	"vers/internal/rampool"
 	"vers/internal/store"
 	"vers/internal/vm"
 )
+
+// openChunks opens the store commits are kept in. Chunks a crash left
+// half-written are found and removed before any write (internal/chunk).
+func openChunks(ctx context.Context, layout paths.Layout, log *slog.Logger) (*chunk.Store, error) {
+	dir, err := chunk.OpenDir(layout.ChunksDir())
+	if err != nil {
+		return nil, fmt.Errorf("chunk store: %w", err)
+	}
+	s := chunk.New(dir)
+	if n, err := s.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("chunk store: %w", err)
+	} else if n > 0 {
+		log.Warn("removed chunks a crash left half-written", "chunks", n)
+	}
+	return s, nil
+}
 
 // Run is versd: it takes the host's daemon lock, recovers the VMs that
 // survived a previous daemon, and serves the API on the owner-only unix
@@ -86,17 +103,9 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	if err != nil {
 		return err
 	}
-	chunks, err := chunk.OpenDir(layout.ChunksDir())
+	commits, err := openChunks(ctx, layout, log)
 	if err != nil {
-		return fmt.Errorf("chunk store: %w", err)
-	}
-	commits := chunk.New(chunks)
-	// Chunks a crash left half-written are found and removed before any
-	// write (internal/chunk).
-	if n, err := commits.Recover(ctx); err != nil {
-		return fmt.Errorf("chunk store: %w", err)
-	} else if n > 0 {
-		log.Warn("removed chunks a crash left half-written", "chunks", n)
+		return err
 	}
 	vcfg := vm.Config{
 		Chunks: commits,
