@@ -124,6 +124,13 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	go vms.Watch(ctx, 2*time.Second)
 	go vms.PruneImages(ctx, store)
 
+	api := New(vms, images, log)
+	api.agent, api.agentID = agentPath, agentID
+	return serve(ctx, layout, api, log, ready)
+}
+
+// serve answers the API on the owner-only unix socket until ctx ends.
+func serve(ctx context.Context, layout paths.Layout, api *Server, log *slog.Logger, ready func()) error {
 	sock := layout.Socket()
 	os.Remove(sock) // we hold the lock, so any socket file is stale
 	old := syscall.Umask(0o177)
@@ -133,8 +140,6 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 		return err
 	}
 	os.Chmod(sock, 0o600)
-	api := New(vms, images, log)
-	api.agent, api.agentID = agentPath, agentID
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -142,7 +147,7 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", vms.Accel(), "home", filepath.Clean(layout.Home))
+	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", api.vms.Accel(), "home", filepath.Clean(layout.Home))
 	if ready != nil {
 		ready()
 	}
