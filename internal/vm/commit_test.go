@@ -469,3 +469,22 @@ func TestSleepCrashBeforeRecordResumes(t *testing.T) {
 		t.Fatalf("exec: %q", out)
 	}
 }
+
+func TestKillSleepingVM(t *testing.T) {
+	e := newEnv(t, true)
+	e.create("app")
+	kept := e.commit("app", "kept")
+	if _, err := e.m.Sleep(e.ctx(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Kill(e.ctx(), "app", false); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := e.m.Commits(e.ctx())
+	if len(list) != 1 || list[0].ID != kept.ID {
+		t.Errorf("commits after killing a sleeping vm: %+v (want only its tagged one)", list)
+	}
+	if sn := e.snapshots(); len(sn) != 0 {
+		t.Errorf("snapshots left: %+v", sn)
+	}
+}

@@ -148,6 +148,7 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 		return err
 	}
 	m.collect(ctx)
+	m.forgetSleep(ctx, v)
 	m.log.Info("vm killed", "id", v.ID, "alias", v.Alias)
 	return nil
 }

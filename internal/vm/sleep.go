@@ -175,3 +175,20 @@ func (m *Manager) woken(ctx context.Context, old, row store.VM, sc store.Commit)
 	m.log.Info("vm woken", "id", row.ID, "alias", row.Alias)
 	return m.Get(ctx, row.ID)
 }
+
+// forgetSleep forgets the sleep commit of a sleeping VM that was killed,
+// unless someone tagged it: it was the VM's state, not a commit of anyone's.
+func (m *Manager) forgetSleep(ctx context.Context, v store.VM) {
+	if v.State != api.StateSleeping || v.LastCommit == "" {
+		return
+	}
+	sc, err := m.store.GetCommit(ctx, v.LastCommit)
+	if err != nil || sc.Kind != api.CommitKindSleep {
+		return
+	}
+	if c, err := m.commitAPI(ctx, sc); err == nil && len(c.Tags) == 0 {
+		if err := m.forgetCommits(ctx, []string{sc.ID}); err != nil {
+			m.log.Warn("forget a killed vm's sleep commit", "commit", short(sc.ID), "err", err)
+		}
+	}
+}
