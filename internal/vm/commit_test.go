@@ -11,11 +11,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"vers/api"
 	"vers/internal/agent"
 	"vers/internal/chunk"
 	"vers/internal/errdefs"
+	"vers/internal/poll"
 )
 
 // failingBackend fails Put with err once armed (a disk that fills).
@@ -487,4 +489,36 @@ func TestKillSleepingVM(t *testing.T) {
 	if sn := e.snapshots(); len(sn) != 0 {
 		t.Errorf("snapshots left: %+v", sn)
 	}
+}
+
+// TestInterruptedCommitRecovers: a daemon that died while writing a commit
+// left its hold and some chunks; the next one drops the hold, collects the
+// snapshot's RAM and the chunks, and the VM commits again.
+func TestInterruptedCommitRecovers(t *testing.T) {
+	e := newEnv(t, true)
+	v := e.create("app")
+	row, _ := e.st.GetVM(e.ctx(), v.ID)
+	mc := e.m.machine(v.ID)
+	b, err := e.m.branchLocked(e.ctx(), time.Now(), row, mc, nil, holdPrefix+"commit-"+v.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.m.cfg.Chunks.PutFile(e.ctx(), b.snap.MemPath, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	if h := e.holds(); len(h) != 0 {
+		t.Fatalf("holds after the restart: %v", h)
+	}
+	if _, err := os.Stat(b.snap.MemPath); err == nil {
+		t.Error("the interrupted commit's snapshot RAM is still there")
+	}
+	poll.Until(e.ctx(), 10*time.Millisecond, func() (bool, error) {
+		n, _, err := e.m.cfg.Chunks.Usage(e.ctx())
+		return n == 0, err
+	})
+	if n, _, _ := e.m.cfg.Chunks.Usage(e.ctx()); n != 0 {
+		t.Errorf("%d chunks of the interrupted commit left", n)
+	}
+	e.commit("app", "")
 }
