@@ -102,15 +102,24 @@ func dialMonitor(ctx context.Context, path string) (*monitor, error) {
 }
 
 func handshake(conn *net.UnixConn, r *bufio.Reader) error {
-	var greeting struct {
-		QMP *json.RawMessage `json:"QMP"`
-	}
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		return fmt.Errorf("qmp greeting: %w", err)
-	}
-	if err := json.Unmarshal(line, &greeting); err != nil || greeting.QMP == nil {
-		return fmt.Errorf("qmp greeting: not a QMP server: %q", line)
+	// QEMU 7.2 can send an event before the greeting (NETDEV_STREAM_CONNECTED,
+	// when the network helper connects at that moment): events are skipped.
+	for {
+		var greeting struct {
+			QMP   *json.RawMessage `json:"QMP"`
+			Event string           `json:"event"`
+		}
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return fmt.Errorf("qmp greeting: %w", err)
+		}
+		if err := json.Unmarshal(line, &greeting); err == nil && greeting.Event != "" {
+			continue
+		}
+		if err != nil || greeting.QMP == nil {
+			return fmt.Errorf("qmp greeting: not a QMP server: %q", line)
+		}
+		break
 	}
 	if _, err := conn.Write([]byte(`{"execute":"qmp_capabilities"}` + "\n")); err != nil {
 		return fmt.Errorf("qmp capabilities: %w", err)

@@ -25,6 +25,9 @@ type fakeQMP struct {
 	// sends no reply.
 	handle func(conn *net.UnixConn, cmd fakeCmd) string
 	got    chan fakeCmd
+	// before is written ahead of the greeting (QEMU 7.2 may send an event
+	// there).
+	before string
 }
 
 type fakeCmd struct {
@@ -36,7 +39,12 @@ type fakeCmd struct {
 
 func startFakeQMP(t *testing.T, handle func(*net.UnixConn, fakeCmd) string) *fakeQMP {
 	t.Helper()
-	f := &fakeQMP{path: filepath.Join(t.TempDir(), "qmp.sock"), handle: handle, got: make(chan fakeCmd, 100)}
+	return startFakeQMPWith(t, "", handle)
+}
+
+func startFakeQMPWith(t *testing.T, before string, handle func(*net.UnixConn, fakeCmd) string) *fakeQMP {
+	t.Helper()
+	f := &fakeQMP{path: filepath.Join(t.TempDir(), "qmp.sock"), handle: handle, got: make(chan fakeCmd, 100), before: before}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: f.path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +62,7 @@ func startFakeQMP(t *testing.T, handle func(*net.UnixConn, fakeCmd) string) *fak
 }
 
 func (f *fakeQMP) serve(conn *net.UnixConn) {
+	fmt.Fprint(conn, f.before)
 	fmt.Fprint(conn, `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}`+"\r\n")
 	r := bufio.NewReader(conn)
 	line, err := r.ReadBytes('\n')
@@ -91,6 +100,20 @@ func (f *fakeQMP) serve(conn *net.UnixConn) {
 			}
 		}
 	}
+}
+
+// TestQMPEventBeforeGreeting: an event QEMU sends ahead of its greeting
+// (seen with QEMU 7.2 when passt connects at that moment) is skipped.
+func TestQMPEventBeforeGreeting(t *testing.T) {
+	ev := `{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "NETDEV_STREAM_CONNECTED", "data": {"netdev-id": "net0"}}` + "\r\n"
+	f := startFakeQMPWith(t, ev, func(conn *net.UnixConn, c fakeCmd) string {
+		return `{"return": {"status": "running", "singlestep": false, "running": true}, "id": ID}`
+	})
+	m, err := dialMonitor(context.Background(), f.path)
+	if err != nil {
+		t.Fatalf("dial after an early event: %v", err)
+	}
+	m.close()
 }
 
 func TestQMPExecute(t *testing.T) {

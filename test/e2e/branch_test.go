@@ -301,7 +301,7 @@ func TestBranchConsistency(t *testing.T) {
 	defer p.vers("kill", root, "-r")
 	p.must("execute", `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' &&
 		nohup bash -c 'i=0; while :; do i=$((i+1)); sqlite3 /app/w.db "INSERT INTO t(v) VALUES (hex(randomblob(512)))"; done' >/dev/null 2>&1 &`)
-	waitFor(t, "writes to start", 20*time.Second, func() bool {
+	waitFor(t, "writes to start", 60*time.Second, func() bool {
 		out := p.must("execute", "sqlite3 -cmd '.timeout 5000' /app/w.db 'SELECT count(*) FROM t'")
 		n, _ := strconv.Atoi(strings.TrimSpace(out))
 		return n > 20

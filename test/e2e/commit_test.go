@@ -20,7 +20,7 @@ import (
 // counterLoop keeps a counter in a shell's memory only, and shows it in a
 // file; a VM brought back from a commit goes on counting from its value
 // at the commit.
-const counterLoop = "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &"
+const counterLoop = "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &"
 
 // sqliteWriter writes an SQLite database without pause.
 const sqliteWriter = `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' &&
