@@ -182,4 +182,3 @@ func dirBytes(dir string) int64 {
 	})
 	return n
 }
-
