@@ -118,3 +118,23 @@ func TestVersdListenDownStartsNothing(t *testing.T) {
 		t.Fatalf("a daemon was started (or looked for slowly: %s)", time.Since(start))
 	}
 }
+
+// TestVersdRestartKeepsListen: a versd that a command of a new build
+// replaces is followed by one that listens where it did, on the same token.
+func TestVersdRestartKeepsListen(t *testing.T) {
+	home := shortHome(t)
+	env := daemonEnv(t, home)
+	url := startListening(t, home, env)
+	b, _ := os.ReadFile(filepath.Join(home, "versd.token"))
+	token := strings.TrimSpace(string(b))
+	newBin := t.TempDir()
+	for _, name := range []string{"vers", "versd", "vers-agent"} {
+		copyFile(t, filepath.Join(binDir, name), filepath.Join(newBin, name))
+	}
+	if r := versAt(t, newBin, env, "status"); r.code != 0 || !strings.Contains(r.err, "restarting it") {
+		t.Fatalf("new build's status: exit %d: %s", r.code, r.err)
+	}
+	if r := versAt(t, newBin, []string{"VERS_HOME=" + t.TempDir(), "VERS_URL=" + url, "VERS_TOKEN=" + token}, "status"); r.code != 0 {
+		t.Fatalf("status over TCP after the restart: exit %d: %s", r.code, r.err)
+	}
+}
