@@ -51,9 +51,9 @@ type ExecuteOptions struct {
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
 	opts := &ExecuteOptions{f: f, Client: f.Client, Signals: notifySignals}
 	cmd := &cobra.Command{
-		Use:               `execute [VM] [--] COMMAND...`,
-		Aliases:           []string{"exec"},
-		Short:             "Run a command with bash in HEAD or VM; exits with its exit code",
+		Use:     `execute [VM] [--] COMMAND...`,
+		Aliases: []string{"exec"},
+		Short:   "Run a command with bash in HEAD or VM; exits with its exit code",
 		Long: `Run COMMAND with bash -c in the VM (HEAD when none is named). Its stdout and
 stderr stream as they come, and vers exits with its exit code. More than one
 word of COMMAND is joined with spaces, so quoting it is optional.
