@@ -95,6 +95,9 @@ const (
 	CodeInternal    = "internal"    // 500
 	CodeUnavailable = "unavailable" // 503: a host prerequisite is missing (QEMU, tools)
 	CodeNoSpace     = "no_space"    // 507: a filesystem in the VM or on the host is full
+	// CodeUnauthorized is the client's word for a 401, which versd answers
+	// over TCP without a body to a request without the right bearer token.
+	CodeUnauthorized = "unauthorized"
 )
 
 // ExecRequest is the first message on an exec WebSocket.
@@ -181,6 +184,9 @@ type Health struct {
 	// Stale says why this daemon should be restarted (its executable or
 	// agent file is gone or was replaced), or is empty.
 	Stale string `json:"stale,omitempty"`
+	// Listen is the TCP address versd also serves on (--listen), or empty;
+	// a client that restarts versd passes it on.
+	Listen string `json:"listen,omitempty"`
 }
 
 // Image is one kernel or root filesystem image.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 
 	"vers/api"
 	"vers/internal/errdefs"
@@ -21,9 +22,10 @@ import (
 
 // Client talks to one versd.
 type Client struct {
-	http   *http.Client
-	base   string // http://versd
-	socket string
+	http *http.Client
+	base string // http://versd for the socket, or the URL of a versd over TCP
+	// where names the daemon in messages: its socket, or its URL.
+	where string
 }
 
 // New returns a client for the daemon listening on the unix socket path.
@@ -34,7 +36,36 @@ func New(socket string) *Client {
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}
-	return &Client{http: &http.Client{Transport: tr}, base: "http://versd", socket: socket}
+	return &Client{http: &http.Client{Transport: tr}, base: "http://versd", where: "socket " + socket}
+}
+
+// NewURL returns a client for a versd that serves the API over TCP
+// (versd --listen) at rawURL, such as http://127.0.0.1:7777; every
+// request, WebSocket ones too, carries token as a bearer token ("" sends
+// none, and versd answers 401).
+func NewURL(rawURL, token string) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q is no URL of versd: write it http://HOST:PORT, such as http://127.0.0.1:7777: %w", rawURL, errdefs.ErrInvalid)
+	}
+	base := strings.TrimSuffix(u.String(), "/")
+	var tr http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+	if token != "" {
+		tr = bearerTransport{token: token, next: tr}
+	}
+	return &Client{http: &http.Client{Transport: tr}, base: base, where: base}, nil
+}
+
+// bearerTransport adds the Authorization header to every request.
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(req)
 }
 
 // Error is an API error answer.
@@ -54,7 +85,7 @@ func (e *Error) Is(target error) bool {
 	return kind != nil && kind == target
 }
 
-// ErrDaemonDown means nothing answers on the socket.
+// ErrDaemonDown means nothing answers on the socket, or at the URL.
 var ErrDaemonDown = errors.New("versd is not running")
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -96,12 +127,19 @@ func (c *Client) send(req *http.Request, out any) error {
 func (c *Client) transportErr(err error) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("%w (socket %s)", ErrDaemonDown, c.socket)
+		if c.base != "http://versd" {
+			return fmt.Errorf("%w at %s: nothing answers there; start versd with --listen on that host, or unset VERS_URL to use this host's versd: %w",
+				ErrDaemonDown, c.where, errdefs.ErrUnavailable)
+		}
+		return fmt.Errorf("%w (%s)", ErrDaemonDown, c.where)
 	}
 	return err
 }
 
 func decodeError(resp *http.Response) error {
+	if resp.StatusCode == http.StatusUnauthorized {
+		return unauthorized(resp)
+	}
 	var e api.Error
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &e) != nil || e.Code == "" {
@@ -114,6 +152,16 @@ func decodeError(resp *http.Response) error {
 		return &Error{Status: resp.StatusCode, Code: code, Message: fmt.Sprintf("versd answered %s: %s (is it an older build? restart it)", resp.Status, bytes.TrimSpace(b))}
 	}
 	return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Deleted: e.Deleted}
+}
+
+// unauthorized is versd's 401 over TCP: no token, or a wrong one.
+func unauthorized(resp *http.Response) error {
+	where := "versd"
+	if resp.Request != nil && resp.Request.URL != nil {
+		where = "versd at " + resp.Request.URL.Host
+	}
+	return &Error{Status: resp.StatusCode, Code: api.CodeUnauthorized, Message: where +
+		" refused the request: no token, or a wrong one; set VERS_TOKEN to the contents of versd.token in the VERS_HOME of that versd"}
 }
 
 // ErrNoRef is returned for an empty VM reference, which no route can take.

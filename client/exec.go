@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 
 	"github.com/coder/websocket"
@@ -35,8 +36,11 @@ func (c *Client) Exec(ctx context.Context, ref string, req api.ExecRequest, stre
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req.Stdin = streams.Stdin != nil
-	conn, _, err := websocket.Dial(ctx, "ws://versd/v1/vms/"+url.PathEscape(ref)+"/exec", &websocket.DialOptions{HTTPClient: c.http})
+	conn, resp, err := websocket.Dial(ctx, c.base+"/v1/vms/"+url.PathEscape(ref)+"/exec", &websocket.DialOptions{HTTPClient: c.http})
 	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return api.ExecControl{}, decodeError(resp)
+		}
 		return api.ExecControl{}, c.transportErr(err)
 	}
 	defer conn.CloseNow()

@@ -1,9 +1,12 @@
 // Command versd is the vers daemon: one per host, it owns all VM state and
-// serves the vers API on a unix socket. The vers CLI starts it on demand.
+// serves the vers API on a unix socket, and with --listen ADDR:PORT (or
+// VERS_LISTEN) over TCP to bearers of its token too. The vers CLI starts it
+// on demand.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,20 +17,32 @@ import (
 
 	"vers/internal/config"
 	"vers/internal/daemon"
+	"vers/internal/errdefs"
 )
 
 func main() {
 	notify := readyPipe()
 	fail := func(err error) {
-		fmt.Fprintln(os.Stderr, "versd:", err)
+		msg := errdefs.Message(err)
+		fmt.Fprintln(os.Stderr, "versd:", msg)
 		if notify != nil {
-			fmt.Fprintln(notify, err)
+			fmt.Fprintln(notify, msg)
 		}
 		os.Exit(1)
+	}
+	listen := flag.String("listen", "", "also serve the API over TCP at `ADDR:PORT` (such as 127.0.0.1:7777), to bearers of the token in $VERS_HOME/versd.token; overrides VERS_LISTEN")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fail(fmt.Errorf("unexpected argument %q; versd takes only --listen", flag.Arg(0)))
 	}
 	cfg, err := config.ForDaemon(os.Getenv)
 	if err != nil {
 		fail(err)
+	}
+	if *listen != "" {
+		if cfg.Listen, err = config.ParseListen(*listen); err != nil {
+			fail(fmt.Errorf("--listen %w", err))
+		}
 	}
 	layout := cfg.Layout
 	if err := os.MkdirAll(layout.Home, 0o700); err != nil {

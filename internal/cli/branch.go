@@ -25,8 +25,9 @@ type BranchOptions struct {
 func NewCmdBranch(f *Factory, runF func(context.Context, *BranchOptions) error) *cobra.Command {
 	opts := &BranchOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "branch [VM|COMMIT|TAG] [--alias NAME] [-c] [--count N]",
-		Short: "Branch HEAD or VM while it runs, or a commit: children start from its exact state",
+		Use:               "branch [VM|COMMIT|TAG] [--alias NAME] [-c] [--count N]",
+		ValidArgsFunction: completeArgs(f, false, vmCommitArgs),
+		Short:             "Branch HEAD or VM while it runs, or a commit: children start from its exact state",
 		Long: `Branch the running VM (HEAD when none is named). The parent pauses only while
 its memory, CPU and device state and disk are frozen, then resumes by itself;
 each child starts from exactly that instant. A parent paused with vers pause

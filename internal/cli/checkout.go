@@ -16,9 +16,10 @@ type CheckoutOptions struct {
 func NewCmdCheckout(f *Factory, runF func(context.Context, *CheckoutOptions) error) *cobra.Command {
 	opts := &CheckoutOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "checkout [VM]",
-		Short: "Point HEAD at VM; with no VM, print HEAD",
-		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		Use:               "checkout [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Point HEAD at VM; with no VM, print HEAD",
+		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vm, err := vmArg(args)
 			if err != nil {

@@ -26,8 +26,9 @@ type CommitOptions struct {
 func NewCmdCommit(f *Factory, runF func(context.Context, *CommitOptions) error) *cobra.Command {
 	opts := &CommitOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "commit [VM] [--tag NAME] [-m MESSAGE]",
-		Short: "Save the whole running state of HEAD or VM on disk, to start again from later",
+		Use:               "commit [VM] [--tag NAME] [-m MESSAGE]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Save the whole running state of HEAD or VM on disk, to start again from later",
 		Long: `Save the whole state of the VM (HEAD when none is named) as a commit: its
 memory, CPU and device state and disk, at one instant, on persistent
 storage. The VM pauses for milliseconds, as for a branch, and runs on. A

@@ -25,8 +25,9 @@ type CommitExportOptions struct {
 func NewCmdCommitExport(f *Factory, runF func(context.Context, *CommitExportOptions) error) *cobra.Command {
 	opts := &CommitExportOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "export COMMIT -o FILE",
-		Short: "Write a commit as one archive file, to import on another host",
+		Use:               "export COMMIT -o FILE",
+		ValidArgsFunction: completeArgs(f, false, commitArgs),
+		Short:             "Write a commit as one archive file, to import on another host",
 		Long: `Write COMMIT (a tag, an id or a unique id prefix) as one self-contained tar
 archive, which ` + "`vers commit import`" + ` reads on this host or another. FILE is
 replaced only once the whole archive has arrived: a failed or interrupted

@@ -39,9 +39,10 @@ func NewCmdCommitLs(f *Factory, runF func(context.Context, *CommitListOptions) e
 func NewCmdCommitHistory(f *Factory, runF func(context.Context, *CommitListOptions) error) *cobra.Command {
 	opts := &CommitListOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "history COMMIT",
-		Short: "Show COMMIT and the commits it descends from, newest first",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Use:               "history COMMIT",
+		ValidArgsFunction: completeArgs(f, false, commitArgs),
+		Short:             "Show COMMIT and the commits it descends from, newest first",
+		Args:              usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Commit = args[0]
 			if opts.Commit == "" {

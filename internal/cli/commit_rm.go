@@ -22,8 +22,9 @@ type CommitRmOptions struct {
 func NewCmdCommitRm(f *Factory, runF func(context.Context, *CommitRmOptions) error) *cobra.Command {
 	opts := &CommitRmOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "rm COMMIT...",
-		Short: "Remove commits: all those named, or none when one cannot go",
+		Use:               "rm COMMIT...",
+		ValidArgsFunction: completeArgs(f, true, commitArgs),
+		Short:             "Remove commits: all those named, or none when one cannot go",
 		Long: `Remove the commits named (tags, ids or id prefixes): all of them, or none
 when one cannot go. A commit a VM needs (a sleeping VM needs its commit)
 cannot be removed. The disk space they alone used is freed.`,

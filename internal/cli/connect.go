@@ -25,8 +25,9 @@ type ConnectOptions struct {
 func NewCmdConnect(f *Factory, runF func(context.Context, *ConnectOptions) error) *cobra.Command {
 	opts := &ConnectOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "connect [VM]",
-		Short: "Open a login shell in HEAD or VM",
+		Use:               "connect [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Open a login shell in HEAD or VM",
 		Long: `Open an interactive login shell in the VM (HEAD when none is named). On a
 terminal it is a full PTY session: type exit (or Ctrl-D) to return. When
 standard input is not a terminal, the shell runs what standard input gives,

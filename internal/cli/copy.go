@@ -23,8 +23,9 @@ type CopyOptions struct {
 func NewCmdCopy(f *Factory, runF func(context.Context, *CopyOptions) error) *cobra.Command {
 	opts := &CopyOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "cp SRC DST",
-		Short: "Copy a file between the host and a VM (VM:PATH, or :PATH for HEAD)",
+		Use:               "cp SRC DST",
+		ValidArgsFunction: completeCopy(f),
+		Short:             "Copy a file between the host and a VM (VM:PATH, or :PATH for HEAD)",
 		Long: `Copy one file. A path written VM:PATH is in that VM (":PATH" is in HEAD);
 any other path is on the host. "-" as the host side is standard input/output.
 A file is copied whole or not at all: the destination is replaced only once

@@ -65,6 +65,7 @@ func ensureDaemon(ctx context.Context, layout paths.Layout, errOut io.Writer) (*
 	defer unlock()
 	// Whoever held the lock before may have started or restarted it.
 	h, err = c.Health(ctx)
+	listen := "" // the TCP address of a daemon replaced, which its successor keeps
 	switch {
 	case err == nil:
 		why, bin := restartReason(h)
@@ -81,10 +82,11 @@ func ensureDaemon(ctx context.Context, layout paths.Layout, errOut io.Writer) (*
 		if err := stopDaemon(ctx, layout, h.PID); err != nil {
 			return nil, err
 		}
+		listen = h.Listen
 	case answered(err):
 		return nil, err
 	}
-	if err := startDaemon(ctx, layout); err != nil {
+	if err := startDaemon(ctx, layout, listen); err != nil {
 		// A versd started some other way may have come up meanwhile.
 		if _, herr := c.Health(ctx); herr == nil {
 			return c, nil
@@ -119,9 +121,10 @@ func restartReason(h api.Health) (why, bin string) {
 	return "is of another build than " + bin, bin
 }
 
-// startDaemon starts versd and waits until it serves, or says why it could
-// not start: versd writes "ready", or its reason, on a pipe it gets as fd 3.
-func startDaemon(ctx context.Context, layout paths.Layout) error {
+// startDaemon starts versd (with --listen listen, unless it is "") and
+// waits until it serves, or says why it could not start: versd writes
+// "ready", or its reason, on a pipe it gets as fd 3.
+func startDaemon(ctx context.Context, layout paths.Layout, listen string) error {
 	bin, err := versdBinary()
 	if err != nil {
 		return err
@@ -137,6 +140,9 @@ func startDaemon(ctx context.Context, layout paths.Layout) error {
 	}
 	defer r.Close()
 	cmd := exec.Command(bin)
+	if listen != "" {
+		cmd.Args = append(cmd.Args, "--listen", listen)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = append(os.Environ(), "VERS_READY_FD=3")

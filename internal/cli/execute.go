@@ -101,6 +101,7 @@ command and exit.`,
 	fl.BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
 	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
 	opts.flags = fl
+	cmd.ValidArgsFunction = completeLeading(f, fl)
 	return cmd
 }
 

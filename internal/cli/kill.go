@@ -19,9 +19,10 @@ type KillOptions struct {
 func NewCmdKill(f *Factory, runF func(context.Context, *KillOptions) error) *cobra.Command {
 	opts := &KillOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "kill VM [-r]",
-		Short: "Stop VM and delete everything it owns (-r: with all its descendants)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Use:               "kill VM [-r]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Stop VM and delete everything it owns (-r: with all its descendants)",
+		Args:              usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.VM = args[0]
 			if opts.VM == "" {

@@ -24,8 +24,9 @@ type PauseOptions struct {
 
 func NewCmdPause(f *Factory, runF func(context.Context, *PauseOptions) error) *cobra.Command {
 	return newCmdPauseResume(f, false, runF, &cobra.Command{
-		Use:   "pause [VM]",
-		Short: "Stop HEAD's or VM's CPUs, keeping its memory, until `vers resume`",
+		Use:               "pause [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Stop HEAD's or VM's CPUs, keeping its memory, until `vers resume`",
 		Long: `Stop the VM's CPUs (HEAD when none is named); its memory, disk and
 processes stay as they are, and its state is paused until ` + "`vers resume`" + `:
 also across a restart of versd, which never resumes it by itself. Commands
@@ -40,8 +41,9 @@ its children run — and killed. Pausing a paused VM does nothing.`,
 
 func NewCmdResume(f *Factory, runF func(context.Context, *PauseOptions) error) *cobra.Command {
 	return newCmdPauseResume(f, true, runF, &cobra.Command{
-		Use:   "resume [VM]",
-		Short: "Run HEAD or VM again after `vers pause`",
+		Use:               "resume [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Run HEAD or VM again after `vers pause`",
 		Long: `Run the paused VM's CPUs again (HEAD when none is named), from where they
 stopped. Resuming a running VM does nothing.`,
 	})

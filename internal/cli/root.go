@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"vers/client"
 	"vers/internal/config"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
@@ -112,9 +113,12 @@ func sessionExit(err error) error {
 // tested without a daemon.
 type Factory struct {
 	Layout paths.Layout
-	In     io.Reader
-	Out    io.Writer
-	ErrOut io.Writer
+	// URL and Token are VERS_URL and VERS_TOKEN: a versd over TCP, used
+	// instead of this host's socket, and never started by the CLI.
+	URL, Token string
+	In         io.Reader
+	Out        io.Writer
+	ErrOut     io.Writer
 	// WorkDir is where the project is searched from.
 	WorkDir string
 
@@ -125,13 +129,22 @@ type Factory struct {
 func NewFactory() *Factory {
 	wd, _ := os.Getwd()
 	cfg := config.ForCLI(os.Getenv)
-	return &Factory{Layout: cfg.Layout, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
+	return &Factory{Layout: cfg.Layout, URL: cfg.URL, Token: cfg.Token, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
 }
 
-// Client returns a client of a running versd, starting one if needed.
+// Client returns a client of a running versd, starting one on this host
+// if needed; the versd of VERS_URL is never started, only asked.
 func (f *Factory) Client(ctx context.Context) (Daemon, error) {
 	if f.client != nil {
 		return f.client, nil
+	}
+	if f.URL != "" {
+		c, err := f.remote()
+		if err != nil {
+			return nil, err
+		}
+		f.client = c
+		return c, nil
 	}
 	c, err := ensureDaemon(ctx, f.Layout, f.ErrOut)
 	if err != nil {
@@ -139,6 +152,29 @@ func (f *Factory) Client(ctx context.Context) (Daemon, error) {
 	}
 	f.client = c
 	return c, nil
+}
+
+// remote is the client of VERS_URL's versd. The token is VERS_TOKEN only:
+// the CLI never sends the token file on its own, since whatever listens on
+// that port (another user's process, when versd does not run) would get it.
+func (f *Factory) remote() (*client.Client, error) {
+	c, err := client.NewURL(f.URL, f.Token)
+	if err != nil {
+		return nil, fmt.Errorf("VERS_URL: %w", err)
+	}
+	return c, nil
+}
+
+// runningClient is a client of a versd that already runs, for what must
+// never start one (shell completion): this host's socket, or VERS_URL's.
+func (f *Factory) runningClient() (Daemon, error) {
+	if f.client != nil {
+		return f.client, nil
+	}
+	if f.URL != "" {
+		return f.remote()
+	}
+	return client.New(f.Layout.Socket()), nil
 }
 
 // Project finds the project of the working directory.

@@ -25,8 +25,9 @@ type RunCommitOptions struct {
 func NewCmdRunCommit(f *Factory, runF func(context.Context, *RunCommitOptions) error) *cobra.Command {
 	opts := &RunCommitOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "run-commit COMMIT|TAG [--vm-alias NAME]",
-		Short: "Start a VM from a commit, in the state it was committed in, and make it HEAD",
+		Use:               "run-commit COMMIT|TAG [--vm-alias NAME]",
+		ValidArgsFunction: completeArgs(f, false, commitArgs),
+		Short:             "Start a VM from a commit, in the state it was committed in, and make it HEAD",
 		Long: `Start a VM from COMMIT (a tag, an id or a unique id prefix): it runs on from
 the instant the commit was made, with its memory, processes and disk as they
 were then. It becomes HEAD of the project here, as with ` + "`vers run`" + `.

@@ -27,8 +27,9 @@ type VMVerbOptions struct {
 
 func NewCmdSleep(f *Factory, runF func(context.Context, *VMVerbOptions) error) *cobra.Command {
 	return newVMVerb(f, runF, "sleep", &cobra.Command{
-		Use:   "sleep [VM]",
-		Short: "Put HEAD or VM to sleep: its state goes to disk and it stops using memory and CPU",
+		Use:               "sleep [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Put HEAD or VM to sleep: its state goes to disk and it stops using memory and CPU",
 		Long: `Put the VM (HEAD when none is named) to sleep: its whole state is saved as a
 commit on disk and its QEMU stops, so it takes no memory or CPU. It keeps its
 id and alias; ` + "`vers wake`" + ` brings it back where it was.`,
@@ -38,16 +39,18 @@ id and alias; ` + "`vers wake`" + ` brings it back where it was.`,
 
 func NewCmdWake(f *Factory, runF func(context.Context, *VMVerbOptions) error) *cobra.Command {
 	return newVMVerb(f, runF, "wake", &cobra.Command{
-		Use:   "wake [VM]",
-		Short: "Wake a sleeping VM (HEAD when none is named): it runs on where it stopped",
-		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		Use:               "wake [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Wake a sleeping VM (HEAD when none is named): it runs on where it stopped",
+		Args:              usageArgs(cobra.MaximumNArgs(1)),
 	})
 }
 
 func NewCmdRestore(f *Factory, runF func(context.Context, *VMVerbOptions) error) *cobra.Command {
 	return newVMVerb(f, runF, "restore", &cobra.Command{
-		Use:   "restore [VM] COMMIT",
-		Short: "Put HEAD or VM back to the state a commit holds, in place",
+		Use:               "restore [VM] COMMIT",
+		ValidArgsFunction: completeArgs(f, false, vmCommitArgs, commitArgs),
+		Short:             "Put HEAD or VM back to the state a commit holds, in place",
 		Long: `Put the VM (HEAD when only COMMIT is given) back to the state COMMIT holds
 (a tag, an id or a unique id prefix): memory, processes and disk as they
 were when it was made. The VM keeps its id and alias. When the restore

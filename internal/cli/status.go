@@ -25,9 +25,10 @@ type StatusOptions struct {
 func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
 	opts := &StatusOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "status [VM]",
-		Short: "Show the VMs as a tree (HEAD marked with *), or one VM",
-		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		Use:               "status [VM]",
+		ValidArgsFunction: completeArgs(f, false, vmArgs),
+		Short:             "Show the VMs as a tree (HEAD marked with *), or one VM",
+		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vm, err := vmArg(args)
 			if err != nil {

@@ -96,9 +96,10 @@ type TagSetOptions struct {
 func NewCmdTagSet(f *Factory, move bool, runF func(context.Context, *TagSetOptions) error) *cobra.Command {
 	opts := &TagSetOptions{f: f, Client: f.Client, Move: move}
 	cmd := &cobra.Command{
-		Use:   "create NAME COMMIT",
-		Short: "Give COMMIT (an id, a unique id prefix or a tag) the name NAME",
-		Args:  usageArgs(cobra.ExactArgs(2)),
+		Use:               "create NAME COMMIT",
+		ValidArgsFunction: completeArgs(f, false, nil, commitArgs),
+		Short:             "Give COMMIT (an id, a unique id prefix or a tag) the name NAME",
+		Args:              usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name, opts.Commit = args[0], args[1]
 			switch {
@@ -112,6 +113,7 @@ func NewCmdTagSet(f *Factory, move bool, runF func(context.Context, *TagSetOptio
 	}
 	if move {
 		cmd.Use, cmd.Short = "mv NAME COMMIT", "Move tag NAME to COMMIT"
+		cmd.ValidArgsFunction = completeArgs(f, false, tagArgs, commitArgs)
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json")
 	return cmd
@@ -170,9 +172,10 @@ type TagRmOptions struct {
 func NewCmdTagRm(f *Factory, runF func(context.Context, *TagRmOptions) error) *cobra.Command {
 	opts := &TagRmOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "rm NAME...",
-		Short: "Remove tags (their commits stay)",
-		Args:  usageArgs(cobra.MinimumNArgs(1)),
+		Use:               "rm NAME...",
+		ValidArgsFunction: completeArgs(f, true, tagArgs),
+		Short:             "Remove tags (their commits stay)",
+		Args:              usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if slices.Contains(args, "") {
 				return fmt.Errorf("a tag's name is empty: %w", errUsage)

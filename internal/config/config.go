@@ -6,11 +6,15 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"vers/internal/errdefs"
 	"vers/internal/paths"
 )
 
@@ -41,12 +45,28 @@ type Daemon struct {
 	Debug bool
 	// Failpoints is VERS_FAILPOINTS (tests only, see internal/fault).
 	Failpoints []string
+	// Listen is VERS_LISTEN (versd's --listen takes its place): the API
+	// over TCP too, with a bearer token; the zero value serves the unix
+	// socket only.
+	Listen Listen
+}
+
+// Listen is a TCP address versd serves the API on, besides its socket.
+type Listen struct {
+	Addr string // host:port, the host an IP address; "" for none
+	// Loopback is false for an address the network can reach, which versd
+	// binds only because it was written out, and warns about.
+	Loopback bool
 }
 
 // CLI is the vers command's configuration: where its daemon is (the
 // daemon owns everything else, images included).
 type CLI struct {
 	Layout paths.Layout
+	// URL is VERS_URL: a versd that serves the API over TCP
+	// (http://127.0.0.1:7777), used instead of this host's socket; the CLI
+	// never starts that one. Token is VERS_TOKEN, the bearer token it takes.
+	URL, Token string
 }
 
 const (
@@ -70,7 +90,38 @@ func Layout(getenv Getenv) paths.Layout {
 }
 
 // ForCLI reads the CLI's configuration.
-func ForCLI(getenv Getenv) CLI { return CLI{Layout: Layout(getenv)} }
+func ForCLI(getenv Getenv) CLI {
+	return CLI{Layout: Layout(getenv), URL: getenv("VERS_URL"), Token: getenv("VERS_TOKEN")}
+}
+
+// ParseListen reads a TCP address to serve the API on: an IP address and a
+// port. "localhost" is 127.0.0.1; other host names are refused, since what
+// they resolve to can change. An address the network can reach is taken
+// only written out (0.0.0.0:7777, never :7777).
+func ParseListen(v string) (Listen, error) {
+	if v == "" {
+		return Listen{}, nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return Listen{}, fmt.Errorf("%q: give an address and a port, such as 127.0.0.1:7777: %w", v, errdefs.ErrInvalid)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return Listen{}, fmt.Errorf("%q: the port must be a number from 1 to 65535, such as 127.0.0.1:7777: %w", v, errdefs.ErrInvalid)
+	}
+	switch host {
+	case "":
+		return Listen{}, fmt.Errorf("%q: give the address to bind: 127.0.0.1%s serves this host only (an address the network reaches must be written out, such as 0.0.0.0%s): %w",
+			v, v, v, errdefs.ErrInvalid)
+	case "localhost":
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return Listen{}, fmt.Errorf("%q: %q is not an IP address; give one, such as 127.0.0.1:%s: %w", v, host, port, errdefs.ErrInvalid)
+	}
+	return Listen{Addr: net.JoinHostPort(ip.String(), port), Loopback: ip.IsLoopback()}, nil
+}
 
 // agent is VERS_AGENT, or vers-agent next to versd.
 func agent(getenv Getenv) string {
@@ -118,6 +169,11 @@ func ForDaemon(getenv Getenv) (Daemon, error) {
 		}
 		d.BootTimeout = t
 	}
+	listen, err := ParseListen(getenv("VERS_LISTEN"))
+	if err != nil {
+		return d, fmt.Errorf("VERS_LISTEN=%s", errdefs.Message(err))
+	}
+	d.Listen = listen
 	for _, p := range strings.Split(getenv("VERS_FAILPOINTS"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			d.Failpoints = append(d.Failpoints, p)

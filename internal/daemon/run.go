@@ -45,7 +45,8 @@ func openChunks(ctx context.Context, layout paths.Layout, log *slog.Logger) (*ch
 
 // Run is versd: it takes the host's daemon lock, recovers the VMs that
 // survived a previous daemon, and serves the API on the owner-only unix
-// socket until ctx ends. VMs keep running when it returns. ready, if not nil,
+// socket (and, with cfg.Listen, over TCP to bearers of its token) until ctx
+// ends. VMs keep running when it returns. ready, if not nil,
 // is called once the socket accepts connections.
 //
 // What versd creates under VERS_HOME is private to its owner (the socket,
@@ -126,11 +127,13 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 
 	api := New(vms, images, log)
 	api.agent, api.agentID = agentPath, agentID
-	return serve(ctx, layout, api, log, ready)
+	return serve(ctx, layout, cfg.Listen, api, log, ready)
 }
 
-// serve answers the API on the owner-only unix socket until ctx ends.
-func serve(ctx context.Context, layout paths.Layout, api *Server, log *slog.Logger, ready func()) error {
+// serve answers the API on the owner-only unix socket, and on listen's TCP
+// address when there is one (with the bearer token of layout.Token()), until
+// ctx ends.
+func serve(ctx context.Context, layout paths.Layout, listen config.Listen, api *Server, log *slog.Logger, ready func()) error {
 	sock := layout.Socket()
 	os.Remove(sock) // we hold the lock, so any socket file is stale
 	old := syscall.Umask(0o177)
@@ -140,20 +143,64 @@ func serve(ctx context.Context, layout paths.Layout, api *Server, log *slog.Logg
 		return err
 	}
 	os.Chmod(sock, 0o600)
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
+	h := api.Handler()
+	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{ln}
+	if listen.Addr != "" {
+		tcp, token, err := listenTCP(listen, layout.Token(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		api.listen = listen.Addr
+		servers = append(servers, &http.Server{Handler: requireToken(token, log, h), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, tcp)
+	}
 	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", api.vms.Accel(), "home", filepath.Clean(layout.Home))
 	if ready != nil {
 		ready()
 	}
-	err = srv.Serve(ln)
+	return serveAll(ctx, servers, listeners)
+}
+
+// serveAll serves each listener with its server until ctx ends, or one of
+// them fails; then all are shut down.
+func serveAll(ctx context.Context, servers []*http.Server, listeners []net.Listener) error {
+	errs := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errs <- srv.Serve(listeners[i]) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		srv.Shutdown(sctx)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// listenTCP opens listen's address and the token requests to it must
+// carry. The token itself is never logged, only where it is kept.
+func listenTCP(listen config.Listen, tokenFile string, log *slog.Logger) (net.Listener, string, error) {
+	token, err := loadToken(tokenFile)
+	if err != nil {
+		return nil, "", err
+	}
+	ln, err := net.Listen("tcp", listen.Addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w; give another address with --listen or VERS_LISTEN", listen.Addr, err)
+	}
+	if !listen.Loopback {
+		log.Warn("SERVING THE VERS API TO THE NETWORK: whoever reaches this address with the token controls every VM and runs commands in them, "+
+			"and the traffic is not encrypted; prefer 127.0.0.1 and an SSH tunnel", "addr", listen.Addr)
+	}
+	log.Info("versd listening on TCP; requests need the bearer token", "addr", listen.Addr, "token_file", tokenFile)
+	return ln, token, nil
 }

@@ -38,6 +38,8 @@ type Server struct {
 	// agent is the agent binary this daemon checked at start, and its build
 	// id then; health reports a daemon whose agent has changed as stale.
 	agent, agentID string
+	// listen is the TCP address served too, or "" (health reports it).
+	listen string
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
@@ -107,7 +109,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	build, _ := buildid.Self()
 	writeJSON(w, http.StatusOK, api.Health{
 		Version: Version, PID: os.Getpid(), Accel: s.vms.Accel(), VMs: len(vms),
-		Build: build, Busy: int(s.busy.Load()), Stale: s.stale(),
+		Build: build, Busy: int(s.busy.Load()), Stale: s.stale(), Listen: s.listen,
 	})
 }
 
@@ -271,6 +273,8 @@ func httpStatus(code string) int {
 		return http.StatusServiceUnavailable
 	case api.CodeNoSpace:
 		return http.StatusInsufficientStorage
+	case api.CodeUnauthorized:
+		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError
 }

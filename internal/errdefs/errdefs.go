@@ -20,6 +20,8 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrNoSpace: a filesystem (the guest's or the host's) is full.
 	ErrNoSpace = errors.New("no space left")
+	// ErrUnauthorized: versd over TCP refused a request without its token.
+	ErrUnauthorized = errors.New("unauthorized")
 )
 
 // kinds pairs each kind with its API code; the code strings live in package
@@ -34,6 +36,7 @@ var kinds = []struct {
 	{ErrTimeout, api.CodeTimeout},
 	{ErrUnavailable, api.CodeUnavailable},
 	{ErrNoSpace, api.CodeNoSpace},
+	{ErrUnauthorized, api.CodeUnauthorized},
 }
 
 // Code returns the API error code for err (see api.Code*).

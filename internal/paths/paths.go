@@ -18,6 +18,10 @@ func (l Layout) Database() string { return filepath.Join(l.Home, "vers.db") }
 func (l Layout) Log() string      { return filepath.Join(l.Home, "versd.log") }
 func (l Layout) PIDFile() string  { return filepath.Join(l.Home, "versd.pid") }
 
+// Token holds the bearer token versd asks of API requests over TCP
+// (--listen); the unix socket needs none.
+func (l Layout) Token() string { return filepath.Join(l.Home, "versd.token") }
+
 // StartLock is held by the CLI that starts or restarts versd, so that of
 // many CLIs finding no daemon at once, one starts it and the others wait.
 func (l Layout) StartLock() string { return filepath.Join(l.Home, "versd.start.lock") }

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"vers/internal/errdefs"
+)
+
+// minToken is the shortest token versd accepts from its token file; the
+// ones it makes are 64 hex digits (32 random bytes).
+const minToken = 32
+
+// requireToken serves next only to requests that carry token as a bearer
+// token. Any other request gets 401 and nothing else: no body, so nothing
+// about routes, VMs or the daemon reaches whoever lacks the token.
+func requireToken(token string, log *slog.Logger, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
+		// Comparing digests keeps the time the same whatever the length.
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			log.Debug("refused a request without the token", "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="versd"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearer is the token of an Authorization header of the Bearer scheme
+// (whose name is case-insensitive), or "".
+func bearer(h string) string {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+// loadToken is the token in the file path, made on first use: 32 bytes of
+// crypto/rand, hex, in a file only its owner can read. A file others can
+// read is refused rather than used.
+func loadToken(path string) (string, error) {
+	tok, err := readToken(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return tok, err
+	}
+	return createToken(path)
+}
+
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("token file %s has mode %v, so others can read it; chmod 600 it (or remove it for a new token): %w",
+			path, st.Mode().Perm(), errdefs.ErrInvalid)
+	}
+	b := make([]byte, 4096)
+	n, _ := f.Read(b)
+	tok := strings.TrimSpace(string(b[:n]))
+	if len(tok) < minToken || strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("token file %s holds no token of %d characters or more; remove it and versd makes a new one: %w",
+			path, minToken, errdefs.ErrInvalid)
+	}
+	return tok, nil
+}
+
+// createToken writes a new token beside path and links it into place, so
+// the file is never seen half-written and one made meanwhile is kept.
+func createToken(path string) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("make a token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".versd.token-*") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("write the token file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(tok + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write the token file: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return readToken(path)
+	} else if err != nil {
+		return "", fmt.Errorf("write the token file: %w", err)
+	}
+	return tok, nil
+}
