@@ -135,7 +135,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err != nil {
 		return BranchResult{}, err
 	}
-	return b.result(), nil
+	res := b.result()
+	m.publishBranch(res)
+	return res, nil
 }
 
 // branchLocked runs a branch's phases on a parent whose operation lock the

@@ -150,6 +150,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	m.mu.Unlock()
 	undo.Success()
 	m.log.Info("vm created", "id", row.ID, "alias", row.Alias, "pid", row.PID, "boot_ms", row.BootMillis)
+	m.publishVM(api.EventVMCreated, row, "")
 	return m.toAPI(row), nil
 }
 
