@@ -31,6 +31,8 @@ type Server struct {
 	commits Commits
 	images  *Images
 	log     *slog.Logger
+	// eventSrc feeds GET /v1/events (events.go).
+	eventSrc EventSource
 
 	// busy counts requests in flight (health excluded), so that a client
 	// restarts a daemon of another build only when nothing would be cut.
@@ -80,6 +82,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/tags":           s.listTags,
 		"PUT /v1/tags/{name}":    s.setTag,
 		"DELETE /v1/tags/{name}": s.deleteTag,
+
+		"GET /v1/events": s.events,
 	}
 }
 
