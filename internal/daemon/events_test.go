@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"vers/api"
 	"vers/client"
 	"vers/internal/events"
@@ -138,5 +140,27 @@ func waitGoroutines(t *testing.T, n int) {
 			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A watcher does not count as a request in flight: it would keep a daemon
+// of another build from being replaced for as long as it watches.
+func TestEventsNotBusy(t *testing.T) {
+	b := events.New(4)
+	s := &Server{eventSrc: VMEvents{Broker: b, VMs: fixedVMs{}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if _, _, err := conn.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.busy.Load(); n != 0 {
+		t.Fatalf("busy %d with a watcher, want 0", n)
 	}
 }

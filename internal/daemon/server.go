@@ -94,7 +94,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc(pattern, h)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" {
+		// A watcher of the events stays for as long as it likes; it must
+		// not keep a daemon of another build from being replaced.
+		if r.URL.Path != "/v1/health" && r.URL.Path != "/v1/events" {
 			s.busy.Add(1)
 			defer s.busy.Add(-1)
 		}
