@@ -155,3 +155,31 @@ func TestEventsOfTheWatch(t *testing.T) {
 		t.Fatalf("lost: %+v", evs[0])
 	}
 }
+
+// TestEventsDiskFullAndUnresponsive: the watch announces a VM a full disk
+// paused and its resume, and one that stops answering and answers again,
+// once each.
+func TestEventsDiskFullAndUnresponsive(t *testing.T) {
+	e := newEnv(t, true)
+	v := e.create("web")
+	e.ev.take()
+	in := e.hv.inst(v.ID)
+	in.setStatus("io-error")
+	e.free = 10
+	e.m.checkAll(context.Background())
+	e.m.checkAll(context.Background())
+	evs := e.wantEvents("disk full", "vm.state web paused")
+	if evs[0].Reason != reasonDiskFull {
+		t.Fatalf("reason %q", evs[0].Reason)
+	}
+	e.free = 10_000
+	e.m.checkAll(context.Background())
+	e.wantEvents("room again", "vm.state web running")
+
+	in.setHung(true)
+	e.m.checkAll(context.Background())
+	e.wantEvents("hung", "vm.state web unresponsive")
+	in.setHung(false)
+	e.m.checkAll(context.Background())
+	e.wantEvents("answers", "vm.state web running")
+}
