@@ -213,7 +213,7 @@ func (b *branch) reserve(ctx context.Context, aliases []string) error {
 		return err
 	}
 	for _, k := range b.kids {
-		b.undo.Add(func() { m.store.DeleteVM(bg, k.ID) })
+		b.undo.Add(func() { m.store.DeleteVM(bg, k.ID); m.publishKilled(k) })
 	}
 	sid := uuid.NewString()
 	b.snap = store.Snapshot{

@@ -183,3 +183,17 @@ func TestEventsDiskFullAndUnresponsive(t *testing.T) {
 	e.m.checkAll(context.Background())
 	e.wantEvents("answers", "vm.state web running")
 }
+
+// TestEventsFailedBranch: a branch that fails publishes no branch, and
+// says its children's "creating" rows (which a hello may have shown) are
+// gone.
+func TestEventsFailedBranch(t *testing.T) {
+	e := newEnv(t, true)
+	e.create("root")
+	e.ev.take()
+	e.failAt("branch.record", true)
+	if _, err := e.m.Branch(e.ctx(), "root", "kid", 1); err == nil {
+		t.Fatal("branch did not fail")
+	}
+	e.wantEvents("failed branch", "vm.killed kid")
+}

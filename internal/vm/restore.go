@@ -72,7 +72,7 @@ func (m *Manager) RunCommit(ctx context.Context, ref, alias string, count int) (
 func (b *branch) startRestored(ctx context.Context) error {
 	bg := context.WithoutCancel(ctx)
 	for _, k := range b.kids {
-		b.undo.Add(func() { b.m.store.DeleteVM(bg, k.ID) })
+		b.undo.Add(func() { b.m.store.DeleteVM(bg, k.ID); b.m.publishKilled(k) })
 	}
 	b.kidCfgs = make([]qemu.Config, len(b.kids))
 	for i, k := range b.kids {
