@@ -45,6 +45,7 @@ type fakeDaemon struct {
 	builds    []buildCall
 
 	commitState // fake_commits_test.go
+	eventState  // status_watch_test.go
 }
 
 type buildCall struct {

@@ -20,6 +20,7 @@ type StatusOptions struct {
 	VM     string
 	Format string
 	Quiet  bool
+	Watch  bool
 }
 
 func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
@@ -38,14 +39,21 @@ func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) 
 			if err := checkFormat(opts.Format); err != nil {
 				return err
 			}
+			if err := opts.checkWatch(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
+			}
+			if opts.Watch {
+				return runWatch(cmd.Context(), opts)
 			}
 			return runStatus(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "print only VM ids")
+	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "redraw the tree at every change until Ctrl-C (with --format json: print each event)")
 	return cmd
 }
 

@@ -18,6 +18,7 @@ import (
 	"vers/internal/buildid"
 	"vers/internal/chunk"
 	"vers/internal/config"
+	"vers/internal/events"
 	"vers/internal/fault"
 	"vers/internal/image"
 	"vers/internal/paths"
@@ -118,6 +119,8 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	if pool.Reflink {
 		vcfg.Returner = rampool.NewReturner(pool.Dir, log)
 	}
+	broker := events.New(events.DefaultBuffer)
+	vcfg.Events = broker
 	vms := vm.New(vcfg)
 	if err := vms.Recover(ctx); err != nil {
 		return fmt.Errorf("recover vms: %w", err)
@@ -126,6 +129,7 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	go vms.PruneImages(ctx, store)
 
 	api := New(vms, images, log)
+	api.eventSrc = VMEvents{Broker: broker, VMs: vms}
 	api.agent, api.agentID = agentPath, agentID
 	return serve(ctx, layout, cfg.Listen, api, log, ready)
 }

@@ -31,6 +31,8 @@ type Server struct {
 	commits Commits
 	images  *Images
 	log     *slog.Logger
+	// eventSrc feeds GET /v1/events (events.go).
+	eventSrc EventSource
 
 	// busy counts requests in flight (health excluded), so that a client
 	// restarts a daemon of another build only when nothing would be cut.
@@ -82,6 +84,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/tags":           s.listTags,
 		"PUT /v1/tags/{name}":    s.setTag,
 		"DELETE /v1/tags/{name}": s.deleteTag,
+
+		"GET /v1/events": s.events,
 	}
 }
 
@@ -92,7 +96,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc(pattern, h)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" {
+		// A watcher of the events stays for as long as it likes; it must
+		// not keep a daemon of another build from being replaced.
+		if r.URL.Path != "/v1/health" && r.URL.Path != "/v1/events" {
 			s.busy.Add(1)
 			defer s.busy.Add(-1)
 		}

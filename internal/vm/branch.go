@@ -135,7 +135,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err != nil {
 		return BranchResult{}, err
 	}
-	return b.result(), nil
+	res := b.result()
+	m.publishBranch(res)
+	return res, nil
 }
 
 // branchLocked runs a branch's phases on a parent whose operation lock the
@@ -211,7 +213,7 @@ func (b *branch) reserve(ctx context.Context, aliases []string) error {
 		return err
 	}
 	for _, k := range b.kids {
-		b.undo.Add(func() { m.store.DeleteVM(bg, k.ID) })
+		b.undo.Add(func() { m.store.DeleteVM(bg, k.ID); m.publishKilled(k) })
 	}
 	sid := uuid.NewString()
 	b.snap = store.Snapshot{

@@ -269,7 +269,11 @@ func (m *Manager) recordCommit(ctx context.Context, sc store.Commit, tag string)
 	}); err != nil {
 		return err
 	}
-	return m.cfg.Chunks.Backend().Sync(ctx)
+	if err := m.cfg.Chunks.Backend().Sync(ctx); err != nil {
+		return err
+	}
+	m.publish(api.Event{Type: api.EventCommitCreated, Commit: sc.ID, VMID: sc.SourceVM, Alias: sc.SourceAlias, Tag: tag})
+	return nil
 }
 
 // commitFailed removes the chunks a failed commit wrote (nothing else uses

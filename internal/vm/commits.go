@@ -145,14 +145,18 @@ func (m *Manager) dropCommits(ctx context.Context, ids []string) error {
 // collection (`vers commit gc`, a removal, a failed commit), and until then
 // the next commit of the same VM finds them stored.
 func (m *Manager) forgetCommits(ctx context.Context, ids []string) error {
-	return m.store.Update(ctx, func(tx *store.Tx) error {
+	if err := m.store.Update(ctx, func(tx *store.Tx) error {
 		for _, id := range ids {
 			if err := tx.DeleteCommit(ctx, id); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	m.publishCommits(api.EventCommitRemoved, ids)
+	return nil
 }
 
 // GC removes the commits the request selects — untagged, needed by no VM,
@@ -180,6 +184,7 @@ func (m *Manager) GC(ctx context.Context, req api.GCRequest) (api.GCResponse, er
 	}); err != nil {
 		return api.GCResponse{}, err
 	}
+	m.publishCommits(api.EventCommitRemoved, res.Removed)
 	res.FreedChunk, res.FreedBytes, err = m.collectChunks(ctx)
 	return res, err
 }
@@ -380,12 +385,17 @@ func (m *Manager) SetTag(ctx context.Context, name, commit string, move bool) (a
 	if err := m.store.Update(ctx, func(tx *store.Tx) error { return tx.SetTag(ctx, t, move) }); err != nil {
 		return api.Tag{}, err
 	}
+	m.publish(api.Event{Type: api.EventTagSet, Tag: t.Name, Commit: t.CommitID})
 	return api.Tag{Name: t.Name, Commit: t.CommitID, CreatedAt: t.CreatedAt}, nil
 }
 
 // RemoveTag removes a tag (the commit stays).
 func (m *Manager) RemoveTag(ctx context.Context, name string) error {
-	return m.store.DeleteTag(ctx, name)
+	if err := m.store.DeleteTag(ctx, name); err != nil {
+		return err
+	}
+	m.publish(api.Event{Type: api.EventTagRemoved, Tag: name})
+	return nil
 }
 
 // validateTag: a tag is named as an alias is, and never reads as a commit id.

@@ -116,7 +116,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	if err := m.reserve(ctx, admission{fresh: spec.MemMiB}, []store.VM{row}); err != nil {
 		return api.VM{}, err
 	}
-	undo.Add(func() { m.store.DeleteVM(bg, row.ID) })
+	// A watcher may have seen the creating row in its hello.
+	undo.Add(func() { m.store.DeleteVM(bg, row.ID); m.publishKilled(row) })
 
 	cfg, err := m.machineConfig(row, kernel, mode)
 	if err != nil {
@@ -150,6 +151,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (api.VM, error) {
 	m.mu.Unlock()
 	undo.Success()
 	m.log.Info("vm created", "id", row.ID, "alias", row.Alias, "pid", row.PID, "boot_ms", row.BootMillis)
+	m.publishVM(api.EventVMCreated, row, "")
 	return m.toAPI(row), nil
 }
 

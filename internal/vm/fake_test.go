@@ -635,6 +635,7 @@ type env struct {
 	dials int
 	dmu   sync.Mutex
 	free  int // MiB free where disks live
+	ev    *recEvents
 }
 
 // newEnv makes a manager whose RAM is cloned (clone) or copied.
@@ -645,7 +646,7 @@ func newEnv(t *testing.T, clone bool) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, hv: newFakeHV(), ram: &fakeRAM{fails: map[string]error{}}, home: home,
-		ramd: filepath.Join(home, "ram"), fails: map[string]bool{}, free: 100_000}
+		ramd: filepath.Join(home, "ram"), fails: map[string]bool{}, free: 100_000, ev: &recEvents{}}
 	st, err := store.Open(context.Background(), filepath.Join(home, "vers.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -665,6 +666,7 @@ func newEnv(t *testing.T, clone bool) *env {
 		Layout: layout, Store: st, Images: fakeImages{imgs}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Hypervisor: e.hv, Dial: e.dial, RAM: e.ram, Groups: nopGroups{},
 		Accel: "tcg", RAMDir: e.ramd, CloneRAM: clone, Host: host, BootTimeout: 5 * time.Second,
+		Events: e.ev,
 	})
 	e.m.failpoint = func(p string) error {
 		e.dmu.Lock()

@@ -56,6 +56,8 @@ type Config struct {
 	BootTimeout time.Duration
 	// Chunks is the store commits are kept in.
 	Chunks *chunk.Store
+	// Events gets every change (events.go); nil drops them.
+	Events Events
 }
 
 // Groups puts VM processes in block I/O groups of their own.
@@ -242,6 +244,7 @@ func (m *Manager) markDead(ctx context.Context, row store.VM, reason string) {
 	}
 	m.forget(row.ID)
 	m.log.Warn("vm is dead", "id", row.ID, "alias", row.Alias)
+	m.publishVM(api.EventVMState, row, reason)
 }
 
 // forget drops the daemon's handle on a VM (its agent session, its

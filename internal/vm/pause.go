@@ -54,6 +54,7 @@ func (m *Manager) Pause(ctx context.Context, ref string) (api.VM, error) {
 		return api.VM{}, fmt.Errorf("pause vm %s: %w", label(row), m.qemuErr(row, err))
 	}
 	m.log.Info("vm paused", "id", row.ID, "alias", row.Alias)
+	m.publishVM(api.EventVMState, row, api.ReasonPaused)
 	return m.toAPI(row), nil
 }
 
@@ -71,6 +72,7 @@ func (m *Manager) Resume(ctx context.Context, ref string) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, fmt.Errorf("resume vm %s: %w", label(row), m.qemuErr(row, err))
 	}
+	changed := st != "running" || row.State == api.StatePaused
 	if st != "running" {
 		if err := within(bg, pauseCallWait, mc.inst.Cont); err != nil {
 			return api.VM{}, fmt.Errorf("resume vm %s: %w", label(row), m.qemuErr(row, err))
@@ -86,6 +88,9 @@ func (m *Manager) Resume(ctx context.Context, ref string) (api.VM, error) {
 		}
 	}
 	m.log.Info("vm resumed", "id", row.ID, "alias", row.Alias, "was", st)
+	if changed {
+		m.publishVM(api.EventVMState, row, "resumed")
+	}
 	return m.toAPI(row), nil
 }
 

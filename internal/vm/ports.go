@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"vers/api"
 	"vers/internal/agent"
 	"vers/internal/image"
 	"vers/internal/qemu"
@@ -117,4 +118,10 @@ type Images interface {
 	// Get returns the image if it is built; Names lists the known ones.
 	Get(name string) (image.Info, error)
 	Names() []string
+}
+
+// Events is where the domain announces its changes (internal/events'
+// Broker). Publish must not block: the domain calls it holding a VM.
+type Events interface {
+	Publish(api.Event)
 }

@@ -80,5 +80,6 @@ func (m *Manager) reboot(ctx context.Context, row store.VM, old *machine) error 
 	m.live[row.ID] = mc
 	m.mu.Unlock()
 	m.log.Info("vm rebooted", "id", row.ID, "alias", row.Alias, "pid", row.PID)
+	m.publishVM(api.EventVMState, row, "rebooted by its guest")
 	return nil
 }

@@ -60,6 +60,9 @@ func (m *Manager) RunCommit(ctx context.Context, ref, alias string, count int) (
 	}
 	b.undo.Success()
 	res := b.result()
+	for _, v := range res.Children {
+		m.publish(api.Event{Type: api.EventVMCreated, VMID: v.ID, Alias: v.Alias, VM: &v, Commit: sc.ID})
+	}
 	c, _ := m.commitAPI(ctx, sc)
 	return RunCommitResult{Commit: c, VMs: res.Children, Restore: r.took, FirstReady: res.FirstReady, AllReady: res.AllReady}, nil
 }
@@ -69,7 +72,7 @@ func (m *Manager) RunCommit(ctx context.Context, ref, alias string, count int) (
 func (b *branch) startRestored(ctx context.Context) error {
 	bg := context.WithoutCancel(ctx)
 	for _, k := range b.kids {
-		b.undo.Add(func() { b.m.store.DeleteVM(bg, k.ID) })
+		b.undo.Add(func() { b.m.store.DeleteVM(bg, k.ID); b.m.publishKilled(k) })
 	}
 	b.kidCfgs = make([]qemu.Config, len(b.kids))
 	for i, k := range b.kids {

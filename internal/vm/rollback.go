@@ -71,6 +71,7 @@ func (m *Manager) Restore(ctx context.Context, ref, commit string) (api.VM, erro
 	m.dropMachine(old, cfg)
 	m.collect(context.WithoutCancel(ctx))
 	m.log.Info("vm restored in place", "id", row.ID, "commit", short(sc.ID), "ms", time.Since(start).Milliseconds())
+	m.publishState(ctx, row.ID, "restored from commit "+short(sc.ID))
 	return m.Get(ctx, row.ID)
 }
 

@@ -77,6 +77,7 @@ func (m *Manager) fallAsleep(ctx context.Context, id string, mc *machine) (api.V
 	m.forget(row.ID)
 	m.putToSleep(row)
 	m.log.Info("vm sleeps", "id", row.ID, "alias", row.Alias, "commit", short(row.LastCommit))
+	m.publishVM(api.EventVMState, row, "asleep in commit "+short(row.LastCommit))
 	return m.toAPI(row), nil
 }
 
@@ -173,6 +174,7 @@ func (m *Manager) woken(ctx context.Context, old, row store.VM, sc store.Commit)
 		}
 	}
 	m.log.Info("vm woken", "id", row.ID, "alias", row.Alias)
+	m.publishState(ctx, row.ID, "woken")
 	return m.Get(ctx, row.ID)
 }
 

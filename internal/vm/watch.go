@@ -86,16 +86,19 @@ func (m *Manager) check(ctx context.Context, id string, mc *machine) {
 	case err != nil && ctx.Err() == nil && !mc.inst.Exited():
 		if mc.setHealth(healthUnresponsive) {
 			m.log.Warn("vm is not answering", "id", id, "err", err)
+			m.publishState(ctx, id, reasonUnresponsive)
 		}
 	case err != nil:
 	case st == "io-error":
 		if mc.setHealth(healthDiskFull) {
 			m.log.Warn("vm paused: host disk full", "id", id, "free_mib", m.cfg.Host.FreeDiskMiB())
+			m.publishState(ctx, id, reasonDiskFull)
 		}
 		m.resumeAfterDiskFull(ctx, id, mc)
 	default:
 		if mc.setHealth(healthOK) {
 			m.log.Info("vm answers again", "id", id, "status", st)
+			m.publishState(ctx, id, "answers again")
 		}
 	}
 }
@@ -120,6 +123,7 @@ func (m *Manager) resumeAfterDiskFull(ctx context.Context, id string, mc *machin
 	}
 	mc.setHealth(healthOK)
 	m.log.Info("vm resumed: host disk has room again", "id", id)
+	m.publishState(ctx, id, "host disk has room again")
 }
 
 // usable returns the handle on a running VM that can take a command now,
