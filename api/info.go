@@ -12,9 +12,9 @@ type VMInfo struct {
 	// Accel is the accelerator its QEMU runs on: "kvm" or "tcg".
 	Accel string `json:"accelerator"`
 	// Network is its network mode: "isolated" or "none".
-	Network string     `json:"network"`
-	Memory  MemoryUse  `json:"memory"`
-	Disk    DiskUse    `json:"disk"`
+	Network string    `json:"network"`
+	Memory  MemoryUse `json:"memory"`
+	Disk    DiskUse   `json:"disk"`
 	// LastPause is the last time a branch or commit of it stopped its
 	// guest; absent when none did since versd started (it is kept in
 	// versd's memory only).
