@@ -80,6 +80,20 @@ func (d *fakeDaemon) ListVMs(context.Context) ([]api.VM, error) {
 	return append([]api.VM(nil), d.vms...), nil
 }
 func (d *fakeDaemon) GetVM(_ context.Context, ref string) (api.VM, error) { return d.find(ref) }
+func (d *fakeDaemon) VMInfo(_ context.Context, ref string) (api.VMInfo, error) {
+	v, err := d.find(ref)
+	if err != nil {
+		return api.VMInfo{}, err
+	}
+	info := api.VMInfo{VM: v, Children: []string{}, Accel: "tcg", Network: "isolated",
+		Memory: api.MemoryUse{PSSBytes: 300 << 20}, Disk: api.DiskUse{Overlay: "/x/disk.qcow2", OverlayBytes: 1 << 20, ChainLength: 2}}
+	for _, k := range d.vms {
+		if k.ParentID == v.ID {
+			info.Children = append(info.Children, k.ID)
+		}
+	}
+	return info, nil
+}
 func (d *fakeDaemon) ValidateVM(_ context.Context, req api.CreateVMRequest) error {
 	d.validated = append(d.validated, req)
 	if d.validateErrBuilt != nil && len(d.builds) > 0 {

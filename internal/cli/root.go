@@ -177,6 +177,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdExecute(f, nil),
 		NewCmdConnect(f, nil),
 		NewCmdStatus(f, nil),
+		NewCmdInfo(f, nil),
 		NewCmdCheckout(f, nil),
 		NewCmdKill(f, nil),
 		NewCmdImage(f),
@@ -208,12 +209,14 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 func Main(ctx context.Context, f *Factory, args []string) int {
 	root := NewRoot(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	ctx, stop := signalsFor(ctx, root, args)
+	defer stop()
+	cmd, err := root.ExecuteContextC(ctx)
 	code := ExitCode(err)
 	if err != nil {
 		var ee *ExitErr
 		if !errors.As(err, &ee) || ee.Err != nil {
-			fmt.Fprintln(f.ErrOut, "vers:", message(err))
+			reportError(f.ErrOut, cmd, args, err)
 		}
 	}
 	return code
