@@ -80,6 +80,7 @@ func (d *fakeDaemon) find(ref string) (api.VM, error) {
 }
 
 func (d *fakeDaemon) Health(context.Context) (api.Health, error) { return api.Health{PID: 1}, nil }
+
 // hold, when hang is set, reports on hang that a call waits, and waits
 // until ctx ends: a daemon that answers nothing until the command is
 // cancelled.
