@@ -88,3 +88,13 @@ type ExportResult struct {
 type RemoveTagsResult struct {
 	Removed []Tag `json:"removed"`
 }
+
+// ExecResult is what `vers execute --format json` prints once the command
+// has exited: its code, and its output, collected (as UTF-8 text: invalid
+// bytes become U+FFFD).
+type ExecResult struct {
+	ExitCode       int    `json:"exit_code"`
+	Stdout         string `json:"stdout"`
+	Stderr         string `json:"stderr"`
+	DurationMillis int64  `json:"duration_ms"`
+}

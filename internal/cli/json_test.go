@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"vers/api"
+	"vers/client"
 	"vers/internal/errdefs"
 )
 
@@ -235,4 +236,46 @@ func TestInfoText(t *testing.T) {
 		}
 	}
 	e.expect(0, []string{"info", otherID}, "branch of "+rootID, "")
+}
+
+// TestExecuteJSON: execute --format json prints one object once the command
+// has exited, and exits with its code; vers's own failures are the error
+// object and 255; words after the command's first are the command's.
+func TestExecuteJSON(t *testing.T) {
+	e := newEnv(t)
+	e.d.exec = func(ctx context.Context, ref string, req api.ExecRequest, s client.ExecIO) (api.ExecControl, error) {
+		fmt.Fprint(s.Stdout, "out\n")
+		fmt.Fprint(s.Stderr, "err\n")
+		return api.ExecControl{Type: "exit", ExitCode: 3}, nil
+	}
+	if code := e.run("execute", "--format", "json", "db-root", "make test"); code != 3 {
+		t.Fatalf("exit %d: %s", code, e.errOut)
+	}
+	var res api.ExecResult
+	if err := decodeStrict(e.out.Bytes(), &res); err != nil || res.ExitCode != 3 || res.Stdout != "out\n" || res.Stderr != "err\n" || e.errOut.Len() != 0 {
+		t.Fatalf("stdout %q (%v), stderr %q", e.out, err, e.errOut)
+	}
+	for _, tt := range []struct {
+		args []string
+		kind string
+	}{
+		{[]string{"execute", "--format", "json", "nope", "--", "ls"}, api.CodeNotFound},
+		{[]string{"execute", "--format", "json"}, api.CodeInvalid},
+		{[]string{"execute", "--format", "yaml", "ls"}, api.CodeInvalid},
+		{[]string{"execute", "--format", "json", "--timeout", "-1s", "ls"}, api.CodeInvalid},
+	} {
+		code := e.run(tt.args...)
+		var got api.CLIError
+		err := decodeStrict(e.errOut.Bytes(), &got)
+		if tt.args[2] == "yaml" {
+			err = nil // not JSON: the text error
+			got.Error.Code = api.CodeInvalid
+		}
+		if code != ExitSession || err != nil || got.Error.Code != tt.kind || strings.HasPrefix(got.Error.Message, tt.kind) {
+			t.Errorf("vers %q: exit %d, stderr %q (%v); want 255 and code %s", tt.args, code, e.errOut, err, tt.kind)
+		}
+	}
+	if code := e.run("execute", "ls", "--format", "json"); code != 3 || !strings.Contains(e.out.String(), "out") || strings.Contains(e.out.String(), "exit_code") {
+		t.Fatalf("the command's own --format: exit %d, stdout %q", code, e.out)
+	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,20 +21,38 @@ func reportError(w io.Writer, cmd *cobra.Command, args []string, err error) {
 		fmt.Fprintln(w, "vers:", message(err))
 		return
 	}
-	json.NewEncoder(w).Encode(api.CLIError{Error: api.Error{Code: errorCode(err), Message: message(err)}})
+	code := errorCode(err)
+	var se *sessionErr
+	if errors.As(err, &se) {
+		err = se.err // its kind is the code
+	}
+	json.NewEncoder(w).Encode(api.CLIError{Error: api.Error{Code: code, Message: message(err)}})
 }
+
+// sessionErr is a failure of vers's own in execute or connect, whose exit
+// code (ExitSession) cannot say what it was: its text starts with the kind,
+// "not_found: ...". code is the exit code another command would give.
+type sessionErr struct {
+	code int
+	err  error
+}
+
+func (e *sessionErr) Error() string { return kindNames[e.code] + ": " + e.err.Error() }
+func (e *sessionErr) Unwrap() error { return e.err }
 
 // wantsJSON reports whether the command line asked for --format json: the
 // parsed flag when parsing got that far, the words of the command line
-// otherwise (a usage error before the flag was read). execute and connect
-// print the remote command's output, never JSON.
+// otherwise (a usage error before the flag was read), but for execute and
+// connect, whose command's words may say anything.
 func wantsJSON(cmd *cobra.Command, args []string) bool {
 	if cmd != nil {
+		fl := cmd.Flags().Lookup("format")
+		if fl != nil && fl.Changed {
+			return fl.Value.String() == "json"
+		}
+		// The words of execute's command are the command's, not vers's.
 		if name := cmd.Name(); name == "execute" || name == "connect" {
 			return false
-		}
-		if fl := cmd.Flags().Lookup("format"); fl != nil && fl.Changed {
-			return fl.Value.String() == "json"
 		}
 	}
 	for i, a := range args {
@@ -50,7 +69,11 @@ func wantsJSON(cmd *cobra.Command, args []string) bool {
 // errorCode is the API code of the error a command ended with: the same
 // classification as its exit code (ExitCode); usage mistakes are invalid.
 func errorCode(err error) string {
-	switch ExitCode(err) {
+	code := ExitCode(err)
+	if se := (*sessionErr)(nil); errors.As(err, &se) {
+		code = se.code
+	}
+	switch code {
 	case ExitUsage, ExitInvalid:
 		return api.CodeInvalid
 	case ExitNotFound:

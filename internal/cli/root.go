@@ -92,7 +92,7 @@ func ExitCode(err error) int {
 // their own failures, one per exit code the other commands use.
 var kindNames = map[int]string{
 	ExitError: "error", ExitUsage: "usage", ExitNotFound: "not_found", ExitConflict: "conflict",
-	ExitInvalid: "invalid", ExitTimeout: "timeout", ExitCancelled: "cancelled",
+	ExitInvalid: "invalid", ExitTimeout: "timeout", ExitCancelled: "cancelled", ExitNoSpace: "no_space",
 }
 
 // sessionExit turns the outcome of a command that runs a remote process
@@ -104,8 +104,7 @@ func sessionExit(err error) error {
 	if err == nil || (errors.As(err, &ee) && ee.Err == nil) {
 		return err
 	}
-	code := ExitCode(err)
-	return &ExitErr{Code: ExitSession, Err: fmt.Errorf("%s: %w", kindNames[code], unwrapUsage(err))}
+	return &ExitErr{Code: ExitSession, Err: &sessionErr{code: ExitCode(err), err: unwrapUsage(err)}}
 }
 
 // Factory gives commands what they need, lazily, so flag parsing can be
