@@ -277,8 +277,7 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)
 	}
 	if o.Format == "json" {
-		if err := json.NewEncoder(o.f.Out).Encode(api.ExecResult{ExitCode: res.ExitCode,
-			Stdout: stdout.String(), Stderr: stderr.String(), DurationMillis: time.Since(start).Milliseconds()}); err != nil {
+		if err := o.printResult(res.ExitCode, &stdout, &stderr, time.Since(start)); err != nil {
 			return err
 		}
 	}
@@ -286,4 +285,11 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return &ExitErr{Code: res.ExitCode}
 	}
 	return nil
+}
+
+// printResult is execute's --format json: one object once the command
+// has exited, its output collected.
+func (o *ExecuteOptions) printResult(code int, stdout, stderr *bytes.Buffer, took time.Duration) error {
+	return json.NewEncoder(o.f.Out).Encode(api.ExecResult{ExitCode: code,
+		Stdout: stdout.String(), Stderr: stderr.String(), DurationMillis: took.Milliseconds()})
 }
