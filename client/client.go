@@ -194,6 +194,16 @@ func (c *Client) GetVM(ctx context.Context, ref string) (api.VM, error) {
 	return v, c.do(ctx, http.MethodGet, path, nil, &v)
 }
 
+// VMInfo is VM ref and what it uses on the host now.
+func (c *Client) VMInfo(ctx context.Context, ref string) (api.VMInfo, error) {
+	var v api.VMInfo
+	path, err := vmPath(ref, "/info")
+	if err != nil {
+		return v, err
+	}
+	return v, c.do(ctx, http.MethodGet, path, nil, &v)
+}
+
 func (c *Client) CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error) {
 	var v api.VM
 	req.DryRun = false

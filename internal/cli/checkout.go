@@ -2,15 +2,19 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"vers/api"
 )
 
 type CheckoutOptions struct {
 	f      *Factory
 	Client clientFunc
 	VM     string
+	Format string
 }
 
 func NewCmdCheckout(f *Factory, runF func(context.Context, *CheckoutOptions) error) *cobra.Command {
@@ -26,12 +30,10 @@ func NewCmdCheckout(f *Factory, runF func(context.Context, *CheckoutOptions) err
 				return err
 			}
 			opts.VM = vm
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runCheckout(cmd.Context(), opts)
+			return dispatch(cmd, opts.Format, opts, runF, runCheckout)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (the VM HEAD names)")
 	return cmd
 }
 
@@ -50,12 +52,18 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 			return err
 		}
 		if head == "" {
+			if o.Format == "json" {
+				return json.NewEncoder(o.f.Out).Encode(api.Checkout{})
+			}
 			fmt.Fprintln(o.f.Out, "HEAD is not set; `vers checkout VM` sets it.")
 			return nil
 		}
 		v, err := c.GetVM(ctx, head)
 		if err != nil {
 			return headGone(head, true, err)
+		}
+		if o.Format == "json" {
+			return json.NewEncoder(o.f.Out).Encode(api.Checkout{Head: &v})
 		}
 		fmt.Fprintf(o.f.Out, "HEAD -> %s (%s, %s)\n", label(v), v.ID, v.State)
 		return nil
@@ -66,6 +74,9 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 	}
 	if err := p.SetHead(v.ID); err != nil {
 		return err
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(api.Checkout{Head: &v})
 	}
 	fmt.Fprintf(o.f.Out, "HEAD -> %s (%s)\n", label(v), v.ID)
 	return nil

@@ -15,6 +15,7 @@ type Daemon interface {
 	Health(ctx context.Context) (api.Health, error)
 	ListVMs(ctx context.Context) ([]api.VM, error)
 	GetVM(ctx context.Context, ref string) (api.VM, error)
+	VMInfo(ctx context.Context, ref string) (api.VMInfo, error)
 	ValidateVM(ctx context.Context, req api.CreateVMRequest) error
 	CreateVM(ctx context.Context, req api.CreateVMRequest) (api.VM, error)
 	DeleteVM(ctx context.Context, ref string, recursive bool) (api.DeleteVMResponse, error)

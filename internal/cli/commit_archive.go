@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vers/api"
 	"vers/internal/errdefs"
 )
 
@@ -20,6 +21,7 @@ type CommitExportOptions struct {
 	Commit string
 	// Output is the archive's file; "-" is standard output.
 	Output string
+	Format string
 }
 
 func NewCmdCommitExport(f *Factory, runF func(context.Context, *CommitExportOptions) error) *cobra.Command {
@@ -41,11 +43,14 @@ never to a terminal.`,
 				return errNoCommit
 			case opts.Output == "":
 				return fmt.Errorf("say where the archive goes: -o FILE, or -o - for standard output: %w", errUsage)
+			case opts.Output == "-" && opts.Format == "json":
+				return fmt.Errorf("--format json prints on standard output, which -o - would write the archive to: name a file: %w", errUsage)
 			}
-			return dispatch(cmd, "text", opts, runF, runCommitExport)
+			return dispatch(cmd, opts.Format, opts, runF, runCommitExport)
 		},
 	}
 	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "the archive's file (- for standard output)")
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (what was written)")
 	return cmd
 }
 
@@ -75,6 +80,9 @@ func runCommitExport(ctx context.Context, o *CommitExportOptions) error {
 	}
 	if err != nil {
 		return stopped(ctx, "export", err)
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(api.ExportResult{Commit: o.Commit, Output: o.Output, Bytes: n.n})
 	}
 	dst := o.Output
 	if dst == "-" {

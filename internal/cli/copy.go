@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +13,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vers/api"
 	"vers/internal/errdefs"
 )
 
 type CopyOptions struct {
 	f        *Factory
 	Src, Dst string
+	Format   string
 }
 
 func NewCmdCopy(f *Factory, runF func(context.Context, *CopyOptions) error) *cobra.Command {
@@ -34,12 +37,10 @@ refused. Exit code 7 means a filesystem (the VM's or the host's) is full.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Src, opts.Dst = args[0], args[1]
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runCopy(cmd.Context(), opts)
+			return dispatch(cmd, opts.Format, opts, runF, runCopy)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (what was copied)")
 	return cmd
 }
 
@@ -65,57 +66,79 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 		return fmt.Errorf("%q names no file in the VM: write VM:/path/in/vm (or :/path/in/vm for HEAD), e.g. :/root/: %w", remote, errUsage)
 	}
 	// A signal ends the transfer cleanly: no half file is left on either side.
+	if o.Format == "json" && sremote && dpath == "-" {
+		return fmt.Errorf("--format json prints on standard output, which - would write the file to: name a host file: %w", errUsage)
+	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 	c, err := o.f.Client(ctx)
 	if err != nil {
 		return err
 	}
+	var n int64
 	if sremote {
-		return copyFromVM(ctx, o, c, svm, spath, dpath)
+		n, err = copyFromVM(ctx, o, c, svm, spath, dpath)
+	} else {
+		n, err = copyToVM(ctx, o, c, spath, dvm, dpath)
 	}
-	return copyToVM(ctx, o, c, spath, dvm, dpath)
+	if err != nil || o.Format != "json" {
+		return err
+	}
+	return json.NewEncoder(o.f.Out).Encode(api.CopyResult{Src: o.Src, Dst: o.Dst, Bytes: n})
 }
 
-func copyFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string) error {
+func copyFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string) (int64, error) {
 	ref, err := o.f.headRef(vm)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rc, mode, err := c.ReadFile(ctx, ref, src)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer rc.Close()
+	r := &countReader{r: rc}
 	if dst == "-" {
-		_, err = io.Copy(o.f.Out, rc)
-		return interrupted(ctx, err)
+		_, err = io.Copy(o.f.Out, r)
+		return r.n, interrupted(ctx, err)
 	}
 	if st, err := os.Stat(dst); err == nil && st.IsDir() {
 		dst = filepath.Join(dst, baseName(src))
 	}
-	return interrupted(ctx, download(dst, mode, rc))
+	return r.n, interrupted(ctx, download(dst, mode, r))
 }
 
-func copyToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string) error {
+// countReader counts what is read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func copyToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string) (int64, error) {
 	ref, err := o.f.headRef(vm)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var r io.Reader = o.f.In
 	mode := os.FileMode(0o644)
 	if src != "-" {
 		f, err := os.Open(src)
 		if err != nil {
-			return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
+			return 0, fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
 		}
 		defer f.Close()
 		st, err := f.Stat()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if st.IsDir() {
-			return fmt.Errorf("%s is a directory; vers cp copies files: %w", src, errdefs.ErrInvalid)
+			return 0, fmt.Errorf("%s is a directory; vers cp copies files: %w", src, errdefs.ErrInvalid)
 		}
 		mode = st.Mode().Perm()
 		r = f
@@ -123,7 +146,9 @@ func copyToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string
 			dst += baseName(src)
 		}
 	}
-	return interrupted(ctx, c.WriteFile(ctx, ref, dst, mode, r))
+	cr := &countReader{r: r}
+	err = interrupted(ctx, c.WriteFile(ctx, ref, dst, mode, cr))
+	return cr.n, err
 }
 
 // interrupted says so when a signal ended the copy.

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -46,6 +48,9 @@ type ExecuteOptions struct {
 	Stdin   bool
 	// Resume resumes a paused VM first.
 	Resume bool
+	// Format json: the command's output is collected and printed as one
+	// api.ExecResult when it ends.
+	Format string
 }
 
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
@@ -99,6 +104,7 @@ command and exit.`,
 	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VM (default /root)")
 	fl.BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
 	fl.BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
+	fl.StringVar(&opts.Format, "format", "text", "output format: text (streamed) or json (one object when the command ends)")
 	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
 	opts.flags = fl
 	cmd.ValidArgsFunction = completeLeading(f, fl)
@@ -156,6 +162,9 @@ func (o *ExecuteOptions) resolve(isVM func(string) (bool, error)) error {
 }
 
 func (o *ExecuteOptions) validate() error {
+	if err := checkFormat(o.Format); err != nil {
+		return err
+	}
 	switch {
 	case o.Timeout < 0:
 		return fmt.Errorf("--timeout must not be negative: %w", errdefs.ErrInvalid)
@@ -248,9 +257,14 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		}
 	}()
 	streams := client.ExecIO{Stdout: o.f.Out, Stderr: o.f.ErrOut, Signal: remote}
+	var stdout, stderr bytes.Buffer
+	if o.Format == "json" {
+		streams.Stdout, streams.Stderr = &stdout, &stderr
+	}
 	if o.Stdin {
 		streams.Stdin = o.f.In
 	}
+	start := time.Now()
 	res, err := c.Exec(ctx, ref, api.ExecRequest{
 		Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout),
 	}, streams)
@@ -263,8 +277,20 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 	if res.TimedOut {
 		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)
 	}
+	if o.Format == "json" {
+		if err := o.printResult(res.ExitCode, &stdout, &stderr, time.Since(start)); err != nil {
+			return err
+		}
+	}
 	if res.ExitCode != 0 {
 		return &ExitErr{Code: res.ExitCode}
 	}
 	return nil
+}
+
+// printResult is execute's --format json: one object once the command
+// has exited, its output collected.
+func (o *ExecuteOptions) printResult(code int, stdout, stderr *bytes.Buffer, took time.Duration) error {
+	return json.NewEncoder(o.f.Out).Encode(api.ExecResult{ExitCode: code,
+		Stdout: stdout.String(), Stderr: stderr.String(), DurationMillis: took.Milliseconds()})
 }

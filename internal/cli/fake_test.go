@@ -36,6 +36,12 @@ type fakeDaemon struct {
 	// writes one progress line and makes it built.
 	build func(ctx context.Context, name string, progress io.Writer) error
 
+	// hang, when set, makes ListVMs, GetVM and VMInfo wait for the end of
+	// their context, after a send on it (see hold).
+	hang chan struct{}
+	// acceptFiles: WriteFile takes the file (and drops it) instead of failing.
+	acceptFiles bool
+
 	validated []api.CreateVMRequest
 	created   []api.CreateVMRequest
 	deleted   []string
@@ -75,12 +81,50 @@ func (d *fakeDaemon) find(ref string) (api.VM, error) {
 }
 
 func (d *fakeDaemon) Health(context.Context) (api.Health, error) { return api.Health{PID: 1}, nil }
-func (d *fakeDaemon) ListVMs(context.Context) ([]api.VM, error) {
+
+// hold, when hang is set, reports on hang that a call waits, and waits
+// until ctx ends: a daemon that answers nothing until the command is
+// cancelled.
+func (d *fakeDaemon) hold(ctx context.Context) error {
+	if d.hang == nil {
+		return ctx.Err()
+	}
+	d.hang <- struct{}{}
+	<-ctx.Done()
+	return fmt.Errorf("fake: %w", ctx.Err())
+}
+
+func (d *fakeDaemon) ListVMs(ctx context.Context) ([]api.VM, error) {
+	if err := d.hold(ctx); err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]api.VM(nil), d.vms...), nil
 }
-func (d *fakeDaemon) GetVM(_ context.Context, ref string) (api.VM, error) { return d.find(ref) }
+func (d *fakeDaemon) GetVM(ctx context.Context, ref string) (api.VM, error) {
+	if err := d.hold(ctx); err != nil {
+		return api.VM{}, err
+	}
+	return d.find(ref)
+}
+func (d *fakeDaemon) VMInfo(ctx context.Context, ref string) (api.VMInfo, error) {
+	if err := d.hold(ctx); err != nil {
+		return api.VMInfo{}, err
+	}
+	v, err := d.find(ref)
+	if err != nil {
+		return api.VMInfo{}, err
+	}
+	info := api.VMInfo{VM: v, Children: []string{}, Accel: "tcg", Network: "isolated",
+		Memory: api.MemoryUse{PSSBytes: 300 << 20}, Disk: api.DiskUse{Overlay: "/x/disk.qcow2", OverlayBytes: 1 << 20, ChainLength: 2}}
+	for _, k := range d.vms {
+		if k.ParentID == v.ID {
+			info.Children = append(info.Children, k.ID)
+		}
+	}
+	return info, nil
+}
 func (d *fakeDaemon) ValidateVM(_ context.Context, req api.CreateVMRequest) error {
 	d.validated = append(d.validated, req)
 	if d.validateErrBuilt != nil && len(d.builds) > 0 {
@@ -181,8 +225,12 @@ func (d *fakeDaemon) ReadFile(_ context.Context, ref, _ string) (io.ReadCloser, 
 	}
 	return nil, 0, fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
 }
-func (d *fakeDaemon) WriteFile(_ context.Context, ref, _ string, _ os.FileMode, _ io.Reader) error {
+func (d *fakeDaemon) WriteFile(_ context.Context, ref, _ string, _ os.FileMode, r io.Reader) error {
 	if err := d.refusePaused(ref); err != nil {
+		return err
+	}
+	if d.acceptFiles {
+		_, err := io.Copy(io.Discard, r)
 		return err
 	}
 	return fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)

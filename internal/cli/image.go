@@ -27,6 +27,7 @@ type ImageBuildOptions struct {
 	Client clientFunc
 	Names  []string // none: every known image
 	Force  bool
+	Format string
 }
 
 func NewCmdImageBuild(f *Factory, runF func(context.Context, *ImageBuildOptions) error) *cobra.Command {
@@ -36,13 +37,11 @@ func NewCmdImageBuild(f *Factory, runF func(context.Context, *ImageBuildOptions)
 		Short: "Build images (all known ones when none is named); cached ones are reused",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Names = args
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runImageBuild(cmd.Context(), opts)
+			return dispatch(cmd, opts.Format, opts, runF, runImageBuild)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "rebuild even if a current build exists")
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (the images, no progress)")
 	return cmd
 }
 
@@ -64,12 +63,19 @@ func runImageBuild(ctx context.Context, o *ImageBuildOptions) error {
 			names = append(names, img.Name)
 		}
 	}
+	built := []api.Image{}
 	for _, name := range names {
-		img, err := c.BuildImage(ctx, name, o.Force, o.f.ErrOut)
+		img, err := c.BuildImage(ctx, name, o.Force, progressOut(o.f, o.Format))
 		if err != nil {
 			return imageError(name, err)
 		}
-		fmt.Fprintf(o.f.Out, "%s: %s image ready (%d MiB)\n", img.Name, img.Kind, img.SizeMiB)
+		built = append(built, img)
+		if o.Format == "text" {
+			fmt.Fprintf(o.f.Out, "%s: %s image ready (%d MiB)\n", img.Name, img.Kind, img.SizeMiB)
+		}
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(built)
 	}
 	return nil
 }
@@ -103,6 +109,7 @@ type ImageLsOptions struct {
 	f      *Factory
 	Client clientFunc
 	Format string
+	Quiet  bool
 }
 
 func NewCmdImageLs(f *Factory, runF func(context.Context, *ImageLsOptions) error) *cobra.Command {
@@ -113,16 +120,10 @@ func NewCmdImageLs(f *Factory, runF func(context.Context, *ImageLsOptions) error
 		Short:   "List the known images and whether they are built",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(opts.Format); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runImageLs(cmd.Context(), opts)
+			return dispatch(cmd, opts.Format, opts, runF, runImageLs)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json")
+	listFlags(cmd, &opts.Format, &opts.Quiet, "print only image names")
 	return cmd
 }
 
@@ -135,8 +136,17 @@ func runImageLs(ctx context.Context, o *ImageLsOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Format == "json" {
+	switch {
+	case o.Format == "json":
+		if list == nil {
+			list = []api.Image{}
+		}
 		return json.NewEncoder(o.f.Out).Encode(list)
+	case o.Quiet:
+		for _, img := range list {
+			fmt.Fprintln(o.f.Out, img.Name)
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(o.f.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tSTATE\tSIZE\tBUILT")

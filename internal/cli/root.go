@@ -93,7 +93,7 @@ func ExitCode(err error) int {
 // their own failures, one per exit code the other commands use.
 var kindNames = map[int]string{
 	ExitError: "error", ExitUsage: "usage", ExitNotFound: "not_found", ExitConflict: "conflict",
-	ExitInvalid: "invalid", ExitTimeout: "timeout", ExitCancelled: "cancelled",
+	ExitInvalid: "invalid", ExitTimeout: "timeout", ExitCancelled: "cancelled", ExitNoSpace: "no_space",
 }
 
 // sessionExit turns the outcome of a command that runs a remote process
@@ -105,8 +105,7 @@ func sessionExit(err error) error {
 	if err == nil || (errors.As(err, &ee) && ee.Err == nil) {
 		return err
 	}
-	code := ExitCode(err)
-	return &ExitErr{Code: ExitSession, Err: fmt.Errorf("%s: %w", kindNames[code], unwrapUsage(err))}
+	return &ExitErr{Code: ExitSession, Err: &sessionErr{code: ExitCode(err), err: unwrapUsage(err)}}
 }
 
 // Factory gives commands what they need, lazily, so flag parsing can be
@@ -213,6 +212,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdExecute(f, nil),
 		NewCmdConnect(f, nil),
 		NewCmdStatus(f, nil),
+		NewCmdInfo(f, nil),
 		NewCmdCheckout(f, nil),
 		NewCmdKill(f, nil),
 		NewCmdImage(f),
@@ -244,12 +244,14 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 func Main(ctx context.Context, f *Factory, args []string) int {
 	root := NewRoot(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	ctx, stop := signalsFor(ctx, root, args)
+	defer stop()
+	cmd, err := root.ExecuteContextC(ctx)
 	code := ExitCode(err)
 	if err != nil {
 		var ee *ExitErr
 		if !errors.As(err, &ee) || ee.Err != nil {
-			fmt.Fprintln(f.ErrOut, "vers:", message(err))
+			reportError(f.ErrOut, cmd, args, err)
 		}
 	}
 	return code

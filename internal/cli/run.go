@@ -99,7 +99,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	}
 	// Build missing images first, where their progress can be shown; the
 	// create would only wait for them, silently.
-	if err := ensureImages(ctx, c, o.f.ErrOut, req.Kernel, req.Rootfs); err != nil {
+	if err := ensureImages(ctx, c, progressOut(o.f, o.Format), req.Kernel, req.Rootfs); err != nil {
 		return err
 	}
 	// What only a built image can tell (is the disk as large as the root

@@ -167,6 +167,7 @@ type TagRmOptions struct {
 	f      *Factory
 	Client clientFunc
 	Names  []string
+	Format string
 }
 
 func NewCmdTagRm(f *Factory, runF func(context.Context, *TagRmOptions) error) *cobra.Command {
@@ -181,9 +182,10 @@ func NewCmdTagRm(f *Factory, runF func(context.Context, *TagRmOptions) error) *c
 				return fmt.Errorf("a tag's name is empty: %w", errUsage)
 			}
 			opts.Names = args
-			return dispatch(cmd, "text", opts, runF, runTagRm)
+			return dispatch(cmd, opts.Format, opts, runF, runTagRm)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (the tags removed)")
 	return cmd
 }
 
@@ -201,7 +203,12 @@ func runTagRm(ctx context.Context, o *TagRmOptions) error {
 		if err := c.RemoveTag(ctx, t.Name); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.f.Out, "Removed tag %s (was %s)\n", t.Name, shortCommit(t.Commit))
+		if o.Format == "text" {
+			fmt.Fprintf(o.f.Out, "Removed tag %s (was %s)\n", t.Name, shortCommit(t.Commit))
+		}
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(api.RemoveTagsResult{Removed: tags})
 	}
 	return nil
 }

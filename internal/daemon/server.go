@@ -55,6 +55,7 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms":               s.listVMs,
 		"POST /v1/vms":              s.createVM,
 		"GET /v1/vms/{ref}":         s.getVM,
+		"GET /v1/vms/{ref}/info":    s.vmInfo,
 		"DELETE /v1/vms/{ref}":      s.deleteVM,
 		"POST /v1/vms/{ref}/branch": s.branchVM,
 		"POST /v1/vms/{ref}/pause":  s.pauseVM,
@@ -223,6 +224,15 @@ func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) vmInfo(w http.ResponseWriter, r *http.Request) {
+	info, err := s.vms.Info(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {

@@ -135,6 +135,9 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 	if err != nil {
 		return BranchResult{}, err
 	}
+	if !b.paused {
+		m.notePause(parent.ID, "branch", b.pause)
+	}
 	res := b.result()
 	m.publishBranch(res)
 	return res, nil

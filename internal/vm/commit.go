@@ -59,6 +59,9 @@ func (m *Manager) Commit(ctx context.Context, ref string, opts CommitOptions) (C
 	if err != nil {
 		return CommitResult{}, err
 	}
+	if !b.paused {
+		m.notePause(row.ID, "commit", b.pause)
+	}
 	c, err := m.persistHeld(ctx, b, api.CommitKindCommit, opts)
 	if err != nil {
 		return CommitResult{}, err

@@ -98,6 +98,11 @@ type Manager struct {
 	cgroupOnce sync.Once
 	// failpoint, when set (tests), decides which named steps fail.
 	failpoint func(point string) error
+	// pauses holds, per VM id, the last pause a branch or commit of it made
+	// (an api.PauseRecord, info.go); in memory only, empty after a restart.
+	pauses sync.Map
+	// pss, when set (tests), reads a process's PSS instead of /proc.
+	pss func(pid int) (int64, error)
 }
 
 // New returns a manager; call Recover before serving.
