@@ -70,20 +70,7 @@ func (s *Store) ListCommits(ctx context.Context) ([]Commit, error) {
 }
 
 func (s *Store) commits(ctx context.Context, rest string, args ...any) ([]Commit, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+commitColumns+` FROM commits `+rest, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Commit
-	for rows.Next() {
-		c, err := scanCommit(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, `SELECT `+commitColumns+` FROM commits `+rest, scanCommit, args...)
 }
 
 // GetCommit returns the commit with that exact id.
@@ -210,22 +197,15 @@ func (s *Store) ListFileBlobs(ctx context.Context) ([]FileBlob, error) {
 }
 
 func (s *Store) fileBlobs(ctx context.Context, where string, args ...any) ([]FileBlob, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs `+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []FileBlob
-	for rows.Next() {
-		var f FileBlob
-		var dev, ino int64
-		if err := rows.Scan(&f.Path, &dev, &ino, &f.Size, &f.MtimeNS, &f.Blob); err != nil {
-			return nil, err
-		}
-		f.Dev, f.Ino = uint64(dev), uint64(ino)
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, `SELECT path, dev, ino, size, mtime_ns, blob FROM file_blobs `+where, scanFileBlob, args...)
+}
+
+func scanFileBlob(row interface{ Scan(...any) error }) (FileBlob, error) {
+	var f FileBlob
+	var dev, ino int64
+	err := row.Scan(&f.Path, &dev, &ino, &f.Size, &f.MtimeNS, &f.Blob)
+	f.Dev, f.Ino = uint64(dev), uint64(ino)
+	return f, err
 }
 
 // DeleteFileBlob forgets path.

@@ -161,20 +161,8 @@ func (s *Store) ListSnapshots(ctx context.Context) ([]Snapshot, error) {
 }
 
 func (s *Store) snapshots(ctx context.Context, where string, args ...any) ([]Snapshot, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+snapshotColumns+` FROM snapshots `+where+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Snapshot
-	for rows.Next() {
-		sn, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sn)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, `SELECT `+snapshotColumns+` FROM snapshots `+where+` ORDER BY created_at, id`,
+		func(row interface{ Scan(...any) error }) (Snapshot, error) { return scanSnapshot(row) }, args...)
 }
 
 // Garbage lists snapshots nothing refers to any more (dead), and those whose

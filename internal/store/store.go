@@ -269,14 +269,19 @@ func (s *Store) Children(ctx context.Context, id string) ([]VM, error) {
 
 // vms lists the VMs a WHERE clause selects, oldest first.
 func (s *Store) vms(ctx context.Context, where string, args ...any) ([]VM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+` FROM vms `+where+` ORDER BY created_at, id`, args...)
+	return queryAll(ctx, s.db, `SELECT `+vmColumns+` FROM vms `+where+` ORDER BY created_at, id`, scanVM, args...)
+}
+
+// queryAll runs a query and scans every row it returns.
+func queryAll[T any](ctx context.Context, db *sql.DB, query string, scan func(interface{ Scan(...any) error }) (T, error), args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []VM
+	var out []T
 	for rows.Next() {
-		v, err := scanVM(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
