@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -175,18 +172,8 @@ func (f *fakeCommits) Restore(_ context.Context, ref, commit string) (api.VM, er
 func commitServer(t *testing.T, f *fakeCommits) (*client.Client, *http.Client) {
 	t.Helper()
 	s := &Server{commits: f, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	sock := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(s.Handler())
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	raw := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	sock := serveOnSocket(t, s)
+	raw := socketHTTP(sock)
 	return client.New(sock), raw
 }
 

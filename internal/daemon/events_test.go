@@ -5,9 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,15 +26,7 @@ func (f fixedVMs) List(context.Context) ([]api.VM, error) { return f, nil }
 func eventServer(t *testing.T, b *events.Broker, vms fixedVMs) *client.Client {
 	t.Helper()
 	s := &Server{eventSrc: VMEvents{Broker: b, VMs: vms}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	sock := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(s.Handler())
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
+	sock := serveOnSocket(t, s)
 	return client.New(sock)
 }
 

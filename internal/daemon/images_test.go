@@ -123,21 +123,11 @@ func newImageServer(t *testing.T, store ImageStore) *imageServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{images: NewImages(ctx, store), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	sock := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(s.Handler())
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
+	sock := serveOnSocket(t, s)
 	// First (cleanups run last in, first out): the builds a failed test
 	// left end, and with them the requests that srv.Close waits for.
 	t.Cleanup(cancel)
-	raw := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	raw := socketHTTP(sock)
 	return &imageServer{images: s.images, stop: cancel, client: client.New(sock), http: raw}
 }
 
@@ -413,4 +403,27 @@ func TestListImages(t *testing.T) {
 	if len(list) != 2 || list[0].Name != "default.bin" || list[0].Status != api.ImageBuilt || list[0].SizeMiB != 63 || list[1].Status != api.ImageMissing {
 		t.Fatalf("%+v", list)
 	}
+}
+
+// serveOnSocket serves s on a unix socket of the test's own until the test
+// ends, and returns the socket's path.
+func serveOnSocket(t *testing.T, s *Server) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return sock
+}
+
+// socketHTTP is a plain HTTP client of the daemon on sock.
+func socketHTTP(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
 }
