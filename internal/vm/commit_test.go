@@ -522,3 +522,70 @@ func TestInterruptedCommitRecovers(t *testing.T) {
 	}
 	e.commit("app", "")
 }
+
+// TestRunCommitAndWakeUndoEveryStep fails each step of a run-commit and of
+// a wake in turn: a run-commit leaves no VM, no snapshot and no process; a
+// wake leaves the VM asleep, and it wakes once the step works again.
+func TestRunCommitAndWakeUndoEveryStep(t *testing.T) {
+	steps := []struct {
+		name string
+		arm  func(e *env, on bool)
+	}{
+		{"restore RAM", func(e *env, on bool) { e.failAt("restore.ram", on) }},
+		{"overlay", func(e *env, on bool) { e.hv.fail("CreateOverlay", errOr(on)) }},
+		{"start", func(e *env, on bool) { e.hv.fail("Start:child", errOr(on)) }},
+		{"load state", func(e *env, on bool) { e.hv.fail("LoadState", errOr(on)) }},
+		{"agent", func(e *env, on bool) { e.failAt("branch.child-start", on) }},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			e := newEnv(t, true)
+			e.create("app")
+			c := e.commit("app", "c")
+			if _, err := e.m.Kill(e.ctx(), "app", false); err != nil {
+				t.Fatal(err)
+			}
+			s.arm(e, true)
+			if _, err := e.m.RunCommit(e.ctx(), "c", "x", 2); err == nil {
+				t.Fatal("run-commit succeeded")
+			}
+			if vms := e.vms(); len(vms) != 0 {
+				t.Errorf("rows left: %+v", vms)
+			}
+			if r := e.hv.running(); len(r) != 0 {
+				t.Errorf("processes left: %v", r)
+			}
+			if sn := e.snapshots(); len(sn) != 0 {
+				t.Errorf("snapshots left: %+v", sn)
+			}
+			s.arm(e, false)
+			if _, err := e.m.RunCommit(e.ctx(), c.ID, "app", 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.m.Sleep(e.ctx(), "app"); err != nil {
+				t.Fatal(err)
+			}
+			s.arm(e, true)
+			if _, err := e.m.Wake(e.ctx(), "app"); err == nil {
+				t.Fatal("wake succeeded")
+			}
+			if w, _ := e.m.Get(e.ctx(), "app"); w.State != api.StateSleeping {
+				t.Fatalf("after a failed wake the vm is %s", w.State)
+			}
+			if r := e.hv.running(); len(r) != 0 {
+				t.Errorf("processes left by a failed wake: %v", r)
+			}
+			s.arm(e, false)
+			if _, err := e.m.Wake(e.ctx(), "app"); err != nil {
+				t.Fatalf("wake after the failure: %v", err)
+			}
+		})
+	}
+}
+
+func errOr(on bool) error {
+	if on {
+		return errBoom
+	}
+	return nil
+}
