@@ -51,6 +51,14 @@ type ExecuteOptions struct {
 	// Format json: the command's output is collected and printed as one
 	// api.ExecResult when it ends.
 	Format string
+
+	// Fan names the VMs of a fan-out (--on, --children, --tree): the
+	// command runs in all of them at once and one table reports them.
+	Fan fanSpec
+	// Output is the fan-out table's output column: "short" (first line)
+	// or "full" (every distinct output after the table).
+	Output    string
+	MaxOutput int64
 }
 
 func NewCmdExecute(f *Factory, runF func(context.Context, *ExecuteOptions) error) *cobra.Command {
@@ -105,6 +113,11 @@ command and exit.`,
 	fl.BoolVarP(&opts.Stdin, "interactive", "i", false, "pass standard input to the command")
 	fl.BoolVar(&opts.Resume, "resume", false, "resume the VM first if it is paused (`vers pause`)")
 	fl.StringVar(&opts.Format, "format", "text", "output format: text (streamed) or json (one object when the command ends)")
+	fl.StringSliceVar(&opts.Fan.On, "on", nil, "run in each of these VMs at once (A,B,C; repeatable) and print a table")
+	fl.StringVar(&opts.Fan.Children, "children", "", "run in each child of VM at once and print a table")
+	fl.StringVar(&opts.Fan.Tree, "tree", "", "run in VM and each of its descendants at once and print a table")
+	fl.StringVar(&opts.Output, "output", "short", "fan-out table: short (first line of output) or full (every distinct output, once)")
+	fl.Int64Var(&opts.MaxOutput, "max-output", defaultMaxOutput, "fan-out: bytes of each stream kept per VM (the rest is counted, not kept)")
 	fl.BoolVarP(&opts.help, "help", "h", false, "help for execute")
 	opts.flags = fl
 	cmd.ValidArgsFunction = completeLeading(f, fl)
@@ -132,7 +145,7 @@ func (o *ExecuteOptions) parseLeading(args []string) error {
 // the daemon; it is called only when the words leave the question open.
 func (o *ExecuteOptions) resolve(isVM func(string) (bool, error)) error {
 	words := o.Words
-	if !o.Dashed && len(words) >= 2 && words[0] != "" {
+	if !o.Dashed && !o.Fan.set() && len(words) >= 2 && words[0] != "" {
 		named := words[1] == "--"
 		if !named {
 			var err error
@@ -164,6 +177,17 @@ func (o *ExecuteOptions) resolve(isVM func(string) (bool, error)) error {
 func (o *ExecuteOptions) validate() error {
 	if err := checkFormat(o.Format); err != nil {
 		return err
+	}
+	if err := o.Fan.check(); err != nil {
+		return err
+	}
+	switch {
+	case o.Output != "short" && o.Output != "full":
+		return fmt.Errorf("--output is short or full, not %q: %w", o.Output, errUsage)
+	case o.Fan.set() && o.Stdin:
+		return fmt.Errorf("-i passes standard input to one command; it cannot go to several VMs at once: %w", errUsage)
+	case o.MaxOutput <= 0:
+		return fmt.Errorf("--max-output must be positive: %w", errUsage)
 	}
 	switch {
 	case o.Timeout < 0:
@@ -218,21 +242,16 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.Fan.set() {
+		return o.runFanout(ctx, c)
+	}
 	ref, err := o.target(ctx, c)
 	if err != nil || o.help {
 		return err
 	}
 
-	// The CLI keeps its own deadline: a guest that never reports the kill
-	// (a stopped VM, a lost agent) must not keep vers waiting.
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := execDeadline(ctx, o.Timeout)
 	defer cancel(nil)
-	if o.Timeout > 0 {
-		var stop context.CancelFunc
-		ctx, stop = context.WithTimeoutCause(ctx, o.Timeout+timeoutGrace,
-			fmt.Errorf("command did not end within --timeout %s; vers stopped waiting and it is being killed: %w", o.Timeout, errdefs.ErrTimeout))
-		defer stop()
-	}
 	// The first Ctrl-C goes to the remote command, as it would locally; a
 	// second one, SIGTERM or SIGHUP end vers. Ending ctx closes the exec
 	// WebSocket, and the daemon kills the command when it closes.

@@ -226,6 +226,8 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdRestore(f, nil),
 		NewCmdPause(f, nil),
 		NewCmdResume(f, nil),
+		NewCmdCompare(f, nil),
+		NewCmdDiff(f, nil),
 	)
 	return root
 }

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aymanbagabas/go-udiff"
+	"github.com/spf13/cobra"
+
+	"vers/api"
+	"vers/internal/errdefs"
+)
+
+// DiffOptions: `vers diff A B --exec CMD`.
+type DiffOptions struct {
+	f         *Factory
+	Client    clientFunc
+	A, B      string
+	Exec      string
+	Timeout   time.Duration
+	Env       []string
+	Dir       string
+	MaxOutput int64
+	Format    string
+}
+
+func NewCmdDiff(f *Factory, runF func(context.Context, *DiffOptions) error) *cobra.Command {
+	opts := &DiffOptions{f: f, Client: f.Client}
+	cmd := &cobra.Command{
+		Use:               `diff A B --exec "CMD"`,
+		ValidArgsFunction: completeArgs(f, false, vmArgs, vmArgs),
+		Short:             "Show how a command's output differs between two VMs",
+		Long: `Run CMD with bash -c in VMs A and B at once and print a unified diff of
+their stdout (--- A, +++ B), then of their stderr and their exit codes where
+those differ:
+
+  vers diff migration-premium migration-inventory --exec "sqlite3 /app/db/ecommerce.db .schema"
+
+Exit code: 0 when both gave the same result, 1 when they differ, as diff
+does; vers's own codes (3 no such VM, ...) when a command could not run.`,
+		Args: usageArgs(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.A, opts.B = args[0], args[1]
+			if err := opts.check(); err != nil {
+				return err
+			}
+			return dispatch(cmd, opts.Format, opts, runF, runDiff)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Exec, "exec", "", "the command to run in both VMs")
+	fl.DurationVar(&opts.Timeout, "timeout", 0, "kill the command in a VM after this long (e.g. 30s)")
+	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
+	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VMs (default /root)")
+	fl.Int64Var(&opts.MaxOutput, "max-output", defaultMaxOutput, "bytes of each stream kept per VM")
+	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+func (o *DiffOptions) check() error {
+	switch {
+	case o.A == "" || o.B == "":
+		return fmt.Errorf("a VM is empty: give two aliases or ids: %w", errUsage)
+	case o.Exec == "":
+		return fmt.Errorf(`give the command whose output to compare with --exec "CMD": %w`, errUsage)
+	case o.Timeout < 0:
+		return fmt.Errorf("--timeout must not be negative: %w", errUsage)
+	case o.MaxOutput <= 0:
+		return fmt.Errorf("--max-output must be positive: %w", errUsage)
+	}
+	if err := api.CheckEnv(o.Env); err != nil {
+		return fmt.Errorf("%w: %w", err, errUsage)
+	}
+	return nil
+}
+
+func runDiff(ctx context.Context, o *DiffOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	vms, err := fanSpec{On: []string{o.A, o.B}}.targets(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(vms) == 1 {
+		return fmt.Errorf("%s and %s are the same VM (%s); name two: %w", o.A, o.B, vms[0].ID, errUsage)
+	}
+	run := fanRun{Timeout: o.Timeout, MaxOutput: o.MaxOutput,
+		Req: api.ExecRequest{Command: o.Exec, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout)}}
+	res := run.run(ctx, c, vms)
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	a, b := res.Results[0], res.Results[1]
+	for _, r := range []api.FanoutRow{a, b} {
+		if r.Error != nil {
+			return fmt.Errorf("in %s: %s: %w", refLabel(r.VM), r.Error.Message, codeError(r.Error.Code))
+		}
+	}
+	d := execDiff(o.Exec, a, b)
+	if o.Format == "json" {
+		err = json.NewEncoder(o.f.Out).Encode(d)
+	} else {
+		writeExecDiff(o.f.Out, d)
+	}
+	if err == nil && !d.Same {
+		return &ExitErr{Code: ExitError}
+	}
+	return err
+}
+
+// execDiff compares two results of one command.
+func execDiff(cmd string, a, b api.FanoutRow) api.ExecDiff {
+	la, lb := refLabel(a.VM), refLabel(b.VM)
+	d := api.ExecDiff{Command: cmd, A: a, B: b}
+	d.StdoutDiff = udiff.Unified(la, lb, a.Stdout, b.Stdout)
+	d.StderrDiff = udiff.Unified(la+" (stderr)", lb+" (stderr)", a.Stderr, b.Stderr)
+	d.Same = d.StdoutDiff == "" && d.StderrDiff == "" && a.ExitCode == b.ExitCode && a.TimedOut == b.TimedOut
+	return d
+}
+
+func writeExecDiff(w io.Writer, d api.ExecDiff) {
+	if d.Same {
+		fmt.Fprintf(w, "%s and %s print the same (exit %s)\n", refLabel(d.A.VM), refLabel(d.B.VM), exitText(d.A))
+		return
+	}
+	io.WriteString(w, d.StdoutDiff)
+	io.WriteString(w, d.StderrDiff)
+	if d.A.ExitCode != d.B.ExitCode || d.A.TimedOut != d.B.TimedOut {
+		fmt.Fprintf(w, "exit code: %s %s, %s %s\n", refLabel(d.A.VM), exitText(d.A), refLabel(d.B.VM), exitText(d.B))
+	}
+	for _, r := range []api.FanoutRow{d.A, d.B} {
+		if r.DroppedBytes > 0 {
+			fmt.Fprintf(w, "(%s: %d more bytes of output were not kept; --max-output raises the cap)\n", refLabel(r.VM), r.DroppedBytes)
+		}
+	}
+}
+
+// codeError is the error kind an API error code names, so that a failure
+// reported in a row exits as it would have on its own.
+func codeError(code string) error {
+	if code == api.CodeCancelled {
+		return errCancelled
+	}
+	if k := errdefs.FromCode(code); k != nil {
+		return k
+	}
+	return errors.New(code)
+}

@@ -1,0 +1,308 @@
+package cli
+
+// Fan-out: one command run in many VMs at once (`vers execute --on`,
+// `--children`, `--tree`, `vers compare`, `vers diff --exec`). Each VM's
+// run is independent: a VM that cannot run the command is a row with its
+// error, never the end of the others.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"vers/api"
+	"vers/client"
+	"vers/internal/errdefs"
+)
+
+// fanParallel bounds the commands in flight at once; the rest wait their
+// turn, so a tree of a hundred VMs does not open a hundred sessions at once.
+const fanParallel = 16
+
+// defaultMaxOutput is how much of each of a row's streams is kept.
+const defaultMaxOutput = 1 << 20
+
+// fanSpec says which VMs a fan-out runs in: the VMs named, the children of
+// one, or one and all its descendants.
+type fanSpec struct {
+	On       []string
+	Children string
+	Tree     string
+}
+
+func (s fanSpec) set() bool { return len(s.On) > 0 || s.Children != "" || s.Tree != "" }
+
+func (s fanSpec) check() error {
+	n := 0
+	for _, b := range []bool{len(s.On) > 0, s.Children != "", s.Tree != ""} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("give one of --on, --children and --tree: %w", errUsage)
+	}
+	if slices.Contains(s.On, "") {
+		return fmt.Errorf("--on has an empty VM name; give aliases or ids separated by commas: %w", errUsage)
+	}
+	return nil
+}
+
+// targets resolves the spec into VMs, before anything runs: a name that
+// matches no VM fails the whole call.
+func (s fanSpec) targets(ctx context.Context, c Daemon) ([]api.VM, error) {
+	if len(s.On) > 0 {
+		var vms []api.VM
+		seen := map[string]bool{}
+		for _, ref := range s.On {
+			v, err := c.GetVM(ctx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("--on %s: %w", ref, err)
+			}
+			if !seen[v.ID] {
+				seen[v.ID] = true
+				vms = append(vms, v)
+			}
+		}
+		return vms, nil
+	}
+	ref, flag := s.Tree, "--tree"
+	if s.Children != "" {
+		ref, flag = s.Children, "--children"
+	}
+	root, err := c.GetVM(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, ref, err)
+	}
+	all, err := c.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.Children != "" {
+		kids := childrenOf(all, root.ID)
+		if len(kids) == 0 {
+			return nil, fmt.Errorf("vm %s has no children; `vers status %s` shows it: %w", label(root), label(root), errdefs.ErrNotFound)
+		}
+		return kids, nil
+	}
+	return subtree(all, root), nil
+}
+
+// childrenOf is parent's children, oldest first.
+func childrenOf(all []api.VM, parent string) []api.VM {
+	var kids []api.VM
+	for _, v := range all {
+		if v.ParentID == parent {
+			kids = append(kids, v)
+		}
+	}
+	slices.SortFunc(kids, func(a, b api.VM) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return kids
+}
+
+// subtree is root and its descendants, depth first, as `vers status`
+// draws them.
+func subtree(all []api.VM, root api.VM) []api.VM {
+	out := []api.VM{root}
+	for _, k := range childrenOf(all, root.ID) {
+		out = append(out, subtree(all, k)...)
+	}
+	return out
+}
+
+// fanRun is one command and how to run it in each VM.
+type fanRun struct {
+	Req     api.ExecRequest
+	Timeout time.Duration
+	// Resume resumes a paused VM first.
+	Resume    bool
+	MaxOutput int64
+}
+
+// run runs the command in every VM, at most fanParallel at once, and
+// returns the rows in the order of vms, grouped.
+func (r fanRun) run(ctx context.Context, c Daemon, vms []api.VM) api.FanoutResult {
+	rows := make([]api.FanoutRow, len(vms))
+	sem := make(chan struct{}, fanParallel)
+	var wg sync.WaitGroup
+	for i, v := range vms {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				rows[i] = r.one(ctx, c, v)
+			case <-ctx.Done():
+				rows[i] = failedRow(v, 0, context.Cause(ctx))
+			}
+		})
+	}
+	wg.Wait()
+	res := api.FanoutResult{Command: r.Req.Command, Results: rows}
+	res.Groups = groupRows(res.Results)
+	for _, row := range rows {
+		res.ExitCode = max(res.ExitCode, row.ExitCode)
+	}
+	return res
+}
+
+// one runs the command in v.
+func (r fanRun) one(ctx context.Context, c Daemon, v api.VM) api.FanoutRow {
+	start := time.Now()
+	if r.Resume {
+		if err := resumeFirst(ctx, c, v.ID); err != nil {
+			return failedRow(v, time.Since(start), err)
+		}
+	}
+	ctx, cancel := execDeadline(ctx, r.Timeout)
+	defer cancel(nil)
+	limit := r.MaxOutput
+	if limit <= 0 {
+		limit = defaultMaxOutput
+	}
+	stdout, stderr := &cappedBuffer{max: limit}, &cappedBuffer{max: limit}
+	res, err := c.Exec(ctx, v.ID, r.Req, client.ExecIO{Stdout: stdout, Stderr: stderr})
+	took := time.Since(start)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
+		}
+		return failedRow(v, took, pausedHint(ctx, c, v.ID, err))
+	}
+	return api.FanoutRow{
+		VM: vmRef(v), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+		Stdout: stdout.String(), Stderr: stderr.String(), DurationMillis: took.Milliseconds(),
+		DroppedBytes: stdout.dropped + stderr.dropped,
+	}
+}
+
+// execDeadline is the CLI's own deadline for a command given timeout: a
+// guest that never reports the kill (a stopped VM, a lost agent) must not
+// keep vers waiting. No timeout is no deadline.
+func execDeadline(ctx context.Context, timeout time.Duration) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if timeout <= 0 {
+		return ctx, cancel
+	}
+	ctx, stop := context.WithTimeoutCause(ctx, timeout+timeoutGrace,
+		fmt.Errorf("command did not end within --timeout %s; vers stopped waiting and it is being killed: %w", timeout, errdefs.ErrTimeout))
+	return ctx, func(err error) { stop(); cancel(err) }
+}
+
+// failedRow is the row of a VM vers could not run the command in.
+func failedRow(v api.VM, took time.Duration, err error) api.FanoutRow {
+	return api.FanoutRow{VM: vmRef(v), ExitCode: ExitSession, DurationMillis: took.Milliseconds(),
+		Error: &api.Error{Code: errorCode(err), Message: message(err)}}
+}
+
+func vmRef(v api.VM) api.VMRef { return api.VMRef{ID: v.ID, Alias: v.Alias} }
+
+// refLabel names a VM in a table: its alias, or its short id.
+func refLabel(r api.VMRef) string {
+	if r.Alias != "" {
+		return r.Alias
+	}
+	return shortID(r.ID)
+}
+
+// resultKey is what makes two rows the same result.
+func resultKey(r api.FanoutRow) string {
+	if r.Error != nil {
+		return "error\x00" + r.Error.Code + "\x00" + r.Error.Message
+	}
+	return fmt.Sprintf("%d\x00%t\x00%s\x00%s", r.ExitCode, r.TimedOut, r.Stdout, r.Stderr)
+}
+
+// groupRows sets each row's Group and returns the groups, numbered in the
+// order of their first row.
+func groupRows(rows []api.FanoutRow) []api.FanoutGroup {
+	index := map[string]int{}
+	var groups []api.FanoutGroup
+	for i := range rows {
+		k := resultKey(rows[i])
+		g, ok := index[k]
+		if !ok {
+			groups = append(groups, api.FanoutGroup{ExitCode: rows[i].ExitCode})
+			g = len(groups)
+			index[k] = g
+		}
+		groups[g-1].VMs = append(groups[g-1].VMs, rows[i].VM)
+		rows[i].Group = g
+	}
+	return groups
+}
+
+// cappedBuffer keeps the first max bytes written to it and counts the rest.
+type cappedBuffer struct {
+	max     int64
+	buf     []byte
+	dropped int64
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	keep := min(int64(len(p)), max(b.max-int64(len(b.buf)), 0))
+	b.buf = append(b.buf, p[:keep]...)
+	b.dropped += int64(len(p)) - keep
+	return len(p), nil
+}
+
+// String is the text kept, as valid UTF-8 (as execute's JSON has it).
+func (b *cappedBuffer) String() string { return strings.ToValidUTF8(string(b.buf), "\uFFFD") }
+
+// runFanout is execute with --on, --children or --tree: the command in
+// every VM named, at once, then one table (or one api.FanoutResult). vers
+// exits with the highest of the rows' codes.
+func (o *ExecuteOptions) runFanout(ctx context.Context, c Daemon) error {
+	if err := o.resolve(nil); err != nil || o.help {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := cancelOnSignal(ctx, cancel, o.Signals)
+	defer stop()
+	vms, err := o.Fan.targets(ctx, c)
+	if err != nil {
+		return err
+	}
+	run := fanRun{Timeout: o.Timeout, Resume: o.Resume, MaxOutput: o.MaxOutput,
+		Req: api.ExecRequest{Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout)}}
+	res := run.run(ctx, c, vms)
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	if o.Format == "json" {
+		if err := json.NewEncoder(o.f.Out).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		writeFanTable(o.f.Out, res, o.Output == "full")
+	}
+	if res.ExitCode != 0 {
+		return &ExitErr{Code: res.ExitCode}
+	}
+	return nil
+}
+
+// cancelOnSignal ends ctx at the first Ctrl-C, SIGTERM or SIGHUP: the
+// commands of a fan-out are many, so none gets the signal for itself, and
+// ending ctx closes their sessions, which kills them.
+func cancelOnSignal(ctx context.Context, cancel context.CancelCauseFunc, signals func() (<-chan os.Signal, func())) func() {
+	sigs, stop := signals()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case s := <-sigs:
+			cancel(fmt.Errorf("ended by %v; the commands are being killed: %w", s, errCancelled))
+		}
+	}()
+	return stop
+}
