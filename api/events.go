@@ -26,6 +26,9 @@ const (
 	// EventTagSet: Tag names Commit; EventTagRemoved: Tag is gone.
 	EventTagSet     = "tag.set"
 	EventTagRemoved = "tag.removed"
+	// EventHeadMoved: the HEAD of the project directory Dir names VMID
+	// now ("" when it was cleared).
+	EventHeadMoved = "head.moved"
 	// EventLagged is the last event of a stream whose reader fell behind:
 	// the daemon dropped it rather than wait. Subscribe again; the new
 	// stream's hello is the state to start from.
@@ -51,4 +54,5 @@ type Event struct {
 	Commit      string  `json:"commit,omitempty"`
 	Tag         string  `json:"tag,omitempty"`
 	Reason      string  `json:"reason,omitempty"`
+	Dir         string  `json:"dir,omitempty"`
 }

@@ -78,7 +78,7 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 	if err != nil {
 		return headGone(ref, o.VM == "", err)
 	}
-	if err := o.checkout(res.Children); err != nil {
+	if err := o.checkout(ctx, c, res.Children); err != nil {
 		return err
 	}
 	if o.Format == "json" {
@@ -102,7 +102,7 @@ func branchCommit(ctx context.Context, o *BranchOptions, c Daemon) error {
 	if err != nil {
 		return err
 	}
-	if err := o.checkout(res.VMs); err != nil {
+	if err := o.checkout(ctx, c, res.VMs); err != nil {
 		return err
 	}
 	if o.Format == "json" {
@@ -113,7 +113,7 @@ func branchCommit(ctx context.Context, o *BranchOptions, c Daemon) error {
 }
 
 // checkout moves HEAD to the first child with -c.
-func (o *BranchOptions) checkout(children []api.VM) error {
+func (o *BranchOptions) checkout(ctx context.Context, c Daemon, children []api.VM) error {
 	if !o.Checkout {
 		return nil
 	}
@@ -124,7 +124,7 @@ func (o *BranchOptions) checkout(children []api.VM) error {
 	if err != nil {
 		return err
 	}
-	return p.SetHead(children[0].ID)
+	return o.f.moveHead(ctx, c, p, children[0].ID)
 }
 
 // printChildren says what a branch of from started: lead (the pause, or

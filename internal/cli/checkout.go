@@ -72,7 +72,7 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := p.SetHead(v.ID); err != nil {
+	if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
 		return err
 	}
 	if o.Format == "json" {

@@ -48,6 +48,8 @@ type Daemon interface {
 	Restore(ctx context.Context, ref string, req api.RestoreRequest) (api.VM, error)
 	// Events calls fn with each event of GET /v1/events (client.Events).
 	Events(ctx context.Context, fn func(api.Event) error) error
+	ListHeads(ctx context.Context) ([]api.Head, error)
+	SetHead(ctx context.Context, dir, vm string) (api.Head, error)
 }
 
 var _ Daemon = (*client.Client)(nil)

@@ -50,6 +50,10 @@ type fakeDaemon struct {
 	execs     []execCall
 	builds    []buildCall
 
+	heads []api.Head // SetHead calls, in order
+	// deleteHook, when set, is asked before each DeleteVM; its error fails it.
+	deleteHook func(id string) error
+
 	commitState // fake_commits_test.go
 	eventState  // status_watch_test.go
 }
@@ -149,8 +153,24 @@ func (d *fakeDaemon) DeleteVM(_ context.Context, ref string, recursive bool) (ap
 	if d.deleteErr != nil {
 		return api.DeleteVMResponse{}, d.deleteErr
 	}
-	d.deleted = append(d.deleted, v.ID)
-	return api.DeleteVMResponse{Deleted: []string{v.ID}}, nil
+	if d.deleteHook != nil {
+		if err := d.deleteHook(v.ID); err != nil {
+			return api.DeleteVMResponse{}, err
+		}
+	}
+	// As versd: a tree with -r, descendants first, and the rows go.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gone := []string{v.ID}
+	if recursive {
+		gone = nil
+		for _, x := range subtree(d.vms, v) {
+			gone = append([]string{x.ID}, gone...)
+		}
+	}
+	d.deleted = append(d.deleted, gone...)
+	d.vms = slices.DeleteFunc(d.vms, func(x api.VM) bool { return slices.Contains(gone, x.ID) })
+	return api.DeleteVMResponse{Deleted: gone}, nil
 }
 func (d *fakeDaemon) Branch(_ context.Context, ref string, req api.BranchRequest) (api.BranchResponse, error) {
 	v, err := d.find(ref)
@@ -331,4 +351,39 @@ func (e *env) head() string {
 		e.t.Fatal(err)
 	}
 	return h
+}
+
+func (d *fakeDaemon) ListHeads(context.Context) ([]api.Head, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	latest := map[string]api.Head{}
+	var dirs []string
+	for _, h := range d.heads {
+		if _, ok := latest[h.Dir]; !ok {
+			dirs = append(dirs, h.Dir)
+		}
+		latest[h.Dir] = h
+	}
+	var out []api.Head
+	for _, dir := range dirs {
+		if h := latest[dir]; h.VMID != "" {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+func (d *fakeDaemon) SetHead(_ context.Context, dir, vm string) (api.Head, error) {
+	h := api.Head{Dir: dir}
+	if vm != "" {
+		v, err := d.find(vm)
+		if err != nil {
+			return api.Head{}, err
+		}
+		h.VMID = v.ID
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.heads = append(d.heads, h)
+	return h, nil
 }

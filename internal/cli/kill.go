@@ -58,7 +58,7 @@ func runKill(ctx context.Context, o *KillOptions) error {
 		if head, _ := p.Head(); head != "" {
 			for _, id := range res.Deleted {
 				if id == head {
-					p.SetHead("")
+					o.f.moveHead(ctx, c, p, "")
 				}
 			}
 		}

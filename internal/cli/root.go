@@ -228,6 +228,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdResume(f, nil),
 		NewCmdCompare(f, nil),
 		NewCmdDiff(f, nil),
+		NewCmdPick(f, nil),
 	)
 	return root
 }

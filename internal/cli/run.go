@@ -115,7 +115,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := p.SetHead(v.ID); err != nil {
+	if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
 		return fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
 	}
 	switch {

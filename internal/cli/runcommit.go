@@ -72,7 +72,7 @@ func runRunCommit(ctx context.Context, o *RunCommitOptions) error {
 	}
 	v := res.VMs[0]
 	if p != nil {
-		if err := p.SetHead(v.ID); err != nil {
+		if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
 			return fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
 		}
 	}

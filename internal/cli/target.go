@@ -74,3 +74,16 @@ func aliasOrNone(v api.VM) string {
 	}
 	return v.Alias
 }
+
+// moveHead points p's HEAD at the VM id ("" clears it) and tells versd, so
+// that commands run elsewhere (`vers pick`) know whose HEAD a VM is. The
+// file is what commands in p act on; versd's record is a guard for other
+// directories, checked against the file where it can be read, so a failure
+// to report is not the command's failure.
+func (f *Factory) moveHead(ctx context.Context, c Daemon, p *project.Project, id string) error {
+	if err := p.SetHead(id); err != nil {
+		return err
+	}
+	c.SetHead(ctx, p.Dir, id)
+	return nil
+}

@@ -87,6 +87,9 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"DELETE /v1/tags/{name}": s.deleteTag,
 
 		"GET /v1/events": s.events,
+
+		"GET /v1/heads": s.listHeads,
+		"PUT /v1/heads": s.setHead,
 	}
 }
 

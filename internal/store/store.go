@@ -131,6 +131,14 @@ var migrations = []string{
 	// Why a VM is in its state, when it is not plain (one lost in a host
 	// restart says so).
 	`ALTER TABLE vms ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';`,
+	// Which VM each project directory's HEAD names, as the CLI last said:
+	// what `vers pick` must not kill under another directory's feet.
+	`CREATE TABLE heads (
+		dir        TEXT PRIMARY KEY,
+		vm_id      TEXT NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX heads_vm ON heads(vm_id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

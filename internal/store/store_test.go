@@ -277,3 +277,36 @@ func TestCommitsAndTags(t *testing.T) {
 		t.Errorf("ListCommits = %v, want newest first", list)
 	}
 }
+
+func TestHeads(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	for _, v := range []VM{vm("a1", "a", ""), vm("b1", "b", "")} {
+		if err := s.CreateVM(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for _, h := range []Head{{"/p/one", "a1", now}, {"/p/two", "b1", now}, {"/p/one", "b1", now}, {"/p/three", "a1", now}} {
+		if err := s.SetHead(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetHead(ctx, Head{Dir: "/p/three"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVM(ctx, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetHead(ctx, Head{"/p/four", "a1", now}); err != nil {
+		t.Fatal(err)
+	}
+	heads, err := s.ListHeads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one and two named b1, which is gone; three was cleared.
+	if len(heads) != 1 || heads[0].Dir != "/p/four" || heads[0].VMID != "a1" {
+		t.Fatalf("heads %+v", heads)
+	}
+}
