@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -226,6 +228,9 @@ func (d *demo) tutorial(ctx context.Context) (phases, error) {
 		}
 		ph.compare += d1 + d2
 	}
+	if err := d.compareTools(ctx); err != nil {
+		return ph, err
+	}
 
 	if err := d.advanced(ctx); err != nil {
 		return ph, err
@@ -249,6 +254,29 @@ func (d *demo) tutorial(ctx context.Context) (phases, error) {
 		ph.teardown += dur
 	}
 	return ph, nil
+}
+
+// compareTools is Step 5 the way vers offers beyond the tutorial: one
+// table of the tables of the whole tree, and how two migrations' schemas
+// differ.
+func (d *demo) compareTools(ctx context.Context) error {
+	root := d.name(tutorial.Root)
+	fmt.Fprintln(d.out, "  \033[2mThe same comparison in one command, and what differs between two migrations:\033[0m")
+	if _, _, err := d.step(ctx, `vers execute --tree `+root+` "`+tutorial.TablesCmd+`"`, "",
+		"execute", "--tree", root, tutorial.TablesCmd); err != nil {
+		return err
+	}
+	a, b := d.name(tutorial.Premium), d.name(tutorial.Inventory)
+	schema := "sqlite3 " + tutorial.DB + " .schema"
+	_, _, err := d.step(ctx, "vers diff "+a+" "+b+` --exec "`+schema+`"`, "", "diff", a, b, "--exec", schema)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 { // they differ, as they should
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("vers diff says %s and %s have the same schema", a, b)
+	}
+	return err
 }
 
 // parallelMigrations runs Step 4 as from three terminals at once, each

@@ -56,7 +56,7 @@ func (r *runner) vers(ctx context.Context, stdin string, args ...string) (string
 	err := cmd.Run()
 	d := time.Since(start)
 	if err != nil {
-		return out.String(), d, fmt.Errorf("vers %s: %v: %s: %w", strings.Join(args, " "), err, strings.TrimSpace(errb.String()), errVers)
+		return out.String(), d, fmt.Errorf("vers %s: %w: %s: %w", strings.Join(args, " "), err, strings.TrimSpace(errb.String()), errVers)
 	}
 	return out.String(), d, nil
 }

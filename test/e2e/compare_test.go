@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vers/api"
+)
+
+// TestCompareBranches: after a branch into three, one command across the
+// tree (one child dead, one whose command fails) is one table and one
+// JSON object with a row each; compare groups the VMs that agree; diff
+// --exec shows how two outputs differ; pick keeps one child, refusing
+// while a sibling is another directory's HEAD.
+func TestCompareBranches(t *testing.T) {
+	requireVMs(t)
+	p := newProject(t)
+	p.must("init")
+	root := uniqueAlias(t, "cmp")
+	p.must("run", "--vm-alias", root)
+	defer p.vers("kill", "-r", root)
+	p.must("execute", "echo base > /root/state")
+	p.must("branch", "--alias", root+"-try", "--count", "3")
+	a, b, c := root+"-try-1", root+"-try-2", root+"-try-3"
+	p.must("execute", b, "echo changed > /root/state; rm -f /root/ok")
+	p.must("execute", a, "touch /root/ok")
+	p.must("execute", root, "touch /root/ok")
+	dead, _ := p.find(c)
+	if err := syscall.Kill(dead.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c+" dead", 30*time.Second, func() bool { v, _ := p.find(c); return v.State == api.StateDead })
+
+	// The table: four rows, the dead VM's with its error; the exit code is
+	// the highest (255, for the VM that could not run it).
+	cmd := "cat /root/state; test -e /root/ok"
+	r := p.vers("execute", "--tree", root, cmd)
+	t.Logf("table:\n%s", r.out)
+	if r.code != 255 {
+		t.Errorf("exit %d, want 255: %s", r.code, r.err)
+	}
+	rows := strings.Split(strings.TrimSpace(r.out), "\n")
+	if len(rows) != 5 || !strings.HasPrefix(rows[1], root+" ") || !strings.Contains(rows[2], "= "+root) ||
+		!strings.Contains(rows[3], "changed") || !strings.Contains(rows[4], "vers: ") {
+		t.Errorf("table rows:\n%s", r.out)
+	}
+	var res api.FanoutResult
+	r = p.vers("execute", "--tree", root, "--format", "json", cmd)
+	decodeJSON(t, "fan-out", r.out, &res)
+	if len(res.Results) != 4 || res.ExitCode != 255 || len(res.Groups) != 3 {
+		t.Fatalf("fan-out %+v", res)
+	}
+	byAlias := map[string]api.FanoutRow{}
+	for _, row := range res.Results {
+		byAlias[row.VM.Alias] = row
+	}
+	switch {
+	case byAlias[root].ExitCode != 0 || byAlias[root].Stdout != "base\n" || byAlias[a].Group != byAlias[root].Group:
+		t.Errorf("root %+v, %s %+v", byAlias[root], a, byAlias[a])
+	case byAlias[b].ExitCode != 1 || byAlias[b].Stdout != "changed\n":
+		t.Errorf("%s %+v", b, byAlias[b])
+	case byAlias[c].Error == nil || byAlias[c].ExitCode != 255:
+		t.Errorf("dead %s %+v", c, byAlias[c])
+	}
+
+	// compare: the two that agree are one group, listed first.
+	r = p.vers("compare", "--exec", "cat /root/state", root, a, b)
+	if r.code != 1 || !strings.HasPrefix(r.out, "3 VMs, 2 results\n[1] 2 VMs, exit 0: "+root+", "+a+"\n    base\n") {
+		t.Errorf("compare: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	// diff --exec: a unified diff, exit 1; the same output, exit 0.
+	r = p.vers("diff", a, b, "--exec", "cat /root/state")
+	if r.code != 1 || !strings.Contains(r.out, "-base\n+changed\n") {
+		t.Errorf("diff: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	p.must("diff", root, a, "--exec", "cat /root/state")
+
+	// pick: b is another project's HEAD, so pick refuses until --force.
+	q := newProject(t)
+	q.must("init")
+	q.must("checkout", b)
+	r = p.expect(4, "is HEAD of "+q.dir, "pick", a)
+	if _, ok := p.find(b); !ok {
+		t.Fatal("pick killed a sibling after refusing")
+	}
+	var picked api.PickResult
+	decodeJSON(t, "pick", p.must("pick", a, "--force", "--format", "json"), &picked)
+	if len(picked.Killed) != 2 || len(picked.Heads) != 1 || picked.Heads[0].Dir != q.dir {
+		t.Errorf("pick %+v", picked)
+	}
+	left := map[string]bool{}
+	for _, v := range p.status() {
+		left[v.Alias] = true
+	}
+	if !left[root] || !left[a] || left[b] || left[c] {
+		t.Errorf("after pick: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(q.dir, ".vers", "HEAD")); err != nil {
+		t.Errorf("pick touched another directory's HEAD file: %v", err)
+	}
+}
