@@ -22,6 +22,9 @@
 //	exec   request{ID,Exec} → reply{} when started, then events; the host
 //	       sends control messages (resize, signal) on the same stream
 //	stdio  request{ID,FD}: raw data of fd 0, 1 or 2 of the exec with that ID
+//	manifest request{Manifest} → reply{}, then one Entry message per file
+//	       of the trees, then an Entry with End (manifest.go)
+//	hash   request{Paths} → reply{}, then one HashResult message per path
 //
 // An exec uses one control stream and one stream per standard file
 // (stdin and stdout; stderr too unless it runs on a TTY), so each has its own
@@ -113,6 +116,9 @@ const (
 	opWrite = "write"
 	opExec  = "exec"
 	opStdio = "stdio"
+
+	opManifest = "manifest"
+	opHash     = "hash"
 )
 
 // Error codes carried in reply.Code, mapped back to package errors.
@@ -177,6 +183,9 @@ type request struct {
 	Sync *SyncRequest `json:"sync,omitempty"`
 	Path string       `json:"path,omitempty"`
 	Mode os.FileMode  `json:"mode,omitempty"`
+
+	Manifest *ManifestRequest `json:"manifest,omitempty"`
+	Paths    []string         `json:"paths,omitempty"`
 }
 
 // reply is the guest's first answer on a stream.

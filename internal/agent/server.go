@@ -152,6 +152,10 @@ func (sess *session) handle(st *yamux.Stream) {
 		s.writeFile(st, req.Path, req.Mode)
 	case opExec:
 		s.exec(sess, st, req)
+	case opManifest:
+		s.manifest(st, req.Manifest)
+	case opHash:
+		s.hashPaths(st, req.Paths)
 	default:
 		writeMsg(st, reply{Error: "unknown operation " + strconv.Quote(req.Op), Code: codeInvalid})
 	}

@@ -50,6 +50,7 @@ type Daemon interface {
 	Events(ctx context.Context, fn func(api.Event) error) error
 	ListHeads(ctx context.Context) ([]api.Head, error)
 	SetHead(ctx context.Context, dir, vm string) (api.Head, error)
+	Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error)
 }
 
 var _ Daemon = (*client.Client)(nil)

@@ -15,11 +15,18 @@ import (
 	"vers/internal/errdefs"
 )
 
-// DiffOptions: `vers diff A B --exec CMD`.
+// DiffOptions: `vers diff A B [PATH...]` and `vers diff A B --exec CMD`.
 type DiffOptions struct {
-	f         *Factory
-	Client    clientFunc
-	A, B      string
+	f      *Factory
+	Client clientFunc
+	A, B   string
+	// The filesystem comparison (diff_fs.go).
+	Paths            []string
+	Include, Exclude []string
+	Stat, Checksum   bool
+	Content          bool
+	ContentMax       int64
+	// The comparison of a command's outputs.
 	Exec      string
 	Timeout   time.Duration
 	Env       []string
@@ -31,20 +38,32 @@ type DiffOptions struct {
 func NewCmdDiff(f *Factory, runF func(context.Context, *DiffOptions) error) *cobra.Command {
 	opts := &DiffOptions{f: f, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:               `diff A B --exec "CMD"`,
+		Use:               `diff A B [PATH...] | diff A B --exec "CMD"`,
 		ValidArgsFunction: completeArgs(f, false, vmArgs, vmArgs),
-		Short:             "Show how a command's output differs between two VMs",
-		Long: `Run CMD with bash -c in VMs A and B at once and print a unified diff of
-their stdout (--- A, +++ B), then of their stderr and their exit codes where
-those differ:
+		Short:             "Show what differs between two VMs' filesystems, or a command's outputs",
+		Long: `Without --exec: what differs between the filesystems of the running VMs A
+and B under PATH (default /), leaving out /proc, /sys, /dev, /run and /tmp
+(--include takes one back, --exclude leaves out more). One line per path:
+A added (in B only), D deleted (in A only), M modified, then what differs
+(content, mode, owner, type, symlink target). Symbolic links are compared
+as links, never followed. A file whose inode, size, mtime and ctime are
+the same on both sides is the same file (its content is not read);
+--checksum hashes every file instead. --stat prints the counts only;
+--content adds a unified diff of each changed text file (up to
+--content-max bytes of each; binary files are named).
+
+With --exec: run CMD with bash -c in A and B at once and print a unified
+diff of their stdout (--- A, +++ B), then of their stderr and their exit
+codes where those differ:
 
   vers diff migration-premium migration-inventory --exec "sqlite3 /app/db/ecommerce.db .schema"
 
-Exit code: 0 when both gave the same result, 1 when they differ, as diff
-does; vers's own codes (3 no such VM, ...) when a command could not run.`,
-		Args: usageArgs(cobra.ExactArgs(2)),
+Exit code: 0 when there is no difference, 1 when there is, as diff does;
+vers's own codes (3 no such VM, 4 a VM that is not running, ...) when the
+comparison could not be made.`,
+		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.A, opts.B = args[0], args[1]
+			opts.A, opts.B, opts.Paths = args[0], args[1], args[2:]
 			if err := opts.check(); err != nil {
 				return err
 			}
@@ -52,7 +71,13 @@ does; vers's own codes (3 no such VM, ...) when a command could not run.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Exec, "exec", "", "the command to run in both VMs")
+	fl.StringVar(&opts.Exec, "exec", "", "compare this command's outputs in both VMs instead of their filesystems")
+	fl.StringArrayVar(&opts.Include, "include", nil, "compare this path even if it is left out by default (repeatable)")
+	fl.StringArrayVar(&opts.Exclude, "exclude", nil, "leave this path out (repeatable)")
+	fl.BoolVar(&opts.Stat, "stat", false, "print only the counts of added, removed and changed paths")
+	fl.BoolVar(&opts.Checksum, "checksum", false, "hash every file instead of trusting unchanged metadata (reads everything)")
+	fl.BoolVar(&opts.Content, "content", false, "add a unified diff of each changed text file")
+	fl.Int64Var(&opts.ContentMax, "content-max", 256<<10, "bytes of each file --content compares")
 	fl.DurationVar(&opts.Timeout, "timeout", 0, "kill the command in a VM after this long (e.g. 30s)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
 	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VMs (default /root)")
@@ -65,8 +90,10 @@ func (o *DiffOptions) check() error {
 	switch {
 	case o.A == "" || o.B == "":
 		return fmt.Errorf("a VM is empty: give two aliases or ids: %w", errUsage)
-	case o.Exec == "":
-		return fmt.Errorf(`give the command whose output to compare with --exec "CMD": %w`, errUsage)
+	case o.Exec != "" && (len(o.Paths) > 0 || len(o.Include) > 0 || len(o.Exclude) > 0 || o.Stat || o.Checksum || o.Content):
+		return fmt.Errorf("--exec compares a command's outputs; paths, --include, --exclude, --stat, --checksum and --content are for comparing filesystems: %w", errUsage)
+	case o.ContentMax <= 0:
+		return fmt.Errorf("--content-max must be positive: %w", errUsage)
 	case o.Timeout < 0:
 		return fmt.Errorf("--timeout must not be negative: %w", errUsage)
 	case o.MaxOutput <= 0:
@@ -82,6 +109,9 @@ func runDiff(ctx context.Context, o *DiffOptions) error {
 	c, err := o.Client(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Exec == "" {
+		return o.runFS(ctx, c)
 	}
 	vms, err := fanSpec{On: []string{o.A, o.B}}.targets(ctx, c)
 	if err != nil {

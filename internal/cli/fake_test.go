@@ -51,6 +51,11 @@ type fakeDaemon struct {
 	builds    []buildCall
 
 	heads []api.Head // SetHead calls, in order
+	// files are what ReadFile reads, by "vm id:path".
+	files map[string]string
+	// diff answers Diff; diffs records the requests.
+	diff  func(api.FSDiffRequest) (api.FSDiff, error)
+	diffs []api.FSDiffRequest
 	// deleteHook, when set, is asked before each DeleteVM; its error fails it.
 	deleteHook func(id string) error
 
@@ -239,9 +244,14 @@ func (d *fakeDaemon) Exec(ctx context.Context, ref string, req api.ExecRequest, 
 	}
 	return api.ExecControl{Type: "exit"}, nil
 }
-func (d *fakeDaemon) ReadFile(_ context.Context, ref, _ string) (io.ReadCloser, os.FileMode, error) {
+func (d *fakeDaemon) ReadFile(_ context.Context, ref, path string) (io.ReadCloser, os.FileMode, error) {
 	if err := d.refusePaused(ref); err != nil {
 		return nil, 0, err
+	}
+	if v, err := d.find(ref); err == nil {
+		if body, ok := d.files[v.ID+":"+path]; ok {
+			return io.NopCloser(strings.NewReader(body)), 0o644, nil
+		}
 	}
 	return nil, 0, fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
 }
@@ -386,4 +396,14 @@ func (d *fakeDaemon) SetHead(_ context.Context, dir, vm string) (api.Head, error
 	defer d.mu.Unlock()
 	d.heads = append(d.heads, h)
 	return h, nil
+}
+
+func (d *fakeDaemon) Diff(_ context.Context, req api.FSDiffRequest) (api.FSDiff, error) {
+	d.mu.Lock()
+	d.diffs = append(d.diffs, req)
+	d.mu.Unlock()
+	if d.diff == nil {
+		return api.FSDiff{}, fmt.Errorf("fake: no diff: %w", errdefs.ErrUnavailable)
+	}
+	return d.diff(req)
 }

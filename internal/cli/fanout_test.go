@@ -260,7 +260,7 @@ func TestDiffExec(t *testing.T) {
 		{[]string{"diff", "db-root", "dead-kid", "--exec", "x"}, ExitConflict, "vers: in dead-kid: vm dead-kid is dead"},
 		{[]string{"diff", "db-root", "nope", "--exec", "x"}, ExitNotFound, "vers: --on nope"},
 		{[]string{"diff", "db-root", "db-root", "--exec", "x"}, ExitUsage, "vers: db-root and db-root are the same VM"},
-		{[]string{"diff", "db-root", "grand"}, ExitUsage, "vers: give the command whose output to compare"},
+		{[]string{"diff", "db-root", "grand", "/etc", "--exec", "x"}, ExitUsage, "vers: --exec compares a command's outputs; paths"},
 	}
 	for _, tt := range tests {
 		if code := e.run(tt.args...); code != tt.code || !strings.HasPrefix(e.errOut.String(), tt.want) {

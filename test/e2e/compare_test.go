@@ -103,3 +103,66 @@ func TestCompareBranches(t *testing.T) {
 		t.Errorf("pick touched another directory's HEAD file: %v", err)
 	}
 }
+
+// TestDiffFilesystems: a child branched a moment ago differs from its
+// parent in nothing; then an added, a removed, a changed and a chmod-ed
+// file, a changed symlink and a changed SQLite schema are each found, with
+// a content diff of the text file; a paused VM is refused, saying why.
+func TestDiffFilesystems(t *testing.T) {
+	requireVMs(t)
+	p := newProject(t)
+	p.must("init")
+	root := uniqueAlias(t, "fsd")
+	kid := root + "-kid"
+	p.must("run", "--vm-alias", root)
+	defer p.vers("kill", "-r", root)
+	p.must("execute", "mkdir -p /app && cd /app && printf 'one\\n' > change && echo x > remove && echo k > keep && "+
+		"echo 'echo hi' > run.sh && ln -s /etc/passwd link && sqlite3 /app/db.sqlite 'CREATE TABLE users(id INTEGER);'")
+	p.must("branch", "--alias", kid)
+
+	var d api.FSDiff
+	r := p.vers("diff", root, kid, "--format", "json")
+	decodeJSON(t, "diff", r.out, &d)
+	t.Logf("parent and fresh child: %+v in %d ms (%d and %d entries)", d.Stat, d.DurationMillis, d.Stat.EntriesA, d.Stat.EntriesB)
+	if r.code != 0 || len(d.Changes) != 0 || d.Stat.EntriesA < 1000 {
+		t.Errorf("a child branched a moment ago differs: exit %d, %+v", r.code, d.Changes)
+	}
+
+	p.must("execute", kid, "cd /app && echo new > new && rm remove && printf 'two\\n' >> change && chmod 755 run.sh && "+
+		"ln -sfn /etc/shadow link && sqlite3 /app/db.sqlite 'ALTER TABLE users ADD COLUMN premium INTEGER;'")
+	r = p.vers("diff", root, kid, "--format", "json")
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	decodeJSON(t, "diff", r.out, &d)
+	got := map[string]string{}
+	for _, c := range d.Changes {
+		got[c.Path] = c.Kind + " " + strings.Join(c.What, ",")
+	}
+	want := map[string]string{
+		"/app/new": "added ", "/app/remove": "removed ", "/app/change": "changed content",
+		"/app/run.sh": "changed mode", "/app/link": "changed target", "/app/db.sqlite": "changed content",
+	}
+	for path, w := range want {
+		if got[path] != w {
+			t.Errorf("%s: %q, want %q", path, got[path], w)
+		}
+	}
+	for path := range got {
+		if _, ok := want[path]; !ok && path != "/app" && path != "/root/.bash_history" {
+			t.Errorf("unexpected change %s: %s", path, got[path])
+		}
+	}
+	if d.Stat.Added != 1 || d.Stat.Removed != 1 {
+		t.Errorf("stat %+v", d.Stat)
+	}
+	out := p.vers("diff", root, kid, "/app", "--content").out
+	if !strings.Contains(out, " one\n+two\n") || !strings.Contains(out, "Binary file /app/db.sqlite differs") {
+		t.Errorf("--content:\n%s", out)
+	}
+	if out := p.vers("diff", root, kid, "/app", "--stat", "--checksum").out; !strings.Contains(out, "1 added, 1 removed, ") {
+		t.Errorf("--stat --checksum: %s", out)
+	}
+	p.must("pause", kid)
+	p.expect(4, "paused", "diff", root, kid)
+}

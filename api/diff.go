@@ -1,0 +1,89 @@
+package api
+
+import "time"
+
+// FSDiffRequest is the body of POST /v1/diff: compare the filesystems of
+// two running VMs under Paths (default /), leaving out Exclude (default the
+// kernel's pseudo filesystems and volatile places: DefaultDiffExclude)
+// except what Include names. Checksum hashes every file's content instead
+// of trusting unchanged metadata (slow: it reads everything).
+type FSDiffRequest struct {
+	A        string   `json:"a"`
+	B        string   `json:"b"`
+	Paths    []string `json:"paths,omitempty"`
+	Exclude  []string `json:"exclude,omitempty"`
+	Include  []string `json:"include,omitempty"`
+	Checksum bool     `json:"checksum,omitempty"`
+}
+
+// DefaultDiffExclude is what a diff leaves out unless told otherwise.
+var DefaultDiffExclude = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
+
+// FSDiff is what differs between the filesystems of VMs A and B.
+type FSDiff struct {
+	A       VMRef      `json:"a"`
+	B       VMRef      `json:"b"`
+	Paths   []string   `json:"paths"`
+	Exclude []string   `json:"exclude"`
+	Changes []FSChange `json:"changes"`
+	// Expected are differences vers itself makes between VMs (a file it
+	// writes per VM); they are listed apart and do not count as changes.
+	Expected []FSChange `json:"expected,omitempty"`
+	Stat     FSDiffStat `json:"stat"`
+	// Errors are entries that could not be read on one side or the other.
+	Errors         []string `json:"errors,omitempty"`
+	DurationMillis int64    `json:"duration_ms"`
+	// Content is `vers diff --content`'s: the CLI reads each changed file
+	// from both VMs and diffs it. versd leaves it empty.
+	Content []FileDiff `json:"content,omitempty"`
+}
+
+// FileDiff is the unified diff of one changed file; a binary file is named
+// and not diffed; Truncated says a side was larger than the cap and only
+// its start was compared.
+type FileDiff struct {
+	Path      string `json:"path"`
+	Diff      string `json:"diff,omitempty"`
+	Binary    bool   `json:"binary,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// FSDiffStat counts the changes by kind, and the entries each side has.
+type FSDiffStat struct {
+	Added    int `json:"added"`
+	Removed  int `json:"removed"`
+	Changed  int `json:"changed"`
+	EntriesA int `json:"entries_a"`
+	EntriesB int `json:"entries_b"`
+}
+
+// Change kinds.
+const (
+	ChangeAdded   = "added"   // in B only
+	ChangeRemoved = "removed" // in A only
+	ChangeChanged = "changed"
+)
+
+// FSChange is one path that differs. What lists the aspects of a changed
+// entry that differ: type, mode, owner, content, target.
+type FSChange struct {
+	Path string   `json:"path"`
+	Kind string   `json:"kind"`
+	What []string `json:"what,omitempty"`
+	A    *FSEntry `json:"a,omitempty"`
+	B    *FSEntry `json:"b,omitempty"`
+	Note string   `json:"note,omitempty"`
+}
+
+// FSEntry is a file as one side has it. Mode is the octal permission bits
+// with setuid, setgid and sticky ("0755", "4755").
+type FSEntry struct {
+	Type    string    `json:"type"` // file, dir, symlink, other
+	Mode    string    `json:"mode"`
+	UID     uint32    `json:"uid"`
+	GID     uint32    `json:"gid"`
+	Size    int64     `json:"size,omitempty"`
+	ModTime time.Time `json:"mtime"`
+	Target  string    `json:"target,omitempty"`
+	SHA256  string    `json:"sha256,omitempty"`
+}

@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aymanbagabas/go-udiff"
+
+	"vers/api"
+)
+
+// runFS is `vers diff A B [PATH...]`: versd compares the two filesystems;
+// with --content the CLI reads each changed file from both and diffs it.
+func (o *DiffOptions) runFS(ctx context.Context, c Daemon) error {
+	d, err := c.Diff(ctx, api.FSDiffRequest{A: o.A, B: o.B, Paths: o.Paths,
+		Include: o.Include, Exclude: o.Exclude, Checksum: o.Checksum})
+	if err != nil {
+		return err
+	}
+	if o.Content {
+		for _, ch := range d.Changes {
+			if !isContentChange(ch) {
+				continue
+			}
+			fd, err := o.fileDiff(ctx, c, d, ch.Path)
+			if err != nil {
+				return err
+			}
+			d.Content = append(d.Content, fd)
+		}
+	}
+	if o.Format == "json" {
+		err = json.NewEncoder(o.f.Out).Encode(d)
+	} else {
+		writeFSDiff(o.f.Out, d, o.Stat)
+	}
+	if err == nil && len(d.Changes) > 0 {
+		return &ExitErr{Code: ExitError}
+	}
+	return err
+}
+
+func isContentChange(ch api.FSChange) bool {
+	return ch.Kind == api.ChangeChanged && ch.A != nil && ch.B != nil &&
+		ch.A.Type == "file" && ch.B.Type == "file" && containsWord(ch.What, "content")
+}
+
+func containsWord(list []string, w string) bool {
+	for _, x := range list {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// fileDiff reads up to ContentMax bytes of path from both VMs and diffs
+// them, naming a binary file rather than printing it.
+func (o *DiffOptions) fileDiff(ctx context.Context, c Daemon, d api.FSDiff, path string) (api.FileDiff, error) {
+	fd := api.FileDiff{Path: path}
+	var text [2]string
+	for i, ref := range []api.VMRef{d.A, d.B} {
+		rc, _, err := c.ReadFile(ctx, ref.ID, path)
+		if err != nil {
+			return fd, fmt.Errorf("--content: read %s in %s: %w", path, refLabel(ref), err)
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, o.ContentMax+1))
+		rc.Close()
+		if err != nil {
+			return fd, fmt.Errorf("--content: read %s in %s: %w", path, refLabel(ref), err)
+		}
+		if int64(len(b)) > o.ContentMax {
+			b, fd.Truncated = b[:o.ContentMax], true
+		}
+		if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(trimPartialRune(b)) {
+			fd.Binary = true
+		}
+		text[i] = string(b)
+	}
+	if !fd.Binary {
+		fd.Diff = udiff.Unified(refLabel(d.A)+":"+path, refLabel(d.B)+":"+path, text[0], text[1])
+	}
+	return fd, nil
+}
+
+// trimPartialRune drops a UTF-8 sequence cut at the end by the cap.
+func trimPartialRune(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax && i < len(b); i++ {
+		if r, _ := utf8.DecodeLastRune(b[:len(b)-i]); r != utf8.RuneError {
+			return b[:len(b)-i]
+		}
+	}
+	return b
+}
+
+// writeFSDiff prints one line per change, the differences vers makes itself
+// apart, and the counts.
+func writeFSDiff(w io.Writer, d api.FSDiff, statOnly bool) {
+	if !statOnly {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, ch := range d.Changes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", changeLetter(ch), ch.Path, changeDetail(ch))
+		}
+		tw.Flush()
+		for _, fd := range d.Content {
+			switch {
+			case fd.Binary:
+				fmt.Fprintf(w, "Binary file %s differs\n", fd.Path)
+			default:
+				io.WriteString(w, fd.Diff)
+			}
+			if fd.Truncated {
+				fmt.Fprintf(w, "(%s: only the first bytes were compared; --content-max raises the cap)\n", fd.Path)
+			}
+		}
+		for _, ch := range d.Expected {
+			fmt.Fprintf(w, "(not counted) %s differs: %s\n", ch.Path, ch.Note)
+		}
+		for _, e := range d.Errors {
+			fmt.Fprintf(w, "(not compared) %s\n", e)
+		}
+	}
+	took := (time.Duration(d.DurationMillis) * time.Millisecond).Round(10 * time.Millisecond)
+	fmt.Fprintf(w, "%s and %s: %d added, %d removed, %d changed (%d and %d entries under %s; %s)\n",
+		refLabel(d.A), refLabel(d.B), d.Stat.Added, d.Stat.Removed, d.Stat.Changed,
+		d.Stat.EntriesA, d.Stat.EntriesB, strings.Join(d.Paths, " "), took)
+}
+
+func changeLetter(ch api.FSChange) string {
+	switch ch.Kind {
+	case api.ChangeAdded:
+		return "A"
+	case api.ChangeRemoved:
+		return "D"
+	}
+	return "M"
+}
+
+// changeDetail says what an entry is (added, removed) or how it changed.
+func changeDetail(ch api.FSChange) string {
+	switch ch.Kind {
+	case api.ChangeAdded:
+		return entryText(ch.B)
+	case api.ChangeRemoved:
+		return entryText(ch.A)
+	}
+	var parts []string
+	for _, what := range ch.What {
+		a, b := ch.A, ch.B
+		switch what {
+		case "type":
+			parts = append(parts, "type "+a.Type+" → "+b.Type)
+		case "mode":
+			parts = append(parts, "mode "+a.Mode+" → "+b.Mode)
+		case "owner":
+			parts = append(parts, fmt.Sprintf("owner %d:%d → %d:%d", a.UID, a.GID, b.UID, b.GID))
+		case "target":
+			parts = append(parts, "target "+a.Target+" → "+b.Target)
+		case "content":
+			parts = append(parts, fmt.Sprintf("content (%d → %d bytes)", a.Size, b.Size))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func entryText(e *api.FSEntry) string {
+	if e == nil {
+		return ""
+	}
+	switch e.Type {
+	case "file":
+		return fmt.Sprintf("file %s, %d bytes", e.Mode, e.Size)
+	case "symlink":
+		return "symlink → " + e.Target
+	}
+	return e.Type + " " + e.Mode
+}
