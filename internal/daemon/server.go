@@ -89,7 +89,7 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/events": s.events,
 
 		"GET /v1/heads": s.listHeads,
-		"POST /v1/diff":  s.diffVMs,
+		"POST /v1/diff": s.diffVMs,
 		"PUT /v1/heads": s.setHead,
 	}
 }
