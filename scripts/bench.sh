@@ -7,7 +7,7 @@
 #                       iterations (defaults 10, 50, 10, 5)
 #   VERS_BENCH_OUT=FILE also keep the raw `go test -bench` output in FILE
 #
-# BenchmarkBranch and BenchmarkCommit are fixed experiments (~2 min each) on
+# BenchmarkBranch, BenchmarkCommit and BenchmarkCompare are fixed experiments (~2 min each) on
 # 1 GiB VMs: each runs once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,7 @@ fi
 bench BenchmarkVersdMemory "${VERS_BENCH_MEM_N:-5}"
 bench BenchmarkBranch 1
 bench BenchmarkCommit 1
+bench BenchmarkCompare 1
 
 echo
 echo "==> results"
