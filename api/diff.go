@@ -33,6 +33,10 @@ type FSDiff struct {
 	// Errors are entries that could not be read on one side or the other.
 	Errors         []string `json:"errors,omitempty"`
 	DurationMillis int64    `json:"duration_ms"`
+	// Method is how the trees were compared: DiffJournal (only what the
+	// guests' change journals say either changed since they parted) or
+	// DiffWalk (both trees whole: no common past, or --checksum).
+	Method string `json:"method"`
 	// Content is `vers diff --content`'s: the CLI reads each changed file
 	// from both VMs and diffs it. versd leaves it empty.
 	Content []FileDiff `json:"content,omitempty"`
@@ -48,7 +52,8 @@ type FileDiff struct {
 	Truncated bool   `json:"truncated,omitempty"`
 }
 
-// FSDiffStat counts the changes by kind, and the entries each side has.
+// FSDiffStat counts the changes by kind, and the entries each side's
+// guest listed (all of them for a walk; what the journals named otherwise).
 type FSDiffStat struct {
 	Added    int `json:"added"`
 	Removed  int `json:"removed"`
@@ -56,6 +61,12 @@ type FSDiffStat struct {
 	EntriesA int `json:"entries_a"`
 	EntriesB int `json:"entries_b"`
 }
+
+// Diff methods.
+const (
+	DiffJournal = "journal"
+	DiffWalk    = "walk"
+)
 
 // Change kinds.
 const (

@@ -73,7 +73,11 @@ func runRoot(log *guest.Logger) {
 	guest.MountAll(log.Logf)
 	reaper := agent.NewReaper(log.Logf)
 	go reaper.Run(ctx)
-	srv := agent.NewServer(agent.ServerConfig{System: rootSystem{}, Reaper: reaper, Logf: log.Logf})
+	journal, err := agent.StartJournal("/", log.Logf)
+	if err != nil {
+		log.Logf("no change journal (vers diff walks the whole tree): %v", err)
+	}
+	srv := agent.NewServer(agent.ServerConfig{System: rootSystem{}, Reaper: reaper, Logf: log.Logf, Journal: journal})
 	go servePort(ctx, srv, log)
 
 	cmd := guest.ReadCmdline()

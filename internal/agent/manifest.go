@@ -25,10 +25,15 @@ import (
 // under an Exclude path are left out, but for a root inside an excluded
 // tree, which is walked. With Hash, every regular file's content is hashed
 // too (slow: it reads everything).
+//
+// With Only, each root is listed by itself and nothing under it: a root
+// that is missing, or whose path goes through a symbolic link or a
+// non-directory, is left out (the journal's paths, vers diff).
 type ManifestRequest struct {
 	Roots   []string `json:"roots"`
 	Exclude []string `json:"exclude,omitempty"`
 	Hash    bool     `json:"hash,omitempty"`
+	Only    bool     `json:"only,omitempty"`
 }
 
 // Entry types.
@@ -52,6 +57,7 @@ type Entry struct {
 	MTime int64  `json:"mt,omitempty"` // ns since the epoch
 	CTime int64  `json:"ct,omitempty"`
 	Ino   uint64 `json:"i,omitempty"`
+	Links uint64 `json:"k,omitempty"` // hard links of a regular file
 	Link  string `json:"l,omitempty"` // a symlink's target, verbatim
 	Sum   string `json:"h,omitempty"` // sha256 of a regular file's content, when asked
 	// Err says why the entry could not be read (its directory's listing,
@@ -97,6 +103,10 @@ func (s *Server) manifest(st net.Conn, req *ManifestRequest) {
 		return
 	}
 	w := &manifestWriter{w: bufio.NewWriterSize(st, 64<<10), hash: req.Hash}
+	if req.Only {
+		w.only(roots)
+		roots = nil
+	}
 	for _, root := range roots {
 		if w.err != nil {
 			break
@@ -173,6 +183,42 @@ func (w *manifestWriter) walk(p string, fi fs.FileInfo, dev uint64) {
 	}
 }
 
+// only lists each path by itself, if it is there through directories only.
+func (w *manifestWriter) only(paths []string) {
+	dirs := map[string]bool{"/": true} // ancestors checked: is a real directory
+	var isDir func(string) bool
+	isDir = func(d string) bool {
+		ok, seen := dirs[d]
+		if !seen {
+			fi, err := os.Lstat(d)
+			ok = err == nil && fi.IsDir() && isDir(filepath.Dir(d))
+			dirs[d] = ok
+		}
+		return ok
+	}
+	for _, p := range paths {
+		if w.err != nil {
+			return
+		}
+		if p != "/" && !isDir(filepath.Dir(p)) {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case os.IsNotExist(err):
+			continue
+		case err != nil:
+			w.emit(Entry{Path: p, Err: err.Error()})
+			continue
+		}
+		e := entryOf(p, fi)
+		if e.Type == TypeFile && w.hash {
+			e.Sum, e.Err = hashErr(p)
+		}
+		w.emit(e)
+	}
+}
+
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -189,6 +235,9 @@ func entryOf(p string, fi fs.FileInfo) Entry {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		e.Mode = st.Mode & 0o7777
 		e.UID, e.GID, e.Ino = st.Uid, st.Gid, st.Ino
+		if fi.Mode().IsRegular() {
+			e.Links = uint64(st.Nlink)
+		}
 		e.CTime = time.Unix(st.Ctim.Unix()).UnixNano()
 	}
 	switch m := fi.Mode(); {

@@ -25,6 +25,8 @@
 //	manifest request{Manifest} → reply{}, then one Entry message per file
 //	       of the trees, then an Entry with End (manifest.go)
 //	hash   request{Paths} → reply{}, then one HashResult message per path
+//	journal request → reply{}, then JournalState messages: the segments,
+//	       one per changed path, the end (journal.go)
 //
 // An exec uses one control stream and one stream per standard file
 // (stdin and stdout; stderr too unless it runs on a TTY), so each has its own
@@ -119,6 +121,7 @@ const (
 
 	opManifest = "manifest"
 	opHash     = "hash"
+	opJournal  = "journal"
 )
 
 // Error codes carried in reply.Code, mapped back to package errors.
@@ -143,6 +146,10 @@ type SyncRequest struct {
 	Time     time.Time `json:"time"`
 	Entropy  []byte    `json:"entropy,omitempty"`
 	Hostname string    `json:"hostname,omitempty"`
+	// Epoch, when set, begins a segment of that name in the guest's
+	// change journal: the host sets it in a VM that has just been made
+	// from another's state (a branch child, a restore).
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // ExecRequest describes a process to start in the guest.

@@ -36,6 +36,8 @@ type ServerConfig struct {
 	Logf func(format string, args ...any)
 	// HomeDir is the default working directory and HOME (default /root).
 	HomeDir string
+	// Journal, when set, is the root filesystem's change journal.
+	Journal *Journal
 }
 
 // Server is the guest end of the channel. One Server outlives any number of
@@ -156,6 +158,8 @@ func (sess *session) handle(st *yamux.Stream) {
 		s.manifest(st, req.Manifest)
 	case opHash:
 		s.hashPaths(st, req.Paths)
+	case opJournal:
+		s.journal(st)
 	default:
 		writeMsg(st, reply{Error: "unknown operation " + strconv.Quote(req.Op), Code: codeInvalid})
 	}
@@ -184,6 +188,10 @@ func (s *Server) sync(r *SyncRequest) error {
 	}
 	if s.cfg.System == nil {
 		return errors.New("sync is not available in this agent")
+	}
+	// Before anything this sync changes: the new segment holds it.
+	if r.Epoch != "" && s.cfg.Journal != nil {
+		s.cfg.Journal.Mark(r.Epoch)
 	}
 	if !r.Time.IsZero() {
 		if err := s.cfg.System.SetTime(r.Time); err != nil {

@@ -128,9 +128,12 @@ func writeFSDiff(w io.Writer, d api.FSDiff, statOnly bool) {
 		}
 	}
 	took := (time.Duration(d.DurationMillis) * time.Millisecond).Round(10 * time.Millisecond)
-	fmt.Fprintf(w, "%s and %s: %d added, %d removed, %d changed (%d and %d entries under %s; %s)\n",
-		refLabel(d.A), refLabel(d.B), d.Stat.Added, d.Stat.Removed, d.Stat.Changed,
-		d.Stat.EntriesA, d.Stat.EntriesB, strings.Join(d.Paths, " "), took)
+	how := fmt.Sprintf("%d and %d entries under %s", d.Stat.EntriesA, d.Stat.EntriesB, strings.Join(d.Paths, " "))
+	if d.Method == api.DiffJournal {
+		how = fmt.Sprintf("%d and %d entries changed since they parted, under %s", d.Stat.EntriesA, d.Stat.EntriesB, strings.Join(d.Paths, " "))
+	}
+	fmt.Fprintf(w, "%s and %s: %d added, %d removed, %d changed (%s; %s)\n",
+		refLabel(d.A), refLabel(d.B), d.Stat.Added, d.Stat.Removed, d.Stat.Changed, how, took)
 }
 
 func changeLetter(ch api.FSChange) string {

@@ -14,6 +14,7 @@ package treediff
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"vers/api"
@@ -175,4 +176,54 @@ func Count(changes []api.FSChange) api.FSDiffStat {
 		}
 	}
 	return s
+}
+
+// Shared is the index of the last segment two journals both have (the one
+// in which they parted), or -1 when they have none in common or either lost
+// events in it or after it: then only a walk of both trees can compare
+// them.
+func Shared(a, b []agent.Segment) int {
+	c := -1
+	for i := 0; i < len(a) && i < len(b) && a[i].ID == b[i].ID; i++ {
+		c = i
+	}
+	if c < 0 {
+		return -1
+	}
+	for _, segs := range [][]agent.Segment{a, b} {
+		for _, s := range segs[c:] {
+			if s.Lost {
+				return -1
+			}
+		}
+	}
+	return c
+}
+
+// Candidates are the paths either journal changed in segment shared or
+// later, sorted, that lie under one of roots and outside exclude. Within the
+// segment they parted in, positions are not trusted: an event queued
+// when one VM was made from the other's state is read by both, and a
+// later change of the same file may be merged into it by the kernel.
+func Candidates(shared int, roots, exclude []string, journals ...[]agent.Changed) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, list := range journals {
+		for _, c := range list {
+			if c.Seg < shared || seen[c.Path] || !Under(c.Path, roots) || Under(c.Path, exclude) {
+				continue
+			}
+			seen[c.Path] = true
+			out = append(out, c.Path)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Under reports whether p is one of dirs or inside one.
+func Under(p string, dirs []string) bool {
+	return slices.ContainsFunc(dirs, func(d string) bool {
+		return p == d || d == "/" || strings.HasPrefix(p, d+"/")
+	})
 }

@@ -100,3 +100,32 @@ func TestSettleMissingHash(t *testing.T) {
 		t.Errorf("%+v %q", changes, errs)
 	}
 }
+
+func TestSharedAndCandidates(t *testing.T) {
+	seg := func(id string, n uint64, lost bool) agent.Segment { return agent.Segment{ID: id, Count: n, Lost: lost} }
+	parent := []agent.Segment{seg("boot", 5, false), seg("s1", 900, false)}
+	child := []agent.Segment{seg("boot", 5, false), seg("s1", 400, false), seg("c1", 3, false)}
+	sibling := []agent.Segment{seg("boot", 5, false), seg("s1", 600, false), seg("c2", 9, false)}
+	other := []agent.Segment{seg("boot2", 5, false)}
+	for _, tt := range []struct {
+		a, b []agent.Segment
+		want int
+	}{
+		{parent, child, 1}, {child, sibling, 1}, {parent, parent, 1}, {parent, other, -1},
+		{child, []agent.Segment{seg("boot", 5, false), seg("s1", 400, true)}, -1},
+		{[]agent.Segment{seg("boot", 5, true), seg("s1", 1, false)}, []agent.Segment{seg("boot", 5, true), seg("s1", 1, false)}, 1},
+	} {
+		if got := Shared(tt.a, tt.b); got != tt.want {
+			t.Errorf("Shared(%v, %v) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+	a := []agent.Changed{{Path: "/etc/old", Seg: 0}, {Path: "/app/db", Seg: 1, Pos: 10}, {Path: "/tmp/x", Seg: 2}, {Path: "/root/a", Seg: 2}}
+	b := []agent.Changed{{Path: "/app/db", Seg: 2}, {Path: "/srv/b", Seg: 3}}
+	got := Candidates(1, []string{"/app", "/root", "/tmp"}, []string{"/tmp"}, a, b)
+	if strings.Join(got, " ") != "/app/db /root/a" {
+		t.Errorf("candidates %q", got)
+	}
+	if got := Candidates(1, []string{"/"}, nil, a, b); strings.Join(got, " ") != "/app/db /root/a /srv/b /tmp/x" {
+		t.Errorf("candidates %q", got)
+	}
+}

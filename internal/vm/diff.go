@@ -2,10 +2,10 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,16 +53,22 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 	if a.row.ID == b.row.ID {
 		return api.FSDiff{}, fmt.Errorf("%s and %s are the same VM (%s); name two: %w", req.A, req.B, a.row.ID, errdefs.ErrInvalid)
 	}
-	mreq := agent.ManifestRequest{Roots: roots, Exclude: exclude, Hash: req.Checksum}
-	err = m.bothSides(sides, func(s *diffSide) error {
-		_, err := s.c.Manifest(ctx, mreq, func(e agent.Entry) error {
-			s.manifest[e.Path] = e
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return api.FSDiff{}, err
+	method := ""
+	if !req.Checksum {
+		ok, err := m.journalManifests(ctx, sides, roots, exclude)
+		if err != nil {
+			return api.FSDiff{}, err
+		}
+		if ok {
+			method = api.DiffJournal
+		}
+	}
+	if method == "" {
+		method = api.DiffWalk
+		mreq := agent.ManifestRequest{Roots: roots, Exclude: exclude, Hash: req.Checksum}
+		if err := m.bothSides(sides, func(s *diffSide) error { return s.list(ctx, mreq) }); err != nil {
+			return api.FSDiff{}, err
+		}
 	}
 	res := treediff.Compare(a.manifest, b.manifest)
 	err = m.bothSides(sides, func(s *diffSide) error {
@@ -78,7 +84,7 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 	}
 	changes, errs := treediff.Settle(res, a.sums, b.sums)
 	out := api.FSDiff{A: api.VMRef{ID: a.row.ID, Alias: a.row.Alias}, B: api.VMRef{ID: b.row.ID, Alias: b.row.Alias},
-		Paths: roots, Exclude: exclude, Changes: []api.FSChange{}, Errors: errs}
+		Paths: roots, Exclude: exclude, Changes: []api.FSChange{}, Errors: errs, Method: method}
 	for _, c := range changes {
 		if note, ok := perVM[c.Path]; ok {
 			c.Note = note
@@ -91,6 +97,99 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 	out.Stat.EntriesA, out.Stat.EntriesB = len(a.manifest), len(b.manifest)
 	out.DurationMillis = time.Since(start).Milliseconds()
 	return out, nil
+}
+
+// list adds the guest's manifest of req to the side's.
+func (s *diffSide) list(ctx context.Context, req agent.ManifestRequest) error {
+	_, err := s.c.Manifest(ctx, req, func(e agent.Entry) error {
+		s.manifest[e.Path] = e
+		return nil
+	})
+	return err
+}
+
+// maxJournalPaths is the most paths the journals may name for a diff to
+// look at them alone; beyond it, walking the trees costs about as much.
+const maxJournalPaths = 20000
+
+// journalBatch is how many paths one manifest request names.
+const journalBatch = 2000
+
+// journalManifests lists, on both sides, only what either VM changed since
+// they parted, as their change journals say (agent.Journal), and the whole
+// of any directory one side has and the other has not. It reports false,
+// having listed nothing that counts, when the journals cannot say: a guest
+// without one, no common past, events lost, too many paths, or a file with
+// other hard links (a change through one of them is recorded under its
+// name only). Errors are returned only when the VMs cannot be asked at all.
+func (m *Manager) journalManifests(ctx context.Context, sides []*diffSide, roots, exclude []string) (bool, error) {
+	type journal struct {
+		segs    []agent.Segment
+		changed []agent.Changed
+		err     error
+	}
+	js := make([]journal, len(sides))
+	var wg sync.WaitGroup
+	for i, s := range sides {
+		wg.Go(func() { js[i].segs, js[i].changed, js[i].err = s.c.Journal(ctx) })
+	}
+	wg.Wait()
+	for i, j := range js {
+		switch {
+		case ctx.Err() != nil:
+			return false, ctx.Err()
+		case errors.Is(j.err, agent.ErrClosed):
+			return false, m.agentErr(sides[i].row, sides[i].mc, sides[i].c, j.err)
+		case j.err != nil:
+			m.log.Info("diff walks the trees: no change journal", "vm", sides[i].row.ID, "err", j.err)
+			return false, nil
+		}
+	}
+	shared := treediff.Shared(js[0].segs, js[1].segs)
+	if shared < 0 {
+		return false, nil
+	}
+	paths := treediff.Candidates(shared, roots, exclude, js[0].changed, js[1].changed)
+	if len(paths) > maxJournalPaths {
+		return false, nil
+	}
+	err := m.bothSides(sides, func(s *diffSide) error {
+		for batch := range slices.Chunk(paths, journalBatch) {
+			if err := s.list(ctx, agent.ManifestRequest{Roots: batch, Only: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, s := range sides {
+		for _, e := range s.manifest {
+			if e.Links > 1 {
+				return false, nil
+			}
+		}
+	}
+	// A directory on one side only is listed whole there.
+	walks := make([][]string, len(sides))
+	for _, p := range paths {
+		for i, s := range sides {
+			e, ok := s.manifest[p]
+			o, ook := sides[1-i].manifest[p]
+			if ok && e.Type == agent.TypeDir && (!ook || o.Type != agent.TypeDir) && !treediff.Under(p, walks[i]) {
+				walks[i] = append(walks[i], p)
+			}
+		}
+	}
+	err = m.bothSides(sides, func(s *diffSide) error {
+		i := slices.Index(sides, s)
+		if len(walks[i]) == 0 {
+			return nil
+		}
+		return s.list(ctx, agent.ManifestRequest{Roots: walks[i], Exclude: exclude})
+	})
+	return err == nil, err
 }
 
 // bothSides runs fn on both sides at once; an agent error of either is
@@ -151,16 +250,10 @@ func diffScope(req api.FSDiffRequest) (roots, exclude []string, err error) {
 		}
 	}
 	for _, in := range include {
-		if under(in, exclude) && under(in, roots) && !slices.Contains(roots, in) {
+		if treediff.Under(in, exclude) && treediff.Under(in, roots) && !slices.Contains(roots, in) {
 			roots = append(roots, in)
 		}
 	}
 	return roots, exclude, nil
 }
 
-// under reports whether p is one of dirs or inside one.
-func under(p string, dirs []string) bool {
-	return slices.ContainsFunc(dirs, func(d string) bool {
-		return p == d || d == "/" || strings.HasPrefix(p, d+"/")
-	})
-}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -170,7 +171,10 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	}
 	seed := make([]byte, 64)
 	rand.Read(seed)
-	if err := c.Sync(wctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row)}); err != nil {
+	// Every session begins a segment of the guest's change journal: a
+	// branch child's journal is its parent's up to here (vers diff).
+	epoch := row.ID + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := c.Sync(wctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row), Epoch: epoch}); err != nil {
 		c.Close()
 		return fail(fmt.Errorf("guest agent sync: %w", err))
 	}

@@ -116,45 +116,55 @@ func TestDiffFilesystems(t *testing.T) {
 	kid := root + "-kid"
 	p.must("run", "--vm-alias", root)
 	defer p.vers("kill", "-r", root)
-	p.must("execute", "mkdir -p /app && cd /app && printf 'one\\n' > change && echo x > remove && echo k > keep && "+
-		"echo 'echo hi' > run.sh && ln -s /etc/passwd link && sqlite3 /app/db.sqlite 'CREATE TABLE users(id INTEGER);'")
+	p.must("execute", "mkdir -p /app/tree/sub /app/dir1 && cd /app && printf 'one\\n' > change && echo x > remove && echo k > keep && "+
+		"echo 'echo hi' > run.sh && ln -s /etc/passwd link && sqlite3 /app/db.sqlite 'CREATE TABLE users(id INTEGER);' && "+
+		"echo t > tree/sub/t && echo m > dir1/m")
 	p.must("branch", "--alias", kid)
 
 	var d api.FSDiff
 	r := p.vers("diff", root, kid, "--format", "json")
 	decodeJSON(t, "diff", r.out, &d)
 	t.Logf("parent and fresh child: %+v in %d ms (%d and %d entries)", d.Stat, d.DurationMillis, d.Stat.EntriesA, d.Stat.EntriesB)
-	if r.code != 0 || len(d.Changes) != 0 || d.Stat.EntriesA < 1000 {
-		t.Errorf("a child branched a moment ago differs: exit %d, %+v", r.code, d.Changes)
+	if r.code != 0 || len(d.Changes) != 0 || d.Method != api.DiffJournal {
+		t.Errorf("a child branched a moment ago differs: exit %d, %s, %+v", r.code, d.Method, d.Changes)
+	}
+	var walked api.FSDiff
+	decodeJSON(t, "diff --checksum", p.vers("diff", root, kid, "--checksum", "--format", "json").out, &walked)
+	if len(walked.Changes) != 0 || walked.Method != api.DiffWalk || walked.Stat.EntriesA < 1000 {
+		t.Errorf("walking both trees: %s, %d entries, %+v", walked.Method, walked.Stat.EntriesA, walked.Changes)
 	}
 
 	p.must("execute", kid, "cd /app && echo new > new && rm remove && printf 'two\\n' >> change && chmod 755 run.sh && "+
-		"ln -sfn /etc/shadow link && sqlite3 /app/db.sqlite 'ALTER TABLE users ADD COLUMN premium INTEGER;'")
-	r = p.vers("diff", root, kid, "--format", "json")
-	if r.code != 1 {
-		t.Fatalf("exit %d: %s", r.code, r.err)
-	}
-	decodeJSON(t, "diff", r.out, &d)
-	got := map[string]string{}
-	for _, c := range d.Changes {
-		got[c.Path] = c.Kind + " " + strings.Join(c.What, ",")
-	}
+		"ln -sfn /etc/shadow link && sqlite3 /app/db.sqlite 'ALTER TABLE users ADD COLUMN premium INTEGER;' && "+
+		"rm -r tree && mv dir1 dir2")
 	want := map[string]string{
 		"/app/new": "added ", "/app/remove": "removed ", "/app/change": "changed content",
 		"/app/run.sh": "changed mode", "/app/link": "changed target", "/app/db.sqlite": "changed content",
+		"/app/tree": "removed ", "/app/tree/sub": "removed ", "/app/tree/sub/t": "removed ",
+		"/app/dir1": "removed ", "/app/dir1/m": "removed ", "/app/dir2": "added ", "/app/dir2/m": "added ",
 	}
-	for path, w := range want {
-		if got[path] != w {
-			t.Errorf("%s: %q, want %q", path, got[path], w)
+	// The journal's answer and the walk's are the same.
+	for _, args := range [][]string{{"diff", root, kid, "--format", "json"}, {"diff", root, kid, "--checksum", "--format", "json"}} {
+		r = p.vers(args...)
+		if r.code != 1 {
+			t.Fatalf("exit %d: %s", r.code, r.err)
 		}
-	}
-	for path := range got {
-		if _, ok := want[path]; !ok && path != "/app" && path != "/root/.bash_history" {
-			t.Errorf("unexpected change %s: %s", path, got[path])
+		decodeJSON(t, "diff", r.out, &d)
+		t.Logf("%s: %+v in %d ms", d.Method, d.Stat, d.DurationMillis)
+		got := map[string]string{}
+		for _, c := range d.Changes {
+			got[c.Path] = c.Kind + " " + strings.Join(c.What, ",")
 		}
-	}
-	if d.Stat.Added != 1 || d.Stat.Removed != 1 {
-		t.Errorf("stat %+v", d.Stat)
+		for path, w := range want {
+			if got[path] != w {
+				t.Errorf("%s: %s: %q, want %q", d.Method, path, got[path], w)
+			}
+		}
+		for path := range got {
+			if _, ok := want[path]; !ok && path != "/root/.bash_history" {
+				t.Errorf("%s: unexpected change %s: %s", d.Method, path, got[path])
+			}
+		}
 	}
 	out := p.vers("diff", root, kid, "/app", "--content").out
 	if !strings.Contains(out, " one\n+two\n") || !strings.Contains(out, "Binary file /app/db.sqlite differs") {
