@@ -256,4 +256,3 @@ func diffScope(req api.FSDiffRequest) (roots, exclude []string, err error) {
 	}
 	return roots, exclude, nil
 }
-
