@@ -30,7 +30,8 @@ const compareRepeats = 5
 //
 //   - execute: baseline, one `vers execute VM true`;
 //   - fan-out: `vers execute --children VM true` over compareFan children,
-//     against execute (the target is ≤ 1.5×);
+//     against execute (the target is ≤ 1.5×) and against the same ten
+//     executes one after the other;
 //   - diff: `vers diff A B` of two children that each changed a few files
 //     (the first one after the branch, and warm ones), against the naive
 //     way, measured in the same run: tar both trees out through the agent
@@ -49,16 +50,23 @@ func BenchmarkCompare(b *testing.B) {
 	h.execOK(c, root.ID, "mkdir -p /app/db && sqlite3 "+tutorial.DB+" 'CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT); CREATE TABLE products(id INTEGER PRIMARY KEY); CREATE TABLE orders(id INTEGER PRIMARY KEY);'")
 	h.must("branch", "db-root", "--alias", "try", "--count", strconv.Itoa(compareFan))
 
-	var single, fan samples
+	var single, fan, serial samples
 	for range compareRepeats {
 		_, d := h.must("execute", "db-root", "true")
 		single = append(single, d)
 		_, d = h.must("execute", "--children", "db-root", "true")
 		fan = append(fan, d)
+		start := time.Now()
+		for i := 1; i <= compareFan; i++ {
+			h.must("execute", "try-"+strconv.Itoa(i), "true")
+		}
+		serial = append(serial, time.Since(start))
 	}
 	b.ReportMetric(ms(single.percentile(50)), "execute-p50-ms")
 	b.ReportMetric(ms(fan.percentile(50)), "fanout10-p50-ms")
+	b.ReportMetric(ms(serial.percentile(50)), "serial10-p50-ms")
 	b.ReportMetric(ratio(fan.percentile(50), single.percentile(50)), "fanout10/execute")
+	b.ReportMetric(ratio(fan.percentile(50), serial.percentile(50)), "fanout10/serial10")
 
 	a, z := "try-1", "try-2"
 	h.execOK(c, a, "sqlite3 "+tutorial.DB+" 'ALTER TABLE users ADD COLUMN premium INTEGER;' && echo a > /root/a.txt")
