@@ -208,8 +208,10 @@ func (s *Server) sync(r *SyncRequest) error {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
-	s.cfg.Logf("synced clock to %s, %d bytes of entropy, hostname %q",
-		r.Time.UTC().Format(time.RFC3339Nano), len(r.Entropy), r.Hostname)
+	if !r.Time.IsZero() {
+		s.cfg.Logf("synced clock to %s, %d bytes of entropy, hostname %q",
+			r.Time.UTC().Format(time.RFC3339Nano), len(r.Entropy), r.Hostname)
+	}
 	return nil
 }
 

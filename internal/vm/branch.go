@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"vers/api"
+	"vers/internal/agent"
 	"vers/internal/errdefs"
 	"vers/internal/fault"
 	"vers/internal/qemu"
@@ -166,6 +168,7 @@ func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent stor
 	if err := within(ctx, prepareTimeout, b.prepare); err != nil {
 		return nil, err
 	}
+	b.markJournal(ctx)
 	if err := within(ctx, freezeTimeout, b.freeze); err != nil {
 		return nil, err
 	}
@@ -236,6 +239,27 @@ func (b *branch) reserve(ctx context.Context, aliases []string) error {
 	}
 	b.snapUndo.Add(func() { os.RemoveAll(b.snap.Dir); os.Remove(b.snap.MemPath) })
 	return m.inject("branch.reserve")
+}
+
+// journalMarkTimeout bounds the parent's journal mark before a freeze.
+const journalMarkTimeout = 2 * time.Second
+
+// markJournal begins a segment of the running parent's change journal just
+// before the freeze, so that the segment the children share with it, and
+// whose paths a diff between them must look at, holds only what changed
+// in the moment before the branch (internal/agent/journal.go). Best
+// effort: without it a diff looks at more paths, never at fewer.
+func (b *branch) markJournal(ctx context.Context) {
+	c := b.mc.currentAgent()
+	if c == nil || b.paused {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, journalMarkTimeout)
+	defer cancel()
+	epoch := b.parent.ID + ".b" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := c.Sync(ctx, agent.SyncRequest{Epoch: epoch}); err != nil {
+		b.m.log.Info("journal mark before the branch", "vm", b.parent.ID, "err", err)
+	}
 }
 
 // prepare does, while the parent runs, everything the pause and the
