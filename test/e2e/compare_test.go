@@ -170,7 +170,7 @@ func TestDiffFilesystems(t *testing.T) {
 	if !strings.Contains(out, " one\n+two\n") || !strings.Contains(out, "Binary file /app/db.sqlite differs") {
 		t.Errorf("--content:\n%s", out)
 	}
-	if out := p.vers("diff", root, kid, "/app", "--stat", "--checksum").out; !strings.Contains(out, "1 added, 1 removed, ") {
+	if out := p.vers("diff", root, kid, "/app", "--stat", "--checksum").out; !strings.Contains(out, "3 added, 6 removed, 4 changed") {
 		t.Errorf("--stat --checksum: %s", out)
 	}
 	p.must("pause", kid)
