@@ -269,12 +269,21 @@ func (d *demo) compareTools(ctx context.Context) error {
 	a, b := d.name(tutorial.Premium), d.name(tutorial.Inventory)
 	schema := "sqlite3 " + tutorial.DB + " .schema"
 	_, _, err := d.step(ctx, "vers diff "+a+" "+b+` --exec "`+schema+`"`, "", "diff", a, b, "--exec", schema)
+	if err := differ(err, "schema", a, b); err != nil {
+		return err
+	}
+	_, _, err = d.step(ctx, "vers diff "+a+" "+b+"   # their filesystems", "", "diff", a, b)
+	return differ(err, "files", a, b)
+}
+
+// differ is the outcome of a vers diff that must find a difference: exit 1.
+func differ(err error, what, a, b string) error {
 	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 1 { // they differ, as they should
+	if errors.As(err, &ee) && ee.ExitCode() == 1 {
 		return nil
 	}
 	if err == nil {
-		return fmt.Errorf("vers diff says %s and %s have the same schema", a, b)
+		return fmt.Errorf("vers diff says %s and %s have the same %s", a, b, what)
 	}
 	return err
 }
