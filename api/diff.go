@@ -3,7 +3,7 @@ package api
 import "time"
 
 // FSDiffRequest is the body of POST /v1/diff: compare the filesystems of
-// two running VMs under Paths (default /), leaving out Exclude (default the
+// two running VMs (or commits: each is started for the diff) under Paths (default /), leaving out Exclude (default the
 // kernel's pseudo filesystems and volatile places: DefaultDiffExclude)
 // except what Include names. Checksum hashes every file's content instead
 // of trusting unchanged metadata (slow: it reads everything).
@@ -14,7 +14,14 @@ type FSDiffRequest struct {
 	Exclude  []string `json:"exclude,omitempty"`
 	Include  []string `json:"include,omitempty"`
 	Checksum bool     `json:"checksum,omitempty"`
+	// Content asks for a unified diff of each changed text file, of up to
+	// ContentMax bytes of each side (default DefaultContentMax).
+	Content    bool  `json:"content,omitempty"`
+	ContentMax int64 `json:"content_max,omitempty"`
 }
+
+// DefaultContentMax is how much of each file a content diff compares.
+const DefaultContentMax = 256 << 10
 
 // DefaultDiffExclude is what a diff leaves out unless told otherwise.
 var DefaultDiffExclude = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
@@ -37,8 +44,7 @@ type FSDiff struct {
 	// guests' change journals say either changed since they parted) or
 	// DiffWalk (both trees whole: no common past, or --checksum).
 	Method string `json:"method"`
-	// Content is `vers diff --content`'s: the CLI reads each changed file
-	// from both VMs and diffs it. versd leaves it empty.
+	// Content holds, when asked for, the diff of each changed text file.
 	Content []FileDiff `json:"content,omitempty"`
 }
 

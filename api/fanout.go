@@ -41,10 +41,12 @@ type FanoutGroup struct {
 	ExitCode int     `json:"exit_code"`
 }
 
-// VMRef names a VM in a result.
+// VMRef names a VM in a result. Commit is set on a side of a diff that
+// named a commit: the VM was started from it for the diff, then killed.
 type VMRef struct {
-	ID    string `json:"id"`
-	Alias string `json:"alias,omitempty"`
+	ID     string `json:"id"`
+	Alias  string `json:"alias,omitempty"`
+	Commit string `json:"commit,omitempty"`
 }
 
 // ExecDiff is what `vers diff A B --exec CMD --format json` prints: both

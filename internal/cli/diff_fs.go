@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,32 +8,16 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
-
-	"github.com/aymanbagabas/go-udiff"
 
 	"vers/api"
 )
 
-// runFS is `vers diff A B [PATH...]`: versd compares the two filesystems;
-// with --content the CLI reads each changed file from both and diffs it.
+// runFS is `vers diff A B [PATH...]`: versd compares the two filesystems.
 func (o *DiffOptions) runFS(ctx context.Context, c Daemon) error {
 	d, err := c.Diff(ctx, api.FSDiffRequest{A: o.A, B: o.B, Paths: o.Paths,
-		Include: o.Include, Exclude: o.Exclude, Checksum: o.Checksum})
+		Include: o.Include, Exclude: o.Exclude, Checksum: o.Checksum, Content: o.Content, ContentMax: o.ContentMax})
 	if err != nil {
 		return err
-	}
-	if o.Content {
-		for _, ch := range d.Changes {
-			if !isContentChange(ch) {
-				continue
-			}
-			fd, err := o.fileDiff(ctx, c, d, ch.Path)
-			if err != nil {
-				return err
-			}
-			d.Content = append(d.Content, fd)
-		}
 	}
 	if o.Format == "json" {
 		err = json.NewEncoder(o.f.Out).Encode(d)
@@ -45,59 +28,6 @@ func (o *DiffOptions) runFS(ctx context.Context, c Daemon) error {
 		return &ExitErr{Code: ExitError}
 	}
 	return err
-}
-
-func isContentChange(ch api.FSChange) bool {
-	return ch.Kind == api.ChangeChanged && ch.A != nil && ch.B != nil &&
-		ch.A.Type == "file" && ch.B.Type == "file" && containsWord(ch.What, "content")
-}
-
-func containsWord(list []string, w string) bool {
-	for _, x := range list {
-		if x == w {
-			return true
-		}
-	}
-	return false
-}
-
-// fileDiff reads up to ContentMax bytes of path from both VMs and diffs
-// them, naming a binary file rather than printing it.
-func (o *DiffOptions) fileDiff(ctx context.Context, c Daemon, d api.FSDiff, path string) (api.FileDiff, error) {
-	fd := api.FileDiff{Path: path}
-	var text [2]string
-	for i, ref := range []api.VMRef{d.A, d.B} {
-		rc, _, err := c.ReadFile(ctx, ref.ID, path)
-		if err != nil {
-			return fd, fmt.Errorf("--content: read %s in %s: %w", path, refLabel(ref), err)
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, o.ContentMax+1))
-		rc.Close()
-		if err != nil {
-			return fd, fmt.Errorf("--content: read %s in %s: %w", path, refLabel(ref), err)
-		}
-		if int64(len(b)) > o.ContentMax {
-			b, fd.Truncated = b[:o.ContentMax], true
-		}
-		if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(trimPartialRune(b)) {
-			fd.Binary = true
-		}
-		text[i] = string(b)
-	}
-	if !fd.Binary {
-		fd.Diff = udiff.Unified(refLabel(d.A)+":"+path, refLabel(d.B)+":"+path, text[0], text[1])
-	}
-	return fd, nil
-}
-
-// trimPartialRune drops a UTF-8 sequence cut at the end by the cap.
-func trimPartialRune(b []byte) []byte {
-	for i := 0; i < utf8.UTFMax && i < len(b); i++ {
-		if r, _ := utf8.DecodeLastRune(b[:len(b)-i]); r != utf8.RuneError {
-			return b[:len(b)-i]
-		}
-	}
-	return b
 }
 
 // writeFSDiff prints one line per change, the differences vers makes itself

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -70,36 +69,32 @@ func TestDiffFilesystems(t *testing.T) {
 	}
 }
 
+// TestDiffContent: --content and its cap go to versd; its file diffs are
+// printed after the list, binary files named, truncation said.
 func TestDiffContent(t *testing.T) {
 	e := fsDiffEnv(t, sampleChanges)
-	e.d.files = map[string]string{
-		rootID + ":/root/notes.txt":  "one\n",
-		grandID + ":/root/notes.txt": "one\ntwo\nthree\n",
-		rootID + ":/root/blob":       "a\x00b",
-		grandID + ":/root/blob":      "a\x00c",
+	inner := e.d.diff
+	e.d.diff = func(req api.FSDiffRequest) (api.FSDiff, error) {
+		d, err := inner(req)
+		d.Content = []api.FileDiff{
+			{Path: "/root/notes.txt", Diff: "--- db-root:/root/notes.txt\n+++ grand:/root/notes.txt\n@@ -1 +1,2 @@\n one\n+two\n", Truncated: true},
+			{Path: "/root/blob", Binary: true},
+		}
+		return d, err
 	}
-	if code := e.run("diff", "db-root", "grand", "--content", "--content-max", "8", "--format", "json"); code != ExitError {
+	if code := e.run("diff", "db-root", "grand", "--content", "--content-max", "8"); code != ExitError {
 		t.Fatalf("exit %d: %s", code, e.errOut)
 	}
-	var d api.FSDiff
-	dec := json.NewDecoder(e.out)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		t.Fatal(err)
+	if req := e.d.diffs[0]; !req.Content || req.ContentMax != 8 {
+		t.Errorf("asked %+v", req)
 	}
-	if len(d.Content) != 2 {
-		t.Fatalf("content %+v", d.Content)
+	out := e.out.String()
+	for _, want := range []string{"+++ grand:/root/notes.txt\n@@ -1 +1,2 @@\n one\n+two\n", "(/root/notes.txt: only the first bytes were compared; --content-max raises the cap)\n", "Binary file /root/blob differs\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
-	text, bin := d.Content[0], d.Content[1]
-	// "one\ntwo\nthree\n" is cut at 8 bytes: "one\ntwo\n".
-	if text.Path != "/root/notes.txt" || !text.Truncated || text.Binary || !strings.Contains(text.Diff, "+two\n") || strings.Contains(text.Diff, "three") {
-		t.Errorf("text %+v", text)
-	}
-	if bin.Path != "/root/blob" || !bin.Binary || bin.Diff != "" {
-		t.Errorf("binary %+v", bin)
-	}
-	if code := e.run("diff", "db-root", "grand", "--content"); code != ExitError || !strings.Contains(e.out.String(), "Binary file /root/blob differs\n") ||
-		!strings.Contains(e.out.String(), "--- db-root:/root/notes.txt\n+++ grand:/root/notes.txt\n") {
-		t.Errorf("exit %d:\n%s", code, e.out)
+	if code := e.run("diff", "db-root", "grand", "--content-max", "0"); code != ExitUsage {
+		t.Errorf("--content-max 0: exit %d", code)
 	}
 }

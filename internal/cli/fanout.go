@@ -206,9 +206,13 @@ func failedRow(v api.VM, took time.Duration, err error) api.FanoutRow {
 
 func vmRef(v api.VM) api.VMRef { return api.VMRef{ID: v.ID, Alias: v.Alias} }
 
-// refLabel names a VM in a table: its alias, or its short id.
+// refLabel names a VM in a table: its alias, or its short id; a VM a diff
+// started from a commit by the commit.
 func refLabel(r api.VMRef) string {
-	if r.Alias != "" {
+	switch {
+	case r.Commit != "":
+		return "commit " + shortID(r.Commit)
+	case r.Alias != "":
 		return r.Alias
 	}
 	return shortID(r.ID)

@@ -30,6 +30,34 @@ type diffSide struct {
 	mc       *machine
 	manifest treediff.Manifest
 	sums     map[string]agent.HashResult
+	commit   string // the commit the VM was started from for this diff, if it was
+}
+
+func (s *diffSide) ref() api.VMRef {
+	return api.VMRef{ID: s.row.ID, Alias: s.row.Alias, Commit: s.commit}
+}
+
+// diffTarget is the VM ref names, or, when ref names no VM but a commit or
+// a tag, a VM started from that commit for the diff, which stop kills.
+func (m *Manager) diffTarget(ctx context.Context, ref string) (id, commit string, stop func(), err error) {
+	_, err = m.store.ResolveVM(ctx, ref)
+	if err == nil || !errors.Is(err, errdefs.ErrNotFound) {
+		return ref, "", func() {}, err
+	}
+	sc, cerr := m.store.ResolveCommit(ctx, ref)
+	if cerr != nil {
+		return "", "", nil, fmt.Errorf("%w; nor is it a commit or tag", err)
+	}
+	res, err := m.RunCommit(ctx, sc.ID, "", 1)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("start commit %s to compare it: %w", sc.ID, err)
+	}
+	id = res.VMs[0].ID
+	return id, sc.ID, func() {
+		if _, err := m.Kill(context.WithoutCancel(ctx), id, true); err != nil {
+			m.log.Warn("kill the VM a diff started from a commit", "vm", id, "err", err)
+		}
+	}, nil
 }
 
 // Diff compares the filesystems of two running VMs: both guests list their
@@ -43,11 +71,16 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 	}
 	sides := make([]*diffSide, 2)
 	for i, ref := range []string{req.A, req.B} {
-		c, row, mc, err := m.session(ctx, ref)
+		id, commit, stop, err := m.diffTarget(ctx, ref)
 		if err != nil {
 			return api.FSDiff{}, err
 		}
-		sides[i] = &diffSide{c: c, row: row, mc: mc, manifest: treediff.Manifest{}}
+		defer stop()
+		c, row, mc, err := m.session(ctx, id)
+		if err != nil {
+			return api.FSDiff{}, err
+		}
+		sides[i] = &diffSide{c: c, row: row, mc: mc, manifest: treediff.Manifest{}, commit: commit}
 	}
 	a, b := sides[0], sides[1]
 	if a.row.ID == b.row.ID {
@@ -83,7 +116,7 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 		return api.FSDiff{}, err
 	}
 	changes, errs := treediff.Settle(res, a.sums, b.sums)
-	out := api.FSDiff{A: api.VMRef{ID: a.row.ID, Alias: a.row.Alias}, B: api.VMRef{ID: b.row.ID, Alias: b.row.Alias},
+	out := api.FSDiff{A: a.ref(), B: b.ref(),
 		Paths: roots, Exclude: exclude, Changes: []api.FSChange{}, Errors: errs, Method: method}
 	for _, c := range changes {
 		if note, ok := perVM[c.Path]; ok {
@@ -92,6 +125,11 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 			continue
 		}
 		out.Changes = append(out.Changes, c)
+	}
+	if req.Content {
+		if out.Content, err = m.contentDiffs(ctx, a, b, out.Changes, req.ContentMax); err != nil {
+			return api.FSDiff{}, err
+		}
 	}
 	out.Stat = treediff.Count(out.Changes)
 	out.Stat.EntriesA, out.Stat.EntriesB = len(a.manifest), len(b.manifest)

@@ -173,6 +173,20 @@ func TestDiffFilesystems(t *testing.T) {
 	if out := p.vers("diff", root, kid, "/app", "--stat", "--checksum").out; !strings.Contains(out, "3 added, 6 removed, 4 changed") {
 		t.Errorf("--stat --checksum: %s", out)
 	}
+	// A commit is compared as the VM it starts, which goes after.
+	tag := root + "-base"
+	p.must("commit", root, "--tag", tag)
+	defer p.vers("commit", "rm", tag)
+	before := len(p.status())
+	var fromCommit api.FSDiff
+	r = p.vers("diff", tag, kid, "/app", "--format", "json")
+	decodeJSON(t, "diff of a commit", r.out, &fromCommit)
+	if r.code != 1 || fromCommit.A.Commit == "" || fromCommit.Stat != d.Stat && fromCommit.Stat.Added != 3 {
+		t.Errorf("diff of commit %s and %s: exit %d, %+v", tag, kid, r.code, fromCommit)
+	}
+	if after := len(p.status()); after != before {
+		t.Errorf("%d VMs after the diff of a commit, %d before", after, before)
+	}
 	p.must("pause", kid)
 	p.expect(4, "paused", "diff", root, kid)
 }
