@@ -30,32 +30,65 @@ type diffSide struct {
 	mc       *machine
 	manifest treediff.Manifest
 	sums     map[string]agent.HashResult
-	commit   string // the commit the VM was started from for this diff, if it was
+	shown    api.VMRef // what the user named: the VM, or the commit
 }
 
-func (s *diffSide) ref() api.VMRef {
-	return api.VMRef{ID: s.row.ID, Alias: s.row.Alias, Commit: s.commit}
+func (s *diffSide) ref() api.VMRef { return s.shown }
+
+// diffTarget is what a side of a diff names: a running VM; a paused one,
+// as a child branched from it for the diff (the VM stays paused); or, when
+// ref names no VM but a commit or a tag, a VM started from that commit.
+// session is the VM whose guest is asked; stop kills what was started.
+type diffTarget struct {
+	session string
+	shown   api.VMRef
+	start   func(ctx context.Context) (string, error)
 }
 
-// diffTarget is the VM ref names, or, when ref names no VM but a commit or
-// a tag, a VM started from that commit for the diff, which stop kills.
-func (m *Manager) diffTarget(ctx context.Context, ref string) (id, commit string, stop func(), err error) {
-	_, err = m.store.ResolveVM(ctx, ref)
-	if err == nil || !errors.Is(err, errdefs.ErrNotFound) {
-		return ref, "", func() {}, err
+func (m *Manager) resolveDiffTarget(ctx context.Context, ref string) (diffTarget, error) {
+	row, err := m.store.ResolveVM(ctx, ref)
+	switch {
+	case err == nil && row.State == api.StatePaused:
+		return diffTarget{shown: api.VMRef{ID: row.ID, Alias: row.Alias}, start: func(ctx context.Context) (string, error) {
+			res, err := m.Branch(ctx, row.ID, "", 1)
+			if err != nil {
+				return "", fmt.Errorf("vm %s is paused, and a child of it to compare could not be made: %w", label(row), err)
+			}
+			return res.Children[0].ID, nil
+		}}, nil
+	case err == nil:
+		return diffTarget{session: row.ID, shown: api.VMRef{ID: row.ID, Alias: row.Alias}}, nil
+	case !errors.Is(err, errdefs.ErrNotFound):
+		return diffTarget{}, err
 	}
 	sc, cerr := m.store.ResolveCommit(ctx, ref)
 	if cerr != nil {
-		return "", "", nil, fmt.Errorf("%w; nor is it a commit or tag", err)
+		return diffTarget{}, fmt.Errorf("%w; nor is it a commit or tag", err)
 	}
-	res, err := m.RunCommit(ctx, sc.ID, "", 1)
+	t := diffTarget{shown: api.VMRef{Commit: sc.ID}}
+	t.start = func(ctx context.Context) (string, error) {
+		res, err := m.RunCommit(ctx, sc.ID, "", 1)
+		if err != nil {
+			return "", fmt.Errorf("start commit %s to compare it: %w", sc.ID, err)
+		}
+		return res.VMs[0].ID, nil
+	}
+	return t, nil
+}
+
+// begin starts what the target needs and returns the VM to ask, and what
+// kills it after.
+func (m *Manager) begin(ctx context.Context, t diffTarget) (string, func(), error) {
+	if t.start == nil {
+		return t.session, func() {}, nil
+	}
+	id, err := t.start(ctx)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("start commit %s to compare it: %w", sc.ID, err)
+		return "", nil, err
 	}
-	id = res.VMs[0].ID
-	return id, sc.ID, func() {
+	return id, func() {
 		if _, err := m.Kill(context.WithoutCancel(ctx), id, true); err != nil {
-			m.log.Warn("kill the VM a diff started from a commit", "vm", id, "err", err)
+			m.log.Warn("kill the VM a diff started", "vm", id, "err", err)
 		}
 	}, nil
 }
@@ -69,9 +102,18 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 	if err != nil {
 		return api.FSDiff{}, err
 	}
-	sides := make([]*diffSide, 2)
+	targets := make([]diffTarget, 2)
 	for i, ref := range []string{req.A, req.B} {
-		id, commit, stop, err := m.diffTarget(ctx, ref)
+		if targets[i], err = m.resolveDiffTarget(ctx, ref); err != nil {
+			return api.FSDiff{}, err
+		}
+	}
+	if ta, tb := targets[0].shown, targets[1].shown; ta == tb {
+		return api.FSDiff{}, fmt.Errorf("%s and %s are the same (%s); name two: %w", req.A, req.B, ta.ID+ta.Commit, errdefs.ErrInvalid)
+	}
+	sides := make([]*diffSide, 2)
+	for i, t := range targets {
+		id, stop, err := m.begin(ctx, t)
 		if err != nil {
 			return api.FSDiff{}, err
 		}
@@ -80,12 +122,13 @@ func (m *Manager) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, 
 		if err != nil {
 			return api.FSDiff{}, err
 		}
-		sides[i] = &diffSide{c: c, row: row, mc: mc, manifest: treediff.Manifest{}, commit: commit}
+		shown := t.shown
+		if shown.ID == "" {
+			shown.ID = row.ID
+		}
+		sides[i] = &diffSide{c: c, row: row, mc: mc, manifest: treediff.Manifest{}, shown: shown}
 	}
 	a, b := sides[0], sides[1]
-	if a.row.ID == b.row.ID {
-		return api.FSDiff{}, fmt.Errorf("%s and %s are the same VM (%s); name two: %w", req.A, req.B, a.row.ID, errdefs.ErrInvalid)
-	}
 	method := ""
 	if !req.Checksum {
 		ok, err := m.journalManifests(ctx, sides, roots, exclude)

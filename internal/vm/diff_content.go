@@ -75,8 +75,11 @@ func trimPartialRune(b []byte) []byte {
 }
 
 func sideLabel(s *diffSide) string {
-	if s.commit != "" {
-		return "commit " + s.commit[:min(8, len(s.commit))]
+	switch {
+	case s.shown.Commit != "":
+		return "commit " + s.shown.Commit[:min(8, len(s.shown.Commit))]
+	case s.shown.Alias != "":
+		return s.shown.Alias
 	}
-	return label(s.row)
+	return s.shown.ID[:min(8, len(s.shown.ID))]
 }

@@ -107,7 +107,8 @@ func TestCompareBranches(t *testing.T) {
 // TestDiffFilesystems: a child branched a moment ago differs from its
 // parent in nothing; then an added, a removed, a changed and a chmod-ed
 // file, a changed symlink and a changed SQLite schema are each found, with
-// a content diff of the text file; a paused VM is refused, saying why.
+// a content diff of the text file; a commit and a paused VM are compared
+// through a VM started for the diff.
 func TestDiffFilesystems(t *testing.T) {
 	requireVMs(t)
 	p := newProject(t)
@@ -187,6 +188,16 @@ func TestDiffFilesystems(t *testing.T) {
 	if after := len(p.status()); after != before {
 		t.Errorf("%d VMs after the diff of a commit, %d before", after, before)
 	}
+	// A paused VM is compared through a child branched from it for the
+	// diff; it stays paused.
 	p.must("pause", kid)
-	p.expect(4, "paused", "diff", root, kid)
+	var paused api.FSDiff
+	r = p.vers("diff", root, kid, "/app", "--format", "json")
+	decodeJSON(t, "diff of a paused VM", r.out, &paused)
+	if st := paused.Stat; r.code != 1 || paused.B.Alias != kid || st.Added != 3 || st.Removed != 6 || st.Changed != 4 {
+		t.Errorf("diff with paused %s: exit %d, %+v", kid, r.code, paused)
+	}
+	if v, _ := p.find(kid); v.State != api.StatePaused || len(p.status()) != before {
+		t.Errorf("after the diff: %s is %s, %d VMs (%d before)", kid, v.State, len(p.status()), before)
+	}
 }
