@@ -51,6 +51,7 @@ type fakeDaemon struct {
 	builds    []buildCall
 
 	commitState // fake_commits_test.go
+	treeState   // fake_tree_test.go
 	eventState  // status_watch_test.go
 }
 

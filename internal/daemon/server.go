@@ -63,6 +63,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}/exec":    s.exec,
 		"GET /v1/vms/{ref}/files":   s.readFile,
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
+		"GET /v1/vms/{ref}/tree":    s.readTree,
+		"PUT /v1/vms/{ref}/tree":    s.writeTree,
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,

@@ -64,12 +64,13 @@ func (s *Stats) skip(name string) {
 
 // Write streams the directory dir to w as a tar archive, entries named
 // relative to dir ("." is dir itself), parents before their content. It
-// never follows a symbolic link: links are entries. It stops when ctx ends.
+// never follows a symbolic link in the tree: links are entries (dir itself
+// may be one, to a directory, as a path given with a trailing slash). It stops when ctx ends.
 // A failure leaves the archive without its end, so that a reader sees a
 // cut stream rather than a short tree.
 func Write(ctx context.Context, w io.Writer, dir string) (Stats, error) {
 	var st Stats
-	fi, err := os.Lstat(dir)
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return st, err
 	}

@@ -290,15 +290,23 @@ func TestExtractDropsSetid(t *testing.T) {
 	}
 }
 
-// TestWriteNotADirectory: Write refuses a file or a link to a directory.
+// TestWriteNotADirectory: Write refuses a file, and a link to one; a link
+// to a directory, given as the tree, is followed (only there).
 func TestWriteNotADirectory(t *testing.T) {
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, "f"), nil, 0o644))
-	must(t, os.Symlink(dir, filepath.Join(dir, "l")))
-	for _, p := range []string{"f", "l"} {
+	must(t, os.Symlink("f", filepath.Join(dir, "lf")))
+	for _, p := range []string{"f", "lf"} {
 		if _, err := Write(ctx, io.Discard, filepath.Join(dir, p)); !errors.Is(err, ErrNotDir) {
 			t.Errorf("%s: %v, want ErrNotDir", p, err)
 		}
+	}
+	src := buildTree(t)
+	must(t, os.Symlink(src, filepath.Join(dir, "ld")))
+	var buf bytes.Buffer
+	st, err := Write(ctx, &buf, filepath.Join(dir, "ld"))
+	if err != nil || st.Files != 5 {
+		t.Fatalf("a link to a tree: %+v %v", st, err)
 	}
 }
 
