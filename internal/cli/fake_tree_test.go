@@ -17,7 +17,7 @@ import (
 // their temporary directories), or a hostile guest that answers every
 // ReadTree with a given archive.
 type treeState struct {
-	guest   *agent.Client
+	guest       *agent.Client
 	hostileTree func() io.Reader
 }
 
