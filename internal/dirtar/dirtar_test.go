@@ -320,3 +320,21 @@ func TestWriteCancelled(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// TestExtractRepeatedDir: a directory an archive names again is one
+// directory, counted once, with the times of its last entry.
+func TestExtractRepeatedDir(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := range 1000 {
+		tw.WriteHeader(&tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(int64(1e9+i), 0)})
+	}
+	tw.Close()
+	dst := t.TempDir()
+	st, err := Extract(ctx, &buf, dst, Options{})
+	must(t, err)
+	fi, _ := os.Stat(filepath.Join(dst, "d"))
+	if st.Dirs != 1 || fi.ModTime().Unix() != 1e9+999 {
+		t.Fatalf("stats %+v, time %v", st, fi.ModTime())
+	}
+}

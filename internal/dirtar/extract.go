@@ -48,7 +48,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opt Options) (Stats, 
 		return st, err
 	}
 	defer root.Close()
-	x := &extractor{root: root, opt: opt, st: &st, known: map[string]bool{".": true}, buf: make([]byte, 64<<10)}
+	x := &extractor{root: root, opt: opt, st: &st, known: map[string]bool{".": true}, seen: map[string]int{}, buf: make([]byte, 64<<10)}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -75,8 +75,11 @@ type extractor struct {
 	// known are the directories this extraction made or checked: real
 	// directories, which it never replaces.
 	known map[string]bool
-	// dirs get their mode and times at the end, in reverse order.
+	// dirs get their mode and times at the end, in reverse order; seen
+	// indexes them by name, so that an archive repeating one directory
+	// cannot make the list grow without making directories.
 	dirs []dirTimes
+	seen map[string]int
 	buf  []byte
 }
 
@@ -168,7 +171,13 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		}
 		x.known[name] = true
 	}
-	x.dirs = append(x.dirs, dirTimes{name: name, mode: x.mode(hdr), mtime: hdr.ModTime})
+	d := dirTimes{name: name, mode: x.mode(hdr), mtime: hdr.ModTime}
+	if i, ok := x.seen[name]; ok {
+		x.dirs[i] = d
+		return nil
+	}
+	x.seen[name] = len(x.dirs)
+	x.dirs = append(x.dirs, d)
 	x.st.Dirs++
 	return nil
 }

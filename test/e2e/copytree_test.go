@@ -232,4 +232,18 @@ func TestCopyTree(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "host secret\n" {
 		t.Fatalf("the file a link points to changed: %q", b)
 	}
+
+	// A full VM filesystem: exit 8 at once; the files copied before stay,
+	// whole, and no part of the one that did not fit.
+	p.must("execute", alias, "mkdir -p /mnt/small && mount -t tmpfs -o size=1m tmpfs /mnt/small")
+	r = p.expect(8, "full", "cp", "-r", src, alias+":/mnt/small/copy")
+	if r.dur > 20*time.Second {
+		t.Fatalf("a full filesystem took %v to report", r.dur)
+	}
+	t.Logf("full: %s", strings.TrimSpace(r.err))
+	left := p.must("execute", alias, "cd /mnt/small/copy && find . -type f | sort && cat build.sh")
+	if !strings.Contains(left, "./build.sh\n") || !strings.Contains(left, "contents of build.sh") ||
+		strings.Contains(left, "vers-") || strings.Contains(left, "large.bin") {
+		t.Fatalf("left in the full filesystem:\n%s", left)
+	}
 }
