@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"vers/api"
@@ -32,12 +33,17 @@ var errWalkStopped = errors.New("the VM stopped reading")
 // copyTree runs vers cp -r once the sides are known.
 func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, spath, dvm, dpath string) error {
 	start := time.Now()
+	var moved atomic.Int64
+	if o.Format == "text" && isTerminal(o.f.ErrOut) {
+		stop := showProgress(o.f.ErrOut, &moved, start, time.Second)
+		defer stop()
+	}
 	var res api.TreeResult
 	var err error
 	if sremote {
-		res, err = copyTreeFromVM(ctx, o, c, svm, spath, dpath)
+		res, err = copyTreeFromVM(ctx, o, c, svm, spath, dpath, &moved)
 	} else {
-		res, err = copyTreeToVM(ctx, o, c, spath, dvm, dpath)
+		res, err = copyTreeToVM(ctx, o, c, spath, dvm, dpath, &moved)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -51,6 +57,52 @@ func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, 
 	}
 	fmt.Fprintln(o.f.Out, treeSummary(out, dvm, sremote))
 	return nil
+}
+
+// showProgress writes, every interval, how much of the archive has gone
+// by, on one line it redraws; stop clears it.
+func showProgress(w io.Writer, moved *atomic.Int64, start time.Time, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-tick.C:
+				fmt.Fprint(w, "\r\033[K"+progressLine(moved.Load(), time.Since(start)))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// progressLine says how much a copy has moved so far.
+func progressLine(n int64, d time.Duration) string {
+	s := "copying… " + formatBytes(n)
+	if secs := d.Seconds(); secs >= 1 {
+		s += fmt.Sprintf(" (%s/s)", formatBytes(int64(float64(n)/secs)))
+	}
+	return s
+}
+
+// countingReader adds what is read through it to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }
 
 // treeSummary is the text line of a finished copy.
@@ -98,7 +150,7 @@ func treeName(src string) string {
 
 // copyTreeToVM walks the host directory src into an archive that versd
 // extracts in the VM as it arrives.
-func copyTreeToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string) (api.TreeResult, error) {
+func copyTreeToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string, moved *atomic.Int64) (api.TreeResult, error) {
 	ref, err := o.f.headRef(vm)
 	if err != nil {
 		return api.TreeResult{}, err
@@ -117,7 +169,7 @@ func copyTreeToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst st
 		pw.CloseWithError(err)
 		walked <- err
 	}()
-	res, err := c.WriteTree(ctx, ref, dst, treeName(src), pr)
+	res, err := c.WriteTree(ctx, ref, dst, treeName(src), countingReader{r: pr, n: moved})
 	pr.CloseWithError(errWalkStopped)
 	// The walk's own failure (a file unreadable on the host) is why the
 	// archive was cut: it beats what versd said of the cut.
@@ -129,7 +181,7 @@ func copyTreeToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst st
 
 // copyTreeFromVM extracts the archive of a VM's directory into the host
 // directory dst, or into dst/basename(src) when dst is a directory.
-func copyTreeFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string) (api.TreeResult, error) {
+func copyTreeFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string, moved *atomic.Int64) (api.TreeResult, error) {
 	ref, err := o.f.headRef(vm)
 	if err != nil {
 		return api.TreeResult{}, err
@@ -146,7 +198,7 @@ func copyTreeFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst 
 		return api.TreeResult{}, err
 	}
 	defer rc.Close()
-	st, err := dirtar.Extract(ctx, rc, target, dirtar.Options{})
+	st, err := dirtar.Extract(ctx, countingReader{r: rc, n: moved}, target, dirtar.Options{})
 	res := api.TreeResult{Path: target, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes,
 		Skipped: st.Skipped, SkippedNames: st.SkippedNames}
 	switch {

@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -222,4 +225,41 @@ func TestCopyTreeNoSpace(t *testing.T) {
 	if !strings.Contains(e.errOut.String(), "full") || !strings.Contains(e.errOut.String(), "stay") {
 		t.Errorf("message: %s", e.errOut)
 	}
+}
+
+// TestCopyTreeProgress: the progress line redraws itself with what has
+// moved, and is cleared at the end.
+func TestCopyTreeProgress(t *testing.T) {
+	if got := progressLine(3<<20, 2*time.Second); got != "copying… 3.0 MiB (1.5 MiB/s)" {
+		t.Fatalf("line %q", got)
+	}
+	var moved atomic.Int64
+	moved.Store(5 << 20)
+	w := &lockedBuffer{}
+	stop := showProgress(w, &moved, time.Now(), time.Millisecond)
+	for !strings.Contains(w.String(), "5.0 MiB") {
+		runtime.Gosched()
+	}
+	stop()
+	if out := w.String(); !strings.HasSuffix(out, "\r\033[K") {
+		t.Fatalf("not cleared: %q", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
