@@ -1,13 +1,25 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 
 	"vers/api"
+	"vers/internal/agent"
 	"vers/internal/errdefs"
+	"vers/internal/vm"
 )
+
+// Trees is what the directory routes need of the domain. *vm.Manager
+// implements it; the handlers' tests give a fake.
+type Trees interface {
+	ReadTree(ctx context.Context, ref, path string) (io.ReadCloser, error)
+	WriteTree(ctx context.Context, ref, path, name string, r io.Reader) (agent.TreeResult, error)
+}
+
+var _ Trees = (*vm.Manager)(nil)
 
 // readTree streams a directory of a VM as a tar archive (vers cp -r). As
 // readFile: chunked, and aborted rather than ended when the transfer is cut
@@ -19,7 +31,7 @@ func (s *Server) readTree(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("give the path of a directory in the VM (VM:/path): %w", errdefs.ErrInvalid))
 		return
 	}
-	rc, err := s.vms.ReadTree(r.Context(), r.PathValue("ref"), path)
+	rc, err := s.trees.ReadTree(r.Context(), r.PathValue("ref"), path)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -27,6 +39,10 @@ func (s *Server) readTree(w http.ResponseWriter, r *http.Request) {
 	defer rc.Close()
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.WriteHeader(http.StatusOK)
+	// The status now: a walk that fails before the first buffer is full
+	// then reaches the client as a cut body, which says so, rather than as
+	// a request that got no answer.
+	http.NewResponseController(w).Flush()
 	if _, err := io.Copy(w, rc); err != nil {
 		if r.Context().Err() == nil {
 			s.log.Warn("directory transfer cut short", "vm", r.PathValue("ref"), "path", path, "err", err)
@@ -46,7 +62,7 @@ func (s *Server) writeTree(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("give the path of the directory in the VM (VM:/path): %w", errdefs.ErrInvalid))
 		return
 	}
-	res, err := s.vms.WriteTree(r.Context(), r.PathValue("ref"), path, q.Get("name"), r.Body)
+	res, err := s.trees.WriteTree(r.Context(), r.PathValue("ref"), path, q.Get("name"), r.Body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
