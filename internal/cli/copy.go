@@ -37,19 +37,20 @@ the destination is replaced only once all of it has arrived. Without -r,
 directories, named pipes and devices in the VM are refused.
 
 With -r, SRC is a directory. If DST is an existing directory the copy is
-DST/basename(SRC), otherwise DST is created (with its parents) as the copy;
-an existing copy is merged into, its files and links of the same names
-replaced. Regular files, directories and symbolic links are copied with
-their permissions and modification times; links stay links, their target
-as it was, never followed (on either side, a link pointing out of the tree
-is copied as a link and what it points to is not). Owners are not kept:
-the copy belongs to whoever makes it. Named pipes, sockets and devices are
-skipped and listed; hard links become separate files. What comes from the
-VM is written only under DST: an entry that would reach outside it (an
-absolute name, "..", a path through a link) is refused. The copy streams,
-and ends with a summary (--format json: CopyTreeResult). A copy that fails
-part way keeps the files it had written, each one whole; copying again
-completes it.
+DST/basename(SRC), otherwise DST is created (with its parents) as the copy.
+A DST/basename(SRC) that exists already is merged into: its files and links
+of the same names are replaced, the others stay. Regular files, directories
+and symbolic links are copied with their permissions and modification
+times; links stay links, their target as it was, never followed (on either
+side, a link pointing out of the tree is copied as a link and what it
+points to is not). Owners are not kept: the copy belongs to whoever makes
+it, and on the host files lose set-user-ID and set-group-ID bits. Named
+pipes, sockets and devices are skipped and listed; hard links become
+separate files. What comes from the VM is written only under DST: an entry
+that would reach outside it (an absolute name, "..", a path through a
+link) is refused. The copy streams, and ends with a summary (--format
+json: CopyTreeResult). A copy that fails part way keeps the files it had
+written, each one whole; copying again completes it.
 
 Exit code 8 means a filesystem (the VM's or the host's) is full, 7 that a
 signal interrupted the copy.`,
