@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,9 +35,9 @@ var errWalkStopped = errors.New("the VM stopped reading")
 func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, spath, dvm, dpath string) error {
 	start := time.Now()
 	var moved atomic.Int64
+	stopProgress := func() {}
 	if o.Format == "text" && isTerminal(o.f.ErrOut) {
-		stop := showProgress(o.f.ErrOut, &moved, start, time.Second)
-		defer stop()
+		stopProgress = showProgress(o.f.ErrOut, &moved, start, time.Second)
 	}
 	var res api.TreeResult
 	var err error
@@ -45,6 +46,7 @@ func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, 
 	} else {
 		res, err = copyTreeToVM(ctx, o, c, spath, dvm, dpath, &moved)
 	}
+	stopProgress() // before anything else is printed on the terminal
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted; the files copied before stay, each one whole: %w", ctx.Err())
@@ -131,9 +133,8 @@ func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
-	switch {
-	case strings.HasSuffix(what, "y"):
-		what = strings.TrimSuffix(what, "y") + "ie"
+	if stem, ok := strings.CutSuffix(what, "y"); ok {
+		return fmt.Sprintf("%d %sies", n, stem)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
@@ -156,8 +157,11 @@ func copyTreeToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst st
 		return api.TreeResult{}, err
 	}
 	fi, err := os.Stat(src)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return api.TreeResult{}, fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return api.TreeResult{}, err
 	}
 	if !fi.IsDir() {
 		return api.TreeResult{}, fmt.Errorf("%s is not a directory; copy a file without -r: %w", src, errdefs.ErrInvalid)
