@@ -8,10 +8,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -337,4 +339,60 @@ func TestExtractRepeatedDir(t *testing.T) {
 	if st.Dirs != 1 || fi.ModTime().Unix() != 1e9+999 {
 		t.Fatalf("stats %+v, time %v", st, fi.ModTime())
 	}
+}
+
+// TestExtractRefusesSparse: a PAX sparse entry, whose few bytes expand to
+// as many holes as it likes, is refused before anything is written. (This
+// one is 256 MiB, so that a regression fails the test rather than fill
+// the disk.)
+func TestExtractRefusesSparse(t *testing.T) {
+	// tar.Writer writes no sparse entries; build one as a hostile guest
+	// would: a PAX header (an entry whose type is changed to 'x'), then the
+	// file, its data a sparse map of one byte at the end of 256 MiB.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	recs := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", "bomb") + paxRecord("GNU.sparse.realsize", "268435456")
+	must(t, tw.WriteHeader(&tar.Header{Name: "pax", Typeflag: tar.TypeReg, Size: int64(len(recs)), Format: tar.FormatUSTAR}))
+	io.WriteString(tw, recs)
+	must(t, tw.Flush())
+	retype(buf.Bytes()[:512], tar.TypeXHeader)
+	sparseMap := "1\n268435455\n1\n"
+	data := sparseMap + string(make([]byte, 512-len(sparseMap))) + "x"
+	must(t, tw.WriteHeader(&tar.Header{Name: "x", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), Format: tar.FormatUSTAR}))
+	io.WriteString(tw, data)
+	must(t, tw.Close())
+
+	if hdr, err := tar.NewReader(bytes.NewReader(buf.Bytes())).Next(); err != nil || hdr.Size != 256<<20 {
+		t.Fatalf("the test's archive is no sparse bomb: %+v %v", hdr, err)
+	}
+	dst := t.TempDir()
+	_, err := Extract(ctx, &buf, dst, Options{})
+	if !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("a sparse entry: %v", err)
+	}
+	if ents, _ := os.ReadDir(dst); len(ents) != 0 {
+		t.Fatalf("written: %v", ents)
+	}
+}
+
+// paxRecord is one PAX record: its length (itself included), key=value.
+func paxRecord(k, v string) string {
+	s := " " + k + "=" + v + "\n"
+	n := len(s) + 1
+	for len(strconv.Itoa(n))+len(s) != n {
+		n++
+	}
+	return strconv.Itoa(n) + s
+}
+
+// retype changes the type of the tar header block b and its checksum.
+func retype(b []byte, typ byte) {
+	b[156] = typ
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
 }

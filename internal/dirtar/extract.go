@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,6 +97,13 @@ func (x *extractor) entry(hdr *tar.Header, data io.Reader) error {
 	}
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
+	}
+	for k := range hdr.PAXRecords {
+		// A sparse file expands to a size its archive does not pay for
+		// (a petabyte of holes in a few bytes); Write never makes one.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("entry %q: sparse files are not supported: %w", hdr.Name, ErrUnsafe)
+		}
 	}
 	if name == "." && hdr.Typeflag != tar.TypeDir {
 		return fmt.Errorf("entry %q: the destination itself can only be a directory: %w", hdr.Name, ErrUnsafe)
