@@ -31,7 +31,8 @@ type Options struct {
 // is taken relative to dir, through an os.Root of it: no entry, however
 // named, and no symbolic link an earlier entry made, can lead a write out
 // of dir. An entry below a symbolic link, an absolute name or one with
-// ".." is refused (ErrUnsafe), as is a directory in the way of a file.
+// "..", a hard link, a sparse file are refused (ErrUnsafe), as is a
+// directory in the way of a file.
 //
 // Each file is written to a temporary name beside it and renamed into
 // place once whole, so a failure leaves whole files and never a part of
