@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -231,6 +232,37 @@ func TestCopyTree(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "host secret\n" {
 		t.Fatalf("the file a link points to changed: %q", b)
+	}
+
+	// A signal part way: exit 7, the guest stops sending (the agent closes
+	// the file it was reading), and the host keeps whole files only.
+	cut := filepath.Join(p.dir, "cut")
+	cmd := exec.Command(filepath.Join(binDir, "vers"), "cp", "-r", alias+":/root/copy", cut)
+	cmd.Dir, cmd.Env = p.dir, append(os.Environ(), p.env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the large file to arrive in part", 2*time.Minute, func() bool {
+		tmps, _ := filepath.Glob(filepath.Join(cut, "src", ".large.bin.vers-*"))
+		for _, tmp := range tmps {
+			if fi, err := os.Stat(tmp); err == nil && fi.Size() > 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 7 {
+		t.Fatalf("interrupted copy: %v, exit %d, want 7", err, cmd.ProcessState.ExitCode())
+	}
+	waitFor(t, "the agent to close the file it sent", time.Minute, func() bool {
+		return !strings.Contains(p.must("execute", alias, "ls -l /proc/1/fd"), "large.bin")
+	})
+	if tmps, _ := filepath.Glob(filepath.Join(cut, "src", ".*vers-*")); len(tmps) != 0 {
+		t.Fatalf("left on the host: %v", tmps)
+	}
+	if _, err := os.Stat(filepath.Join(cut, "src", "large.bin")); !os.IsNotExist(err) {
+		t.Fatalf("the large file is on the host after the interrupt: %v", err)
 	}
 
 	// A full VM filesystem: exit 8 at once; the files copied before stay,
