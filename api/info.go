@@ -76,6 +76,29 @@ type CopyResult struct {
 	Bytes int64  `json:"bytes"`
 }
 
+// TreeResult is what a directory copy made: the directory (DST, or
+// DST/basename(SRC) when DST was a directory already) and what it holds.
+// PUT /v1/vms/{ref}/tree answers it; `vers cp -r` prints it in
+// CopyTreeResult. Named pipes, sockets and devices are not copied: Skipped
+// counts them, SkippedNames holds the first of them.
+type TreeResult struct {
+	Path         string   `json:"path"`
+	Files        int      `json:"files"`
+	Dirs         int      `json:"dirs"`
+	Symlinks     int      `json:"symlinks"`
+	Bytes        int64    `json:"bytes"`
+	Skipped      int      `json:"skipped"`
+	SkippedNames []string `json:"skipped_names,omitempty"`
+}
+
+// CopyTreeResult is what `vers cp -r --format json` prints.
+type CopyTreeResult struct {
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+	TreeResult
+	DurationMillis int64 `json:"duration_ms"`
+}
+
 // ExportResult is what `vers commit export --format json` prints.
 type ExportResult struct {
 	Commit string `json:"commit"`

@@ -196,25 +196,35 @@ func (c *Client) Sync(ctx context.Context, s SyncRequest) error {
 // fail and the guest stops sending. FileInfo.Size is only what the guest's
 // stat said when it opened the file.
 func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, FileInfo, error) {
-	st, err := c.open(ctx, request{Op: opRead, Path: path})
+	f, rep, err := c.download(ctx, request{Op: opRead, Path: path})
 	if err != nil {
 		return nil, FileInfo{}, err
+	}
+	if rep.File == nil {
+		f.Close()
+		return nil, FileInfo{}, fmt.Errorf("read %s: no file info: %w", path, ErrProtocol)
+	}
+	return f, *rep.File, nil
+}
+
+// download opens a stream whose reply is followed by chunks, and returns
+// the reader of the chunks, bound to ctx.
+func (c *Client) download(ctx context.Context, req request) (*fileReader, reply, error) {
+	st, err := c.open(ctx, req)
+	if err != nil {
+		return nil, reply{}, err
 	}
 	var rep reply
 	if err := c.readReply(ctx, st, &rep); err != nil {
 		st.Close()
-		return nil, FileInfo{}, err
+		return nil, rep, err
 	}
 	if err := rep.err(""); err != nil {
 		st.Close()
-		return nil, FileInfo{}, err
-	}
-	if rep.File == nil {
-		st.Close()
-		return nil, FileInfo{}, fmt.Errorf("read %s: no file info: %w", path, ErrProtocol)
+		return nil, rep, err
 	}
 	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
-	return &fileReader{chunkReader: chunkReader{r: st}, st: st, c: c, ctx: ctx, stop: stop}, *rep.File, nil
+	return &fileReader{chunkReader: chunkReader{r: st}, st: st, c: c, ctx: ctx, stop: stop}, rep, nil
 }
 
 type fileReader struct {
@@ -249,9 +259,17 @@ func (f *fileReader) Close() error {
 // is a directory) it answers at once, and WriteFile stops sending and returns
 // that error.
 func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
-	st, err := c.open(ctx, request{Op: opWrite, Path: path, Mode: mode})
+	_, err := c.upload(ctx, request{Op: opWrite, Path: path, Mode: mode}, r)
+	return err
+}
+
+// upload sends r as chunks after req and returns the guest's reply, which
+// may come before r's end (then the rest of r is not read).
+func (c *Client) upload(ctx context.Context, req request, r io.Reader) (reply, error) {
+	path := req.Path
+	st, err := c.open(ctx, req)
 	if err != nil {
-		return err
+		return reply{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -282,7 +300,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 		// r may block (a client that stalls): do not wait for it. Closing
 		// the stream ends the transfer in the guest now.
 		st.Close()
-		return ctx.Err()
+		return reply{}, ctx.Err()
 	}
 	if err != nil {
 		// The guest may have answered why it stopped reading; its reason
@@ -298,20 +316,20 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 		}
 		switch {
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return reply{}, ctx.Err()
 		case a.err == nil && a.rep.Error != "":
-			return a.rep.err("")
+			return a.rep, a.rep.err("")
 		}
-		return fmt.Errorf("write %s: %w", path, c.wrap(err))
+		return reply{}, fmt.Errorf("%s %s: %w", req.Op, path, c.wrap(err))
 	}
 	a := <-replied
 	switch {
 	case a.err != nil && ctx.Err() != nil:
-		return ctx.Err()
+		return reply{}, ctx.Err()
 	case a.err != nil:
-		return fmt.Errorf("write %s: %w", path, c.wrap(a.err))
+		return reply{}, fmt.Errorf("%s %s: %w", req.Op, path, c.wrap(a.err))
 	}
-	return a.rep.err("")
+	return a.rep, a.rep.err("")
 }
 
 // newID names an exec so its stdio streams can find it in the guest.

@@ -31,7 +31,7 @@ func regular(p string, fi os.FileInfo) error {
 	case m.IsRegular():
 		return nil
 	case m.IsDir():
-		return fmt.Errorf("%s is a directory; only files can be copied: %w", p, ErrInvalid)
+		return fmt.Errorf("%s is a directory; copy it with vers cp -r: %w", p, ErrInvalid)
 	case m&os.ModeNamedPipe != 0:
 		what = "a named pipe"
 	case m&os.ModeSocket != 0:

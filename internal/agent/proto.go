@@ -19,6 +19,11 @@
 //	write  request{Path,Mode} then chunks → reply{}; the reply may come
 //	       early, before the end marker (no space, a directory): the host
 //	       then stops sending and closes the stream
+//	readtree  request{Path} → reply{} then chunks of a tar archive of the
+//	       directory (see tree.go), then a closing reply: {} when the
+//	       archive is whole, {Error} when the walk failed part way
+//	writetree request{Path,Name} then chunks of a tar archive → reply{Tree};
+//	       early on failure, as write
 //	exec   request{ID,Exec} → reply{} when started, then events; the host
 //	       sends control messages (resize, signal) on the same stream
 //	stdio  request{ID,FD}: raw data of fd 0, 1 or 2 of the exec with that ID
@@ -116,8 +121,11 @@ const (
 	opSync  = "sync"
 	opRead  = "read"
 	opWrite = "write"
-	opExec  = "exec"
-	opStdio = "stdio"
+	// readtree and writetree: tree.go.
+	opReadTree  = "readtree"
+	opWriteTree = "writetree"
+	opExec      = "exec"
+	opStdio     = "stdio"
 
 	opManifest = "manifest"
 	opHash     = "hash"
@@ -190,6 +198,7 @@ type request struct {
 	Sync *SyncRequest `json:"sync,omitempty"`
 	Path string       `json:"path,omitempty"`
 	Mode os.FileMode  `json:"mode,omitempty"`
+	Name string       `json:"name,omitempty"` // writetree: the copy's name in an existing Path
 
 	Manifest *ManifestRequest `json:"manifest,omitempty"`
 	Paths    []string         `json:"paths,omitempty"`
@@ -197,11 +206,12 @@ type request struct {
 
 // reply is the guest's first answer on a stream.
 type reply struct {
-	Error   string    `json:"error,omitempty"`
-	Code    string    `json:"code,omitempty"`
-	Version string    `json:"version,omitempty"`
-	Info    *Info     `json:"info,omitempty"`
-	File    *FileInfo `json:"file,omitempty"`
+	Error   string      `json:"error,omitempty"`
+	Code    string      `json:"code,omitempty"`
+	Version string      `json:"version,omitempty"`
+	Info    *Info       `json:"info,omitempty"`
+	File    *FileInfo   `json:"file,omitempty"`
+	Tree    *TreeResult `json:"tree,omitempty"`
 }
 
 // err turns a failed reply into an error wrapping the matching package

@@ -152,6 +152,10 @@ func (sess *session) handle(st *yamux.Stream) {
 		s.readFile(st, req.Path)
 	case opWrite:
 		s.writeFile(st, req.Path, req.Mode)
+	case opReadTree:
+		s.readTree(st, req.Path)
+	case opWriteTree:
+		s.writeTree(st, req.Path, req.Name)
 	case opExec:
 		s.exec(sess, st, req)
 	case opManifest:

@@ -25,6 +25,9 @@ type Daemon interface {
 	Exec(ctx context.Context, ref string, req api.ExecRequest, streams client.ExecIO) (api.ExecControl, error)
 	ReadFile(ctx context.Context, ref, path string) (io.ReadCloser, os.FileMode, error)
 	WriteFile(ctx context.Context, ref, path string, mode os.FileMode, r io.Reader) error
+	// ReadTree and WriteTree carry a directory as a tar archive (vers cp -r).
+	ReadTree(ctx context.Context, ref, path string) (io.ReadCloser, error)
+	WriteTree(ctx context.Context, ref, path, name string, r io.Reader) (api.TreeResult, error)
 	ListImages(ctx context.Context) ([]api.Image, error)
 	// BuildImage writes the build's progress lines to progress.
 	BuildImage(ctx context.Context, name string, force bool, progress io.Writer) (api.Image, error)

@@ -18,28 +18,49 @@ import (
 )
 
 type CopyOptions struct {
-	f        *Factory
-	Src, Dst string
-	Format   string
+	f         *Factory
+	Src, Dst  string
+	Recursive bool
+	Format    string
 }
 
 func NewCmdCopy(f *Factory, runF func(context.Context, *CopyOptions) error) *cobra.Command {
 	opts := &CopyOptions{f: f}
 	cmd := &cobra.Command{
-		Use:               "cp SRC DST",
+		Use:               "cp [-r] SRC DST",
 		ValidArgsFunction: completeCopy(f),
-		Short:             "Copy a file between the host and a VM (VM:PATH, or :PATH for HEAD)",
-		Long: `Copy one file. A path written VM:PATH is in that VM (":PATH" is in HEAD);
-any other path is on the host. "-" as the host side is standard input/output.
-A file is copied whole or not at all: the destination is replaced only once
-all of it has arrived. Directories, named pipes and devices in the VM are
-refused. Exit code 7 means a filesystem (the VM's or the host's) is full.`,
+		Short:             "Copy a file or, with -r, a directory between the host and a VM (VM:PATH, or :PATH for HEAD)",
+		Long: `Copy one file, or with -r a directory. A path written VM:PATH is in that VM
+(":PATH" is in HEAD); any other path is on the host. "-" as the host side is
+standard input/output (files only). A file is copied whole or not at all:
+the destination is replaced only once all of it has arrived. Without -r,
+directories, named pipes and devices in the VM are refused.
+
+With -r, SRC is a directory. If DST is an existing directory the copy is
+DST/basename(SRC), otherwise DST is created (with its parents) as the copy.
+A DST/basename(SRC) that exists already is merged into: its files and links
+of the same names are replaced, the others stay. Regular files, directories
+and symbolic links are copied with their permissions and modification
+times; links stay links, their target as it was, never followed (on either
+side, a link pointing out of the tree is copied as a link and what it
+points to is not). Owners are not kept: the copy belongs to whoever makes
+it, and on the host files lose set-user-ID and set-group-ID bits. Named
+pipes, sockets and devices are skipped and listed; hard links become
+separate files. What comes from the VM is written only under DST: an entry
+that would reach outside it (an absolute name, "..", a path through a
+link) is refused. The copy streams, and ends with a summary (--format
+json: CopyTreeResult). A copy that fails part way keeps the files it had
+written, each one whole; copying again completes it.
+
+Exit code 8 means a filesystem (the VM's or the host's) is full, 7 that a
+signal interrupted the copy.`,
 		Args: usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Src, opts.Dst = args[0], args[1]
 			return dispatch(cmd, opts.Format, opts, runF, runCopy)
 		},
 	}
+	cmd.Flags().BoolVarP(&opts.Recursive, "recursive", "r", false, "copy a directory and everything in it")
 	cmd.Flags().StringVar(&opts.Format, "format", "text", "output format: text or json (what was copied)")
 	return cmd
 }
@@ -65,6 +86,9 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 		}
 		return fmt.Errorf("%q names no file in the VM: write VM:/path/in/vm (or :/path/in/vm for HEAD), e.g. :/root/: %w", remote, errUsage)
 	}
+	if o.Recursive && (spath == "-" || dpath == "-") {
+		return fmt.Errorf("-r copies a directory; standard input or output (-) carries one file: %w", errUsage)
+	}
 	// A signal ends the transfer cleanly: no half file is left on either side.
 	if o.Format == "json" && sremote && dpath == "-" {
 		return fmt.Errorf("--format json prints on standard output, which - would write the file to: name a host file: %w", errUsage)
@@ -74,6 +98,9 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 	c, err := o.f.Client(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Recursive {
+		return copyTree(ctx, o, c, sremote, svm, spath, dvm, dpath)
 	}
 	var n int64
 	if sremote {
@@ -138,7 +165,7 @@ func copyToVM(ctx context.Context, o *CopyOptions, c Daemon, src, vm, dst string
 			return 0, err
 		}
 		if st.IsDir() {
-			return 0, fmt.Errorf("%s is a directory; vers cp copies files: %w", src, errdefs.ErrInvalid)
+			return 0, fmt.Errorf("%s is a directory; copy it with vers cp -r: %w", src, errdefs.ErrInvalid)
 		}
 		mode = st.Mode().Perm()
 		r = f

@@ -60,6 +60,7 @@ type fakeDaemon struct {
 	deleteHook func(id string) error
 
 	commitState // fake_commits_test.go
+	treeState   // fake_tree_test.go
 	eventState  // status_watch_test.go
 }
 

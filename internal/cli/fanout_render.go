@@ -152,10 +152,3 @@ func durationText(r api.FanoutRow) string {
 	}
 	return d.Round(10 * time.Millisecond).String()
 }
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}

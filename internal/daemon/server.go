@@ -29,8 +29,10 @@ type Server struct {
 	vms *vm.Manager
 	// commits is vms, seen through the interface the commit routes need.
 	commits Commits
-	images  *Images
-	log     *slog.Logger
+	// trees is vms, seen by the directory routes (tree.go).
+	trees  Trees
+	images *Images
+	log    *slog.Logger
 	// eventSrc feeds GET /v1/events (events.go).
 	eventSrc EventSource
 
@@ -45,7 +47,7 @@ type Server struct {
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
-	return &Server{vms: vms, commits: vms, images: images, log: log}
+	return &Server{vms: vms, commits: vms, trees: vms, images: images, log: log}
 }
 
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
@@ -63,6 +65,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}/exec":    s.exec,
 		"GET /v1/vms/{ref}/files":   s.readFile,
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
+		"GET /v1/vms/{ref}/tree":    s.readTree,
+		"PUT /v1/vms/{ref}/tree":    s.writeTree,
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,
