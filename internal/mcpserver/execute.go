@@ -53,9 +53,9 @@ type ExecuteResult struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 	// DurationMillis runs from the call to the command's exit.
-	DurationMillis int64 `json:"duration_ms"`
-	StdoutDropped  int64 `json:"stdout_dropped_bytes,omitempty" jsonschema:"bytes cut from the middle of stdout, when it was longer than max_output_bytes"`
-	StderrDropped  int64 `json:"stderr_dropped_bytes,omitempty" jsonschema:"bytes cut from the middle of stderr, when it was longer than max_output_bytes"`
+	DurationMillis int64  `json:"duration_ms"`
+	StdoutDropped  int64  `json:"stdout_dropped_bytes,omitempty" jsonschema:"bytes cut from the middle of stdout, when it was longer than max_output_bytes"`
+	StderrDropped  int64  `json:"stderr_dropped_bytes,omitempty" jsonschema:"bytes cut from the middle of stderr, when it was longer than max_output_bytes"`
 	Note           string `json:"note,omitempty" jsonschema:"what was cut from the output, when anything was"`
 }
 
