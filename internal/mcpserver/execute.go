@@ -27,7 +27,7 @@ const (
 type ExecuteArgs struct {
 	VM             string   `json:"vm,omitempty" jsonschema:"the VM to run in: its alias, id or a unique id prefix (optional: HEAD when left out)"`
 	Command        string   `json:"command" jsonschema:"the command, run with bash -c in /root unless workdir says otherwise"`
-	Env            []string `json:"env,omitempty" jsonschema:"KEY=VALUE entries added to the command's environment (optional)"`
+	Env            []string `json:"env,omitempty" jsonschema:"entries added to the command's environment, each written KEY=VALUE (optional)"`
 	Workdir        string   `json:"workdir,omitempty" jsonschema:"working directory in the VM (optional, default /root)"`
 	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (optional, default 600, at most 3600)"`
 	MaxOutputBytes int      `json:"max_output_bytes,omitempty" jsonschema:"bytes of stdout and of stderr kept in the result (optional, default 65536, at most 1048576)"`
