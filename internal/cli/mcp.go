@@ -48,8 +48,8 @@ func NewCmdMCPServe(f *Factory, runF func(context.Context, *MCPServeOptions) err
 		Use:   "serve [--http ADDR:PORT [--token-file FILE]]",
 		Short: "Serve the verbs as the tools of an MCP server, on stdio or HTTP",
 		Long: `Serve status, run, execute, branch, kill, checkout, info, cp, commit,
-run-commit, commits, pause and resume as the tools of a Model Context Protocol
-server, on standard input and output: an MCP client starts ` + "`vers mcp serve`" + `
+run-commit, commits, tags, pause, resume, sleep, wake and restore as the tools
+of a Model Context Protocol server, on standard input and output: an MCP client starts ` + "`vers mcp serve`" + `
 itself. Tools act as the commands do in the directory the server was started
 in: a VM left out is HEAD of the project there, and run, run-commit, checkout
 and branch with checkout move that HEAD. A failed call is a tool result with

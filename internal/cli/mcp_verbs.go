@@ -198,3 +198,23 @@ func (m *mcpVerbs) Resume(ctx context.Context, vm string) (api.VM, error) {
 	_, v, err := (&PauseOptions{f: m.f, Client: m.client, VM: vm, Resume: true}).pause(ctx)
 	return v, err
 }
+
+func (m *mcpVerbs) Tags(ctx context.Context) ([]api.Tag, error) {
+	c, err := m.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.ListTags(ctx)
+}
+
+func (m *mcpVerbs) Sleep(ctx context.Context, vm string) (api.VM, error) {
+	return (&VMVerbOptions{f: m.f, Client: m.client, Verb: "sleep", VM: vm}).act(ctx)
+}
+
+func (m *mcpVerbs) Wake(ctx context.Context, vm string) (api.VM, error) {
+	return (&VMVerbOptions{f: m.f, Client: m.client, Verb: "wake", VM: vm}).act(ctx)
+}
+
+func (m *mcpVerbs) Restore(ctx context.Context, vm, commit string) (api.VM, error) {
+	return (&VMVerbOptions{f: m.f, Client: m.client, Verb: "restore", VM: vm, Commit: commit}).act(ctx)
+}

@@ -189,3 +189,31 @@ func (f *fake) Resume(ctx context.Context, vm string) (api.VM, error) {
 	v.State = api.StateRunning
 	return v, err
 }
+
+func (f *fake) Tags(ctx context.Context) ([]api.Tag, error) {
+	return []api.Tag{{Name: "base", Commit: "c-vm1"}}, nil
+}
+
+func (f *fake) Sleep(ctx context.Context, vm string) (api.VM, error) {
+	v, err := f.get(vm)
+	v.State = api.StateSleeping
+	return v, err
+}
+
+func (f *fake) Wake(ctx context.Context, vm string) (api.VM, error) {
+	v, err := f.get(vm)
+	v.State = api.StateRunning
+	return v, err
+}
+
+func (f *fake) Restore(ctx context.Context, vm, commit string) (api.VM, error) {
+	v, err := f.get(vm)
+	if err != nil {
+		return v, err
+	}
+	if commit != "c-vm1" {
+		return api.VM{}, fmt.Errorf("commit %s: %w", commit, errdefs.ErrNotFound)
+	}
+	v.LastCommit = commit
+	return v, nil
+}

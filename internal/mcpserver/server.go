@@ -51,8 +51,13 @@ type Verbs interface {
 	// is a project).
 	RunCommit(ctx context.Context, commit, alias string) (res api.RunCommitResponse, head bool, err error)
 	Commits(ctx context.Context) ([]api.Commit, error)
+	Tags(ctx context.Context) ([]api.Tag, error)
 	Pause(ctx context.Context, vm string) (api.VM, error)
 	Resume(ctx context.Context, vm string) (api.VM, error)
+	Sleep(ctx context.Context, vm string) (api.VM, error)
+	Wake(ctx context.Context, vm string) (api.VM, error)
+	// Restore puts vm back to the state of commit, in place.
+	Restore(ctx context.Context, vm, commit string) (api.VM, error)
 }
 
 // Options are a server's settings; the zero value is usable.

@@ -92,7 +92,7 @@ func TestToolsListedWithSchemas(t *testing.T) {
 	for _, tool := range res.Tools {
 		byName[tool.Name] = tool
 	}
-	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume"}
+	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume", "tags", "sleep", "wake", "restore"}
 	for _, name := range want {
 		tool := byName[name]
 		if tool == nil {
@@ -113,7 +113,7 @@ func TestToolsListedWithSchemas(t *testing.T) {
 		}), want)
 	}
 	// The required arguments are the ones without which a verb means nothing.
-	required := map[string][]string{"execute": {"command"}, "kill": {"vm"}, "cp": {"src", "dst"}, "run-commit": {"commit"}, "status": nil, "branch": nil}
+	required := map[string][]string{"execute": {"command"}, "kill": {"vm"}, "cp": {"src", "dst"}, "run-commit": {"commit"}, "restore": {"commit"}, "status": nil, "branch": nil}
 	for name, req := range required {
 		var s struct {
 			Type       string                     `json:"type"`
@@ -223,6 +223,25 @@ func TestToolsHappyPaths(t *testing.T) {
 		t.Errorf("resume: %+v", v)
 	}
 
+	var tags TagsResult
+	result(t, "tags", call(t, cs, "tags", nil), &tags)
+	if len(tags.Tags) != 1 || tags.Tags[0].Name != "base" {
+		t.Errorf("tags: %+v", tags)
+	}
+	result(t, "sleep", call(t, cs, "sleep", map[string]any{"vm": "root"}), &v)
+	if v.State != api.StateSleeping {
+		t.Errorf("sleep: %+v", v)
+	}
+	call(t, cs, "checkout", map[string]any{"vm": "root"}) // run-commit moved HEAD
+	result(t, "wake", call(t, cs, "wake", nil), &v)
+	if v.State != api.StateRunning || v.ID != "vm1" {
+		t.Errorf("wake: %+v", v)
+	}
+	result(t, "restore", call(t, cs, "restore", map[string]any{"commit": "c-vm1"}), &v)
+	if v.ID != "vm1" || v.LastCommit != "c-vm1" {
+		t.Errorf("restore: %+v", v)
+	}
+
 	var kill api.DeleteVMResponse
 	result(t, "kill", call(t, cs, "kill", map[string]any{"vm": "root", "recursive": true}), &kill)
 	if !slices.Equal(kill.Deleted, []string{"vm1"}) {
@@ -253,6 +272,8 @@ func TestToolErrorsCarryTheCode(t *testing.T) {
 		{"run", map[string]any{"network": "bridged"}, api.CodeInvalid, "isolated or none"},
 		{"cp", map[string]any{"src": "root:/etc/hosts", "dst": "-"}, api.CodeInvalid, "protocol"},
 		{"run-commit", map[string]any{"commit": "nope"}, api.CodeNotFound, "commit nope"},
+		{"restore", map[string]any{"vm": "root", "commit": "nope"}, api.CodeNotFound, "commit nope"},
+		{"restore", map[string]any{"vm": "root", "commit": " "}, api.CodeInvalid, "name the commit"},
 		// Arguments the input schema refuses, as the SDK checks them.
 		{"kill", map[string]any{}, api.CodeInvalid, "vm"},
 		{"execute", map[string]any{"command": 5}, api.CodeInvalid, "command"},

@@ -37,6 +37,11 @@ func (t *tools) register(srv *mcp.Server) {
 	add(srv, readOnly("commits", "List the commits, newest first, with their ids, tags, source VM and sizes."), t.commits)
 	add(srv, &mcp.Tool{Name: "pause", Description: "Stop a VM's CPUs (HEAD if vm is left out), keeping its memory, until resume. execute and cp in a paused VM are refused (code conflict)."}, t.pause)
 	add(srv, &mcp.Tool{Name: "resume", Description: "Run a paused VM (HEAD if vm is left out) again from where it stopped."}, t.resume)
+	add(srv, readOnly("tags", "List the tags: names for commits, usable wherever a commit is."), t.tags)
+	add(srv, &mcp.Tool{Name: "sleep", Description: "Put a VM (HEAD if vm is left out) to sleep: its whole state goes to disk and its QEMU stops, so it uses no memory or CPU; it keeps its id. wake brings it back."}, t.sleep)
+	add(srv, &mcp.Tool{Name: "wake", Description: "Wake a sleeping VM (HEAD if vm is left out): it runs on where it stopped, with the same id."}, t.wake)
+	add(srv, &mcp.Tool{Name: "restore", Description: "Put a VM (HEAD if vm is left out) back to the state a commit holds, in place: memory, processes and disk as they were when it was made; " +
+		"it keeps its id and alias. What changed since is lost.", Annotations: destructive()}, t.restore)
 }
 
 func readOnly(name, desc string) *mcp.Tool {
@@ -229,4 +234,31 @@ func (t *tools) pause(ctx context.Context, a VMArg) (api.VM, error) {
 
 func (t *tools) resume(ctx context.Context, a VMArg) (api.VM, error) {
 	return t.v.Resume(ctx, a.VM)
+}
+
+type TagsResult struct {
+	Tags []api.Tag `json:"tags"`
+}
+
+func (t *tools) tags(ctx context.Context, _ struct{}) (TagsResult, error) {
+	tags, err := t.v.Tags(ctx)
+	return TagsResult{Tags: tags}, err
+}
+
+func (t *tools) sleep(ctx context.Context, a VMArg) (api.VM, error) {
+	return t.v.Sleep(ctx, a.VM)
+}
+
+func (t *tools) wake(ctx context.Context, a VMArg) (api.VM, error) {
+	return t.v.Wake(ctx, a.VM)
+}
+
+func (t *tools) restore(ctx context.Context, a struct {
+	VM     string `json:"vm,omitempty" jsonschema:"the VM to put back: its alias, id or a unique id prefix (optional: HEAD when left out)"`
+	Commit string `json:"commit" jsonschema:"the commit: a tag, an id or a unique id prefix"`
+}) (api.VM, error) {
+	if strings.TrimSpace(a.Commit) == "" {
+		return api.VM{}, invalid("name the commit: a tag, an id or a unique id prefix (the commits tool lists them)")
+	}
+	return t.v.Restore(ctx, a.VM, a.Commit)
 }
