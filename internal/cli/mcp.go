@@ -49,10 +49,10 @@ func NewCmdMCPServe(f *Factory, runF func(context.Context, *MCPServeOptions) err
 		Short: "Serve the verbs as the tools of an MCP server, on stdio or HTTP",
 		Long: `Serve status, run, execute, branch, kill, checkout, info, cp, commit,
 run-commit, commits, tags, pause, resume, sleep, wake and restore as the tools
-of a Model Context Protocol server, on standard input and output: an MCP client starts ` + "`vers mcp serve`" + `
-itself. Tools act as the commands do in the directory the server was started
-in: a VM left out is HEAD of the project there, and run, run-commit, checkout
-and branch with checkout move that HEAD. A failed call is a tool result with
+of a Model Context Protocol server, on standard input and output: an MCP
+client starts ` + "`vers mcp serve`" + ` itself. Tools act as the commands do in the
+directory the server was started in: a VM left out is HEAD of the project
+there, and run, run-commit, checkout and branch with checkout move that HEAD. A failed call is a tool result with
 isError set and the text {"error":{"code":"not_found","message":"..."}}, with
 the codes of ` + "`--format json`" + `.
 
@@ -89,7 +89,7 @@ Register it with an MCP client as a server of command "vers" and arguments
 		},
 	}
 	cmd.Flags().StringVar(&opts.HTTP, "http", "", "serve the streamable HTTP transport at `ADDR:PORT` (such as 127.0.0.1:7780) instead of stdio")
-	cmd.Flags().StringVar(&opts.TokenFile, "token-file", f.Layout.MCPToken(), "with --http: the file of the bearer token clients must send (made with mode 0600 if missing)")
+	cmd.Flags().StringVar(&opts.TokenFile, "token-file", f.Layout.MCPToken(), "with --http: the `FILE` of the bearer token clients must send (made with mode 0600 if missing)")
 	return cmd
 }
 
