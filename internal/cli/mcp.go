@@ -52,9 +52,10 @@ run-commit, commits, tags, pause, resume, sleep, wake and restore as the tools
 of a Model Context Protocol server, on standard input and output: an MCP
 client starts ` + "`vers mcp serve`" + ` itself. Tools act as the commands do in the
 directory the server was started in: a VM left out is HEAD of the project
-there, and run, run-commit, checkout and branch with checkout move that HEAD. A failed call is a tool result with
-isError set and the text {"error":{"code":"not_found","message":"..."}}, with
-the codes of ` + "`--format json`" + `.
+there, and run, run-commit, checkout and branch with checkout move that HEAD.
+A failed call is a tool result with isError set and the text
+{"error":{"code":"not_found","message":"..."}}, with the codes of
+` + "`--format json`" + `.
 
 With --http ADDR:PORT it serves the streamable HTTP transport there instead
 (at any path), to requests that carry a bearer token
