@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -143,7 +144,8 @@ func errorContent(r *mcp.CallToolResult, opts Options) []mcp.Content {
 
 // add adds a tool whose handler takes its arguments and returns its result.
 func add[In, Out any](srv *mcp.Server, t *mcp.Tool, h func(context.Context, In) (Out, error)) {
-	mcp.AddTool(srv, t, func(ctx context.Context, _ *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+	mcp.AddTool(srv, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+		defer keepAlive(ctx, req, t.Name)()
 		out, err := h(ctx, in)
 		if err != nil {
 			var te *toolError
@@ -154,6 +156,38 @@ func add[In, Out any](srv *mcp.Server, t *mcp.Tool, h func(context.Context, In) 
 		}
 		return nil, out, nil
 	})
+}
+
+// progressEvery is how often a call that asked for progress (it gave a
+// progress token) hears that it still runs: clients give up on calls that
+// say nothing for long, and a boot or a command can take minutes.
+var progressEvery = 10 * time.Second
+
+// keepAlive sends req's client a progress notification every
+// progressEvery until the returned stop is called, if req asked for them.
+func keepAlive(ctx context.Context, req *mcp.CallToolRequest, tool string) (stop func()) {
+	tok := req.Params.GetProgressToken()
+	if tok == nil || req.Session == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(n),
+					Message: fmt.Sprintf("%s still running after %s", tool, time.Since(start).Round(time.Second))})
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // invalid is an error of kind invalid: bad arguments, found by a tool.

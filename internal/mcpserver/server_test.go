@@ -398,3 +398,50 @@ func TestExecuteCancelEndsTheCommand(t *testing.T) {
 		t.Fatal("the command's context did not end within 10s of the cancel")
 	}
 }
+
+// TestLongCallsSayTheyRun: a call that gave a progress token hears of it
+// while it runs; one that gave none hears nothing.
+func TestLongCallsSayTheyRun(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 20 * time.Millisecond
+	f := newFake(api.VM{ID: "vm1", State: api.StateRunning})
+	f.exec = func(ctx context.Context, a ExecRequest, stdout, stderr io.Writer) (api.ExecControl, error) {
+		time.Sleep(200 * time.Millisecond)
+		return api.ExecControl{Type: "exit"}, nil
+	}
+	ct, st := mcp.NewInMemoryTransports()
+	ctx := context.Background()
+	ss, err := New(f, Options{}).Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	heard := make(chan *mcp.ProgressNotificationParams, 100)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) { heard <- r.Params },
+	}).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	params := &mcp.CallToolParams{Name: "execute", Arguments: map[string]any{"vm": "vm1", "command": "make"}}
+	if _, err := cs.CallTool(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	if len(heard) != 0 {
+		t.Fatalf("a call without a progress token heard %d notifications", len(heard))
+	}
+	params.SetProgressToken("tok-1")
+	if _, err := cs.CallTool(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-heard:
+		if p.ProgressToken != "tok-1" || !strings.Contains(p.Message, "execute still running") {
+			t.Errorf("progress %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a 200ms call with a progress token heard nothing")
+	}
+}
