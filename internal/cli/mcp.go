@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,7 +28,9 @@ type MCPServeOptions struct {
 	// HTTP is --http: serve the streamable HTTP transport there instead of stdio.
 	HTTP      string
 	TokenFile string
-	listen    config.Listen
+	// Dir is --dir: the directory to act in instead of the working one.
+	Dir    string
+	listen config.Listen
 }
 
 // NewCmdMCP is `vers mcp`, whose one subcommand serves the CLI's verbs to
@@ -67,7 +71,9 @@ writes this host's files as you. Prefer 127.0.0.1: an address the network
 reaches must be written out (0.0.0.0:PORT), and the traffic is not encrypted.
 
 Register it with an MCP client as a server of command "vers" and arguments
-["mcp", "serve"], started in the project's directory.`,
+["mcp", "serve"], started in the project's directory, or with
+["mcp", "serve", "--dir", "/path/to/project"]: --dir is the directory to
+act in (its project's HEAD, and cp's relative host paths) instead.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("token-file") && opts.HTTP == "" {
@@ -83,6 +89,16 @@ Register it with an MCP client as a server of command "vers" and arguments
 			if !cmd.Flags().Changed("token-file") {
 				opts.TokenFile = ""
 			}
+			if opts.Dir != "" {
+				dir, err := filepath.Abs(opts.Dir)
+				if err != nil {
+					return fmt.Errorf("--dir: %w", err)
+				}
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return fmt.Errorf("--dir %s is no directory; give the project's directory: %w", opts.Dir, errdefs.ErrInvalid)
+				}
+				f.WorkDir = dir
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -90,6 +106,7 @@ Register it with an MCP client as a server of command "vers" and arguments
 		},
 	}
 	cmd.Flags().StringVar(&opts.HTTP, "http", "", "serve the streamable HTTP transport at `ADDR:PORT` (such as 127.0.0.1:7780) instead of stdio")
+	cmd.Flags().StringVar(&opts.Dir, "dir", "", "act in the project of `DIR` (HEAD, cp's relative host paths) instead of the working directory")
 	cmd.Flags().StringVar(&opts.TokenFile, "token-file", f.Layout.MCPToken(), "with --http: the `FILE` of the bearer token clients must send (made with mode 0600 if missing)")
 	return cmd
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,19 +15,20 @@ import (
 
 	"vers/api"
 	"vers/client"
+	"vers/internal/project"
 )
 
 // serveMCP runs `vers mcp serve` of e on pipes and returns a session of
 // the SDK's client with it; the server's exit code comes on the channel
 // once the session is closed.
-func serveMCP(t *testing.T, e *env) (*mcp.ClientSession, <-chan int) {
+func serveMCP(t *testing.T, e *env, flags ...string) (*mcp.ClientSession, <-chan int) {
 	t.Helper()
 	toServer, fromClient := io.Pipe()
 	toClient, fromServer := io.Pipe()
 	e.f.In, e.f.Out = toServer, fromServer
 	code := make(chan int, 1)
 	go func() {
-		code <- Main(context.Background(), e.f, []string{"mcp", "serve"})
+		code <- Main(context.Background(), e.f, append([]string{"mcp", "serve"}, flags...))
 		fromServer.Close()
 	}()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).
@@ -107,6 +110,14 @@ func TestMCPServeActsAsTheCommands(t *testing.T) {
 		t.Errorf("kill HEAD: %+v, HEAD %q", killed, e.head())
 	}
 
+	// A relative host path is the project directory's, not the process's.
+	os.WriteFile(filepath.Join(e.f.WorkDir, "notes.txt"), []byte("12345"), 0o644)
+	e.d.acceptFiles = true
+	var cp api.CopyResult
+	if isErr, c := mcpCall(t, cs, "cp", map[string]any{"src": "notes.txt", "dst": "db-root:/root/"}, &cp); isErr || cp.Bytes != 5 {
+		t.Errorf("cp of a relative host path: %+v %s", cp, c)
+	}
+
 	for _, tt := range []struct {
 		tool string
 		args map[string]any
@@ -138,6 +149,26 @@ func TestMCPServeActsAsTheCommands(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("vers mcp serve did not end when its client closed stdin")
+	}
+}
+
+// TestMCPServeDir: --dir is the project the tools act in.
+func TestMCPServeDir(t *testing.T) {
+	e := newEnv(t)
+	other := t.TempDir()
+	project.Init(other)
+	p, _ := project.Find(other)
+	p.SetHead(rootID)
+	cs, _ := serveMCP(t, e, "--dir", other)
+	defer cs.Close()
+	var ex struct {
+		VMID string `json:"vm_id"`
+	}
+	if isErr, c := mcpCall(t, cs, "execute", map[string]any{"command": "true"}, &ex); isErr || ex.VMID != rootID {
+		t.Errorf("execute in --dir's HEAD: %+v %s", ex, c)
+	}
+	if code := e.run("mcp", "serve", "--dir", filepath.Join(other, "nope")); code != ExitInvalid || !strings.Contains(e.errOut.String(), "is no directory") {
+		t.Errorf("--dir of nothing: exit %d: %s", code, e.errOut)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -153,6 +154,12 @@ func (m *mcpVerbs) Info(ctx context.Context, vm string) (api.VMInfo, error) {
 
 func (m *mcpVerbs) Copy(ctx context.Context, a mcpserver.CopyArgs) (api.CopyResult, error) {
 	o := &CopyOptions{f: m.f, Src: a.Src, Dst: a.Dst, Format: "json"}
+	// A relative host path is the server's directory's, --dir's.
+	if _, _, remote := splitRemote(o.Src); !remote && !filepath.IsAbs(o.Src) {
+		o.Src = filepath.Join(m.f.WorkDir, o.Src)
+	} else if _, _, remote := splitRemote(o.Dst); !remote && !filepath.IsAbs(o.Dst) {
+		o.Dst = filepath.Join(m.f.WorkDir, o.Dst)
+	}
 	if err := o.check(); err != nil {
 		return api.CopyResult{}, err
 	}
