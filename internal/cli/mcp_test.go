@@ -152,6 +152,28 @@ func TestMCPServeActsAsTheCommands(t *testing.T) {
 	}
 }
 
+// TestMCPServePaused: execute in a paused VM says how to resume it with
+// the tools, and resume: true does.
+func TestMCPServePaused(t *testing.T) {
+	e := newEnv(t)
+	e.d.Pause(context.Background(), rootID)
+	cs, _ := serveMCP(t, e)
+	defer cs.Close()
+	isErr, c := mcpCall(t, cs, "execute", map[string]any{"vm": "db-root", "command": "true"}, nil)
+	if !isErr || !strings.Contains(c, `"code":"conflict"`) || !strings.Contains(c, "resume: true") || strings.Contains(c, "--resume") {
+		t.Errorf("execute in a paused VM: %s", c)
+	}
+	var ex struct {
+		VMID string `json:"vm_id"`
+	}
+	if isErr, c := mcpCall(t, cs, "execute", map[string]any{"vm": "db-root", "command": "true", "resume": true}, &ex); isErr || ex.VMID != rootID {
+		t.Errorf("execute with resume: %s", c)
+	}
+	if v, _ := e.d.GetVM(context.Background(), rootID); v.State != api.StateRunning {
+		t.Errorf("resume: true left it %s", v.State)
+	}
+}
+
 // TestMCPServeDir: --dir is the project the tools act in.
 func TestMCPServeDir(t *testing.T) {
 	e := newEnv(t)

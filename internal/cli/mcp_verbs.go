@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"vers/api"
 	"vers/client"
+	"vers/internal/errdefs"
 	"vers/internal/mcpserver"
 )
 
@@ -92,6 +95,10 @@ func (m *mcpVerbs) Execute(ctx context.Context, a mcpserver.ExecRequest, stdout,
 	}
 	exit, err := execIn(ctx, c, v.ID, a.VM == "", api.ExecRequest{Command: a.Command, Env: a.Env, Dir: a.Dir}, a.Timeout,
 		client.ExecIO{Stdout: stdout, Stderr: stderr})
+	if errors.Is(err, errdefs.ErrConflict) && userPaused(v) {
+		// execIn's hint names the CLI's flag.
+		return v.ID, exit, fmt.Errorf("vm %s is paused; call resume, or execute with resume: true: %w", label(v), errdefs.ErrConflict)
+	}
 	return v.ID, exit, err
 }
 
