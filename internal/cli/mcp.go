@@ -87,7 +87,7 @@ act in (its project's HEAD, and cp's relative host paths) instead.`,
 				opts.listen = l
 			}
 			if !cmd.Flags().Changed("token-file") {
-				opts.TokenFile = ""
+				opts.TokenFile = "" // VERS_MCP_TOKEN, if set, comes before the default file
 			}
 			if opts.Dir != "" {
 				dir, err := filepath.Abs(opts.Dir)

@@ -15,12 +15,14 @@ import (
 
 // Bounds of execute's arguments. A call never waits longer than
 // maxTimeout, and a result never holds more than 2*maxOutput bytes of
-// output.
+// output: a result holds it twice (structured, and as JSON text for older
+// clients), and escaped binary output grows sixfold, so that even then
+// the result stays under the 16 MiB a message of the SDK's clients may be.
 const (
 	defaultTimeout = 10 * time.Minute
 	maxTimeout     = time.Hour
 	defaultOutput  = 64 << 10
-	maxOutput      = 1 << 20
+	maxOutput      = 512 << 10
 )
 
 // ExecuteArgs are execute's.
@@ -30,7 +32,7 @@ type ExecuteArgs struct {
 	Env            []string `json:"env,omitempty" jsonschema:"entries added to the command's environment, each written KEY=VALUE (optional)"`
 	Workdir        string   `json:"workdir,omitempty" jsonschema:"working directory in the VM (optional, default /root)"`
 	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (optional, default 600, at most 3600)"`
-	MaxOutputBytes int      `json:"max_output_bytes,omitempty" jsonschema:"bytes of stdout and of stderr kept in the result (optional, default 65536, at most 1048576)"`
+	MaxOutputBytes int      `json:"max_output_bytes,omitempty" jsonschema:"bytes of stdout and of stderr kept in the result (optional, default 65536, at most 524288)"`
 	Resume         bool     `json:"resume,omitempty" jsonschema:"resume the VM first if it is paused (optional)"`
 }
 

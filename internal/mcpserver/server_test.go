@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -443,5 +444,32 @@ func TestLongCallsSayTheyRun(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a 200ms call with a progress token heard nothing")
+	}
+}
+
+// TestLargestResultFitsAMessage: at the largest max_output_bytes, output
+// that escapes worst (control bytes) still makes a result that the SDK's
+// clients can read in one message.
+func TestLargestResultFitsAMessage(t *testing.T) {
+	f := newFake(api.VM{ID: "vm1", State: api.StateRunning})
+	junk := bytes.Repeat([]byte{1}, 2*maxOutput)
+	f.exec = func(ctx context.Context, a ExecRequest, stdout, stderr io.Writer) (api.ExecControl, error) {
+		stdout.Write(junk)
+		stderr.Write(junk)
+		return api.ExecControl{Type: "exit"}, nil
+	}
+	cs := connect(t, f)
+	res := call(t, cs, "execute", map[string]any{"vm": "vm1", "command": "cat /dev/urandom", "max_output_bytes": maxOutput})
+	var ex ExecuteResult
+	result(t, "execute", res, &ex)
+	if ex.StdoutDropped != int64(maxOutput) || ex.StderrDropped != int64(maxOutput) {
+		t.Fatalf("dropped %d and %d", ex.StdoutDropped, ex.StderrDropped)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) >= mcp.DefaultMaxLineLength {
+		t.Fatalf("the result is %d bytes, over the %d of a message", len(b), mcp.DefaultMaxLineLength)
 	}
 }

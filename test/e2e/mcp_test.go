@@ -106,7 +106,7 @@ type mcpExec struct {
 
 // TestMCP: an MCP client that vers did not write drives `vers mcp serve`:
 // it lists the tools, boots a VM, runs a command in it (its output and exit
-// code), cancels a command (which ends it in the guest), branches the VM,
+// code), copies a file in and out, cancels a command (which ends it in the guest), branches the VM,
 // sees the child in status, and kills both; a call on a VM that does not
 // exist fails with not_found.
 func TestMCP(t *testing.T) {
@@ -149,6 +149,23 @@ func TestMCP(t *testing.T) {
 	mustTool(ctx, t, cs, "execute", map[string]any{"command": "echo hi; echo oops >&2; exit 3"}, &ex)
 	if ex.Stdout != "hi\n" || ex.Stderr != "oops\n" || ex.ExitCode != 3 || ex.VMID != run.VM.ID {
 		t.Fatalf("execute in HEAD: %+v", ex)
+	}
+
+	// One file each way, host paths relative to the project.
+	if err := os.WriteFile(filepath.Join(p.dir, "in.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var cp struct {
+		Bytes int64 `json:"bytes"`
+	}
+	mustTool(ctx, t, cs, "cp", map[string]any{"src": "in.txt", "dst": ":/root/"}, &cp)
+	mustTool(ctx, t, cs, "execute", map[string]any{"command": "cat /root/in.txt; echo more >> /root/in.txt"}, &ex)
+	if cp.Bytes != 14 || ex.Stdout != "from the host\n" {
+		t.Fatalf("cp to HEAD: %+v, then cat: %+v", cp, ex)
+	}
+	mustTool(ctx, t, cs, "cp", map[string]any{"src": alias + ":/root/in.txt", "dst": "out.txt"}, &cp)
+	if b, err := os.ReadFile(filepath.Join(p.dir, "out.txt")); err != nil || string(b) != "from the host\nmore\n" {
+		t.Fatalf("cp from the VM: %q, %v", b, err)
 	}
 
 	// A call the client cancels ends its command in the guest. ("[9]"
