@@ -92,7 +92,7 @@ func New(v Verbs, opts Options) *mcp.Server {
 }
 
 const instructions = `vers runs QEMU virtual machines on this host and branches them while they run: a branch's children start from the parent's exact memory, processes and disk. ` +
-	`Tools act as the vers CLI does in the directory this server was started in: a VM argument left out means HEAD, the current VM of that project; run, run-commit, checkout and branch with checkout move HEAD. ` +
+	`Tools act as the vers CLI does in the directory this server acts in (where it was started, or its --dir): a VM argument left out means HEAD, the current VM of that project; run, run-commit, checkout and branch with checkout move HEAD. ` +
 	`A VM is named by its alias, its id, or a unique id prefix. Results carry VM ids; a failed call has isError set and the text {"error":{"code":"...","message":"..."}} with the codes invalid, not_found, conflict, timeout, cancelled, no_space, unavailable, internal.`
 
 // toolError is what a tool handler fails with: the verb's error, and what
