@@ -201,7 +201,7 @@ func TestMCPServeFlags(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"mcp", "serve", "--token-file", "/tmp/x"}, ExitUsage, "--token-file is the token of --http"},
+		{[]string{"mcp", "serve", "--token-file", "mcp.token"}, ExitUsage, "--token-file is the token of --http"},
 		{[]string{"mcp", "serve", "--http", ":7780"}, ExitInvalid, "0.0.0.0:7780"},
 		{[]string{"mcp", "serve", "--http", "localhost"}, ExitInvalid, "address and a port"},
 		{[]string{"mcp", "serve", "extra"}, ExitUsage, "unknown command"},
