@@ -67,20 +67,19 @@ start from the state it holds. A VM of that name wins over a tag.`,
 }
 
 func runBranch(ctx context.Context, o *BranchOptions) error {
-	ref, c, err := o.f.target(ctx, o.Client, o.VM)
+	b, err := o.branch(ctx)
 	if err != nil {
 		return err
 	}
-	res, err := c.Branch(ctx, ref, api.BranchRequest{Alias: o.Alias, Count: o.Count})
-	if err != nil && o.VM != "" && errors.Is(err, errdefs.ErrNotFound) {
-		return branchCommit(ctx, o, c)
+	if b.Commit != nil {
+		res := b.Commit
+		if o.Format == "json" {
+			return json.NewEncoder(o.f.Out).Encode(res)
+		}
+		o.printChildren("commit "+commitName(res.Commit), res.VMs, fmt.Sprintf("Restored in %d ms", res.RestoreMillis), res.FirstReadyMillis, res.AllReadyMillis)
+		return nil
 	}
-	if err != nil {
-		return headGone(ref, o.VM == "", err)
-	}
-	if err := o.checkout(ctx, c, res.Children); err != nil {
-		return err
-	}
+	res := b.VM
 	if o.Format == "json" {
 		return json.NewEncoder(o.f.Out).Encode(res)
 	}
@@ -92,24 +91,49 @@ func runBranch(ctx context.Context, o *BranchOptions) error {
 	return nil
 }
 
-// branchCommit starts the children from commit or tag o.VM, which names
-// no VM: a branch of a commit. A VM of that name would win.
-func branchCommit(ctx context.Context, o *BranchOptions, c Daemon) error {
-	res, err := c.RunCommit(ctx, o.VM, api.RunCommitRequest{Alias: o.Alias, Count: o.Count})
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return fmt.Errorf("no VM, commit or tag is named %q: `vers status` lists the VMs, `vers commit ls` the commits: %w", o.VM, errdefs.ErrNotFound)
+// Branched is what a branch started: children of a running VM, or VMs
+// started from a commit (or tag) that names no VM. One of the two is set.
+type Branched struct {
+	VM     *api.BranchResponse
+	Commit *api.RunCommitResponse
+}
+
+// Children are the VMs the branch started.
+func (b Branched) Children() []api.VM {
+	if b.Commit != nil {
+		return b.Commit.VMs
+	}
+	return b.VM.Children
+}
+
+// branch is `vers branch` without its printing: it branches the VM (or the
+// commit) and moves HEAD to the child with -c.
+func (o *BranchOptions) branch(ctx context.Context) (Branched, error) {
+	ref, c, err := o.f.target(ctx, o.Client, o.VM)
+	if err != nil {
+		return Branched{}, err
+	}
+	res, err := c.Branch(ctx, ref, api.BranchRequest{Alias: o.Alias, Count: o.Count})
+	if err != nil && o.VM != "" && errors.Is(err, errdefs.ErrNotFound) {
+		return o.branchCommit(ctx, c)
 	}
 	if err != nil {
-		return err
+		return Branched{}, headGone(ref, o.VM == "", err)
 	}
-	if err := o.checkout(ctx, c, res.VMs); err != nil {
-		return err
+	return Branched{VM: &res}, o.checkout(ctx, c, res.Children)
+}
+
+// branchCommit starts the children from commit or tag o.VM, which names
+// no VM: a branch of a commit. A VM of that name would win.
+func (o *BranchOptions) branchCommit(ctx context.Context, c Daemon) (Branched, error) {
+	res, err := c.RunCommit(ctx, o.VM, api.RunCommitRequest{Alias: o.Alias, Count: o.Count})
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return Branched{}, fmt.Errorf("no VM, commit or tag is named %q: `vers status` lists the VMs, `vers commit ls` the commits: %w", o.VM, errdefs.ErrNotFound)
 	}
-	if o.Format == "json" {
-		return json.NewEncoder(o.f.Out).Encode(res)
+	if err != nil {
+		return Branched{}, err
 	}
-	o.printChildren("commit "+commitName(res.Commit), res.VMs, fmt.Sprintf("Restored in %d ms", res.RestoreMillis), res.FirstReadyMillis, res.AllReadyMillis)
-	return nil
+	return Branched{Commit: &res}, o.checkout(ctx, c, res.VMs)
 }
 
 // checkout moves HEAD to the first child with -c.
@@ -124,7 +148,7 @@ func (o *BranchOptions) checkout(ctx context.Context, c Daemon, children []api.V
 	if err != nil {
 		return err
 	}
-	return o.f.moveHead(ctx, c, p, children[0].ID)
+	return moveHead(ctx, c, p, children[0].ID)
 }
 
 // printChildren says what a branch of from started: lead (the pause, or

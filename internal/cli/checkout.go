@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vers/api"
+	"vers/internal/project"
 )
 
 type CheckoutOptions struct {
@@ -47,32 +48,22 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 		return err
 	}
 	if o.VM == "" {
-		head, err := p.Head()
+		v, err := headVM(ctx, p, c)
 		if err != nil {
 			return err
 		}
-		if head == "" {
-			if o.Format == "json" {
-				return json.NewEncoder(o.f.Out).Encode(api.Checkout{})
-			}
+		if o.Format == "json" {
+			return json.NewEncoder(o.f.Out).Encode(api.Checkout{Head: v})
+		}
+		if v == nil {
 			fmt.Fprintln(o.f.Out, "HEAD is not set; `vers checkout VM` sets it.")
 			return nil
 		}
-		v, err := c.GetVM(ctx, head)
-		if err != nil {
-			return headGone(head, true, err)
-		}
-		if o.Format == "json" {
-			return json.NewEncoder(o.f.Out).Encode(api.Checkout{Head: &v})
-		}
-		fmt.Fprintf(o.f.Out, "HEAD -> %s (%s, %s)\n", label(v), v.ID, v.State)
+		fmt.Fprintf(o.f.Out, "HEAD -> %s (%s, %s)\n", label(*v), v.ID, v.State)
 		return nil
 	}
-	v, err := c.GetVM(ctx, o.VM)
+	v, err := checkoutVM(ctx, p, c, o.VM)
 	if err != nil {
-		return err
-	}
-	if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
 		return err
 	}
 	if o.Format == "json" {
@@ -80,4 +71,26 @@ func runCheckout(ctx context.Context, o *CheckoutOptions) error {
 	}
 	fmt.Fprintf(o.f.Out, "HEAD -> %s (%s)\n", label(v), v.ID)
 	return nil
+}
+
+// headVM is the VM HEAD of p names, or nil when HEAD is not set.
+func headVM(ctx context.Context, p *project.Project, c Daemon) (*api.VM, error) {
+	head, err := p.Head()
+	if err != nil || head == "" {
+		return nil, err
+	}
+	v, err := c.GetVM(ctx, head)
+	if err != nil {
+		return nil, headGone(head, true, err)
+	}
+	return &v, nil
+}
+
+// checkoutVM points HEAD of p at vm.
+func checkoutVM(ctx context.Context, p *project.Project, c Daemon, vm string) (api.VM, error) {
+	v, err := c.GetVM(ctx, vm)
+	if err != nil {
+		return v, err
+	}
+	return v, moveHead(ctx, c, p, v.ID)
 }

@@ -75,8 +75,32 @@ func splitRemote(s string) (vm, path string, ok bool) {
 }
 
 func runCopy(ctx context.Context, o *CopyOptions) error {
-	svm, spath, sremote := splitRemote(o.Src)
-	dvm, dpath, dremote := splitRemote(o.Dst)
+	if err := o.check(); err != nil {
+		return err
+	}
+	// A signal ends the transfer cleanly: no half file is left on either side.
+	ctx, stop := withSignals(ctx)
+	defer stop()
+	c, err := o.f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Recursive {
+		svm, spath, sremote := splitRemote(o.Src)
+		dvm, dpath, _ := splitRemote(o.Dst)
+		return copyTree(ctx, o, c, sremote, svm, spath, dvm, dpath)
+	}
+	n, err := copyFile(ctx, o, c)
+	if err != nil || o.Format != "json" {
+		return err
+	}
+	return json.NewEncoder(o.f.Out).Encode(api.CopyResult{Src: o.Src, Dst: o.Dst, Bytes: n})
+}
+
+// check refuses a copy that names no VM side, two, or no file in the VM.
+func (o *CopyOptions) check() error {
+	_, spath, sremote := splitRemote(o.Src)
+	_, dpath, dremote := splitRemote(o.Dst)
 	if sremote == dremote {
 		return fmt.Errorf("exactly one side must be in a VM (VM:PATH): %w", errUsage)
 	}
@@ -89,29 +113,21 @@ func runCopy(ctx context.Context, o *CopyOptions) error {
 	if o.Recursive && (spath == "-" || dpath == "-") {
 		return fmt.Errorf("-r copies a directory; standard input or output (-) carries one file: %w", errUsage)
 	}
-	// A signal ends the transfer cleanly: no half file is left on either side.
 	if o.Format == "json" && sremote && dpath == "-" {
 		return fmt.Errorf("--format json prints on standard output, which - would write the file to: name a host file: %w", errUsage)
 	}
-	ctx, stop := withSignals(ctx)
-	defer stop()
-	c, err := o.f.Client(ctx)
-	if err != nil {
-		return err
-	}
-	if o.Recursive {
-		return copyTree(ctx, o, c, sremote, svm, spath, dvm, dpath)
-	}
-	var n int64
+	return nil
+}
+
+// copyFile is `vers cp` without its printing: it copies o.Src to o.Dst,
+// which check has accepted, and returns the bytes copied.
+func copyFile(ctx context.Context, o *CopyOptions, c Daemon) (int64, error) {
+	svm, spath, sremote := splitRemote(o.Src)
+	dvm, dpath, _ := splitRemote(o.Dst)
 	if sremote {
-		n, err = copyFromVM(ctx, o, c, svm, spath, dpath)
-	} else {
-		n, err = copyToVM(ctx, o, c, spath, dvm, dpath)
+		return copyFromVM(ctx, o, c, svm, spath, dpath)
 	}
-	if err != nil || o.Format != "json" {
-		return err
-	}
-	return json.NewEncoder(o.f.Out).Encode(api.CopyResult{Src: o.Src, Dst: o.Dst, Bytes: n})
+	return copyToVM(ctx, o, c, spath, dvm, dpath)
 }
 
 func copyFromVM(ctx context.Context, o *CopyOptions, c Daemon, vm, src, dst string) (int64, error) {

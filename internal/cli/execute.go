@@ -250,11 +250,11 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return err
 	}
 
-	ctx, cancel := execDeadline(ctx, o.Timeout)
-	defer cancel(nil)
 	// The first Ctrl-C goes to the remote command, as it would locally; a
 	// second one, SIGTERM or SIGHUP end vers. Ending ctx closes the exec
 	// WebSocket, and the daemon kills the command when it closes.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	sigs, stopSignals := o.Signals()
 	defer stopSignals()
 	remote := make(chan int, 1)
@@ -284,17 +284,9 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		streams.Stdin = o.f.In
 	}
 	start := time.Now()
-	res, err := c.Exec(ctx, ref, api.ExecRequest{
-		Command: o.Command, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout),
-	}, streams)
+	res, err := execIn(ctx, c, ref, o.VM == "", api.ExecRequest{Command: o.Command, Env: o.Env, Dir: o.Dir}, o.Timeout, streams)
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return cause
-		}
-		return headGone(ref, o.VM == "", pausedHint(ctx, c, ref, err))
-	}
-	if res.TimedOut {
-		return fmt.Errorf("command timed out after %s and was killed: %w", o.Timeout, errdefs.ErrTimeout)
+		return err
 	}
 	if o.Format == "json" {
 		if err := o.printResult(res.ExitCode, &stdout, &stderr, time.Since(start)); err != nil {
@@ -305,6 +297,32 @@ func runExecute(ctx context.Context, o *ExecuteOptions) error {
 		return &ExitErr{Code: res.ExitCode}
 	}
 	return nil
+}
+
+// execIn runs req in VM ref, killed after timeout (0: none), and returns
+// its exit once all its output is written to streams. Ending ctx ends the
+// command: the exec WebSocket closes, and versd kills the command then.
+// fromHead says ref is HEAD's, for the message when it is gone. A command
+// that timed out is an error of kind timeout, whatever its exit.
+func execIn(ctx context.Context, c Daemon, ref string, fromHead bool, req api.ExecRequest, timeout time.Duration, streams client.ExecIO) (api.ExecControl, error) {
+	// The CLI keeps its own deadline: a guest that never reports the kill
+	// (a stopped VM, a lost agent) must not keep vers waiting.
+	if timeout > 0 {
+		req.TimeoutMS = timeoutMillis(timeout)
+	}
+	ctx, cancel := execDeadline(ctx, timeout)
+	defer cancel(nil)
+	res, err := c.Exec(ctx, ref, req, streams)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return res, cause
+		}
+		return res, headGone(ref, fromHead, pausedHint(ctx, c, ref, err))
+	}
+	if res.TimedOut {
+		return res, fmt.Errorf("command timed out after %s and was killed: %w", timeout, errdefs.ErrTimeout)
+	}
+	return res, nil
 }
 
 // printResult is execute's --format json: one object once the command

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"vers/api"
 )
 
 type KillOptions struct {
@@ -47,22 +49,7 @@ func runKill(ctx context.Context, o *KillOptions) error {
 	if err != nil {
 		return err
 	}
-	v, err := c.GetVM(ctx, o.VM)
-	if err != nil {
-		return err
-	}
-	res, err := c.DeleteVM(ctx, v.ID, o.Recursive)
-	// A HEAD that named a killed VM is cleared, so it cannot point at a
-	// stranger: also when the kill of a tree failed part way.
-	if p, perr := o.f.Project(); perr == nil {
-		if head, _ := p.Head(); head != "" {
-			for _, id := range res.Deleted {
-				if id == head {
-					o.f.moveHead(ctx, c, p, "")
-				}
-			}
-		}
-	}
+	v, res, err := killVM(ctx, o.f, c, o.VM, o.Recursive)
 	if err != nil {
 		return err
 	}
@@ -75,4 +62,26 @@ func runKill(ctx context.Context, o *KillOptions) error {
 		fmt.Fprintf(o.f.Out, "Killed %s and %d descendant(s)\n", label(v), len(res.Deleted)-1)
 	}
 	return nil
+}
+
+// killVM is `vers kill` without its printing: it kills vm (with its
+// descendants if recursive) and clears a HEAD that named a VM it killed.
+func killVM(ctx context.Context, f *Factory, c Daemon, vm string, recursive bool) (api.VM, api.DeleteVMResponse, error) {
+	v, err := c.GetVM(ctx, vm)
+	if err != nil {
+		return v, api.DeleteVMResponse{}, err
+	}
+	res, err := c.DeleteVM(ctx, v.ID, recursive)
+	// A HEAD that named a killed VM is cleared, so it cannot point at a
+	// stranger: also when the kill of a tree failed part way.
+	if p, perr := f.Project(); perr == nil {
+		if head, _ := p.Head(); head != "" {
+			for _, id := range res.Deleted {
+				if id == head {
+					moveHead(ctx, c, p, "")
+				}
+			}
+		}
+	}
+	return v, res, err
 }

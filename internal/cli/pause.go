@@ -71,19 +71,7 @@ func newCmdPauseResume(f *Factory, resume bool, runF func(context.Context, *Paus
 }
 
 func runPause(ctx context.Context, o *PauseOptions) error {
-	ref, c, err := o.f.target(ctx, o.Client, o.VM)
-	if err != nil {
-		return err
-	}
-	before, err := c.GetVM(ctx, ref)
-	if err != nil {
-		return headGone(ref, o.VM == "", err)
-	}
-	act := c.Pause
-	if o.Resume {
-		act = c.Resume
-	}
-	v, err := act(ctx, before.ID)
+	before, v, err := o.pause(ctx)
 	if err != nil {
 		return err
 	}
@@ -102,6 +90,25 @@ func runPause(ctx context.Context, o *PauseOptions) error {
 		fmt.Fprintf(o.f.Out, "Resumed %s\n", name)
 	}
 	return nil
+}
+
+// pause is `vers pause` (or resume) without its printing: the VM before
+// and after.
+func (o *PauseOptions) pause(ctx context.Context) (before, after api.VM, err error) {
+	ref, c, err := o.f.target(ctx, o.Client, o.VM)
+	if err != nil {
+		return before, after, err
+	}
+	before, err = c.GetVM(ctx, ref)
+	if err != nil {
+		return before, after, headGone(ref, o.VM == "", err)
+	}
+	act := c.Pause
+	if o.Resume {
+		act = c.Resume
+	}
+	after, err = act(ctx, before.ID)
+	return before, after, err
 }
 
 // userPaused reports whether v is paused by `vers pause` (not by a full disk).

@@ -107,7 +107,7 @@ func runPick(ctx context.Context, o *PickOptions) error {
 	// part way: it must not name a VM that is gone.
 	if p != nil {
 		if head, _ := p.Head(); head != "" && killed(res.Killed, head) {
-			if err := o.f.moveHead(ctx, c, p, keep.ID); err != nil && killErr == nil {
+			if err := moveHead(ctx, c, p, keep.ID); err != nil && killErr == nil {
 				killErr = err
 			}
 		}

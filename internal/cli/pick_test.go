@@ -106,7 +106,7 @@ func TestPickStaleHeads(t *testing.T) {
 	if err := os.RemoveAll(gone); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.f.moveHead(t.Context(), e.d, e.proj, deadID); err != nil {
+	if err := moveHead(t.Context(), e.d, e.proj, deadID); err != nil {
 		t.Fatal(err)
 	}
 	if code := e.run("pick", "33333333"); code != 0 {
@@ -137,7 +137,7 @@ func TestPickRefusals(t *testing.T) {
 // HEAD still leaves a VM that is gone.
 func TestPickKillFails(t *testing.T) {
 	e := pickEnv(t)
-	e.f.moveHead(t.Context(), e.d, e.proj, deadID)
+	moveHead(t.Context(), e.d, e.proj, deadID)
 	fail := errors.New("disk on fire")
 	calls := 0
 	e.d.deleteHook = func(id string) error {

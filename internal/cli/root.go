@@ -115,9 +115,11 @@ type Factory struct {
 	// URL and Token are VERS_URL and VERS_TOKEN: a versd over TCP, used
 	// instead of this host's socket, and never started by the CLI.
 	URL, Token string
-	In         io.Reader
-	Out        io.Writer
-	ErrOut     io.Writer
+	// MCPToken is VERS_MCP_TOKEN, the token `vers mcp serve --http` asks.
+	MCPToken string
+	In       io.Reader
+	Out      io.Writer
+	ErrOut   io.Writer
 	// WorkDir is where the project is searched from.
 	WorkDir string
 
@@ -128,7 +130,7 @@ type Factory struct {
 func NewFactory() *Factory {
 	wd, _ := os.Getwd()
 	cfg := config.ForCLI(os.Getenv)
-	return &Factory{Layout: cfg.Layout, URL: cfg.URL, Token: cfg.Token, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
+	return &Factory{Layout: cfg.Layout, URL: cfg.URL, Token: cfg.Token, MCPToken: cfg.MCPToken, In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, WorkDir: wd}
 }
 
 // Client returns a client of a running versd, starting one on this host
@@ -229,6 +231,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdCompare(f, nil),
 		NewCmdDiff(f, nil),
 		NewCmdPick(f, nil),
+		NewCmdMCP(f),
 	)
 	return root
 }

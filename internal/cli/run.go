@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"vers/api"
+	"vers/internal/project"
 )
 
 type RunOptions struct {
@@ -66,7 +67,35 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if err != nil {
 		return err
 	}
-	m := p.Config
+	req := o.createRequest(p.Config)
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	v, err := bootVM(ctx, c, p, req, progressOut(o.f, o.Format), func() {
+		start = time.Now()
+		if o.Format == "text" && !o.Quiet {
+			fmt.Fprintf(o.f.ErrOut, "Booting VM (%d MiB, %d vCPU, %d MiB disk)...\n", req.MemMiB, req.VCPUs, req.FsMiB)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.Format == "json":
+		return json.NewEncoder(o.f.Out).Encode(v)
+	case o.Quiet:
+		fmt.Fprintln(o.f.Out, v.ID)
+	default:
+		printRunning(o.f.Out, v, time.Since(start), true)
+	}
+	return nil
+}
+
+// createRequest is the VM m (vers.toml) describes, with the flags given
+// on the command line in place of its settings.
+func (o *RunOptions) createRequest(m project.Config) api.CreateVMRequest {
 	req := api.CreateVMRequest{
 		Alias: o.Alias, MemMiB: m.Machine.MemMiB, VCPUs: m.Machine.VCPUs, FsMiB: m.Machine.FsMiB,
 		Kernel: m.Kernel.Name, Rootfs: m.Rootfs.Name, Network: m.Network.Mode,
@@ -89,44 +118,38 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	if o.set["network"] {
 		req.Network = o.Network
 	}
-	c, err := o.Client(ctx)
-	if err != nil {
-		return err
-	}
+	return req
+}
+
+// bootVM is `vers run` without its printing: it checks req, builds the
+// images it lacks (their progress to progress), boots the VM and makes it
+// HEAD of p. booting, if not nil, is called just before the boot.
+func bootVM(ctx context.Context, c Daemon, p *project.Project, req api.CreateVMRequest, progress io.Writer, booting func()) (api.VM, error) {
 	// Refuse bad input before minutes of image building.
 	if err := c.ValidateVM(ctx, req); err != nil {
-		return err
+		return api.VM{}, err
 	}
 	// Build missing images first, where their progress can be shown; the
 	// create would only wait for them, silently.
-	if err := ensureImages(ctx, c, progressOut(o.f, o.Format), req.Kernel, req.Rootfs); err != nil {
-		return err
+	if err := ensureImages(ctx, c, progress, req.Kernel, req.Rootfs); err != nil {
+		return api.VM{}, err
 	}
 	// What only a built image can tell (is the disk as large as the root
 	// filesystem?) is checked again before a boot is announced.
 	if err := c.ValidateVM(ctx, req); err != nil {
-		return err
+		return api.VM{}, err
 	}
-	if o.Format == "text" && !o.Quiet {
-		fmt.Fprintf(o.f.ErrOut, "Booting VM (%d MiB, %d vCPU, %d MiB disk)...\n", req.MemMiB, req.VCPUs, req.FsMiB)
+	if booting != nil {
+		booting()
 	}
-	start := time.Now()
 	v, err := c.CreateVM(ctx, req)
 	if err != nil {
-		return err
+		return api.VM{}, err
 	}
-	if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
-		return fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
+	if err := moveHead(ctx, c, p, v.ID); err != nil {
+		return v, fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
 	}
-	switch {
-	case o.Format == "json":
-		return json.NewEncoder(o.f.Out).Encode(v)
-	case o.Quiet:
-		fmt.Fprintln(o.f.Out, v.ID)
-	default:
-		printRunning(o.f.Out, v, time.Since(start), true)
-	}
-	return nil
+	return v, nil
 }
 
 // printRunning is what `vers run` and `vers run-commit` say of a new VM

@@ -49,11 +49,6 @@ were then. It becomes HEAD of the project here, as with ` + "`vers run`" + `.
 }
 
 func runRunCommit(ctx context.Context, o *RunCommitOptions) error {
-	// Outside a project the VM runs all the same; there is no HEAD to set.
-	p, err := o.f.Project()
-	if err != nil && !errors.Is(err, project.ErrNoProject) {
-		return err
-	}
 	c, err := o.Client(ctx)
 	if err != nil {
 		return err
@@ -63,19 +58,11 @@ func runRunCommit(ctx context.Context, o *RunCommitOptions) error {
 	if o.Format == "text" && !o.Quiet {
 		fmt.Fprintf(o.f.ErrOut, "Starting a VM from commit %s...\n", o.Commit)
 	}
-	res, err := c.RunCommit(ctx, o.Commit, api.RunCommitRequest{Alias: o.Alias, Count: 1})
+	res, head, err := runFromCommit(ctx, o.f, c, o.Commit, o.Alias)
 	if err != nil {
-		return stopped(ctx, "run-commit", err)
-	}
-	if len(res.VMs) == 0 {
-		return fmt.Errorf("versd started no VM from commit %s", o.Commit)
+		return err
 	}
 	v := res.VMs[0]
-	if p != nil {
-		if err := o.f.moveHead(ctx, c, p, v.ID); err != nil {
-			return fmt.Errorf("VM %s is running but HEAD could not be set: %w", v.ID, err)
-		}
-	}
 	switch {
 	case o.Format == "json":
 		return json.NewEncoder(o.f.Out).Encode(res)
@@ -83,7 +70,31 @@ func runRunCommit(ctx context.Context, o *RunCommitOptions) error {
 		fmt.Fprintln(o.f.Out, v.ID)
 		return nil
 	}
-	printRunning(o.f.Out, v, time.Duration(res.FirstReadyMillis)*time.Millisecond, p != nil)
+	printRunning(o.f.Out, v, time.Duration(res.FirstReadyMillis)*time.Millisecond, head)
 	fmt.Fprintf(o.f.Out, "From commit %s, restored in %d ms.\n", commitName(res.Commit), res.RestoreMillis)
 	return nil
+}
+
+// runFromCommit is `vers run-commit` without its printing: it starts a VM
+// from commit and makes it HEAD of the project here, if there is one
+// (head says so); outside a project the VM runs all the same.
+func runFromCommit(ctx context.Context, f *Factory, c Daemon, commit, alias string) (api.RunCommitResponse, bool, error) {
+	p, err := f.Project()
+	if err != nil && !errors.Is(err, project.ErrNoProject) {
+		return api.RunCommitResponse{}, false, err
+	}
+	res, err := c.RunCommit(ctx, commit, api.RunCommitRequest{Alias: alias, Count: 1})
+	if err != nil {
+		return res, false, stopped(ctx, "run-commit", err)
+	}
+	if len(res.VMs) == 0 {
+		return res, false, fmt.Errorf("versd started no VM from commit %s", commit)
+	}
+	if p == nil {
+		return res, false, nil
+	}
+	if err := moveHead(ctx, c, p, res.VMs[0].ID); err != nil {
+		return res, false, fmt.Errorf("VM %s is running but HEAD could not be set: %w", res.VMs[0].ID, err)
+	}
+	return res, true, nil
 }

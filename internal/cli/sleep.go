@@ -82,30 +82,12 @@ func newVMVerb(f *Factory, runF func(context.Context, *VMVerbOptions) error, ver
 }
 
 func runVMVerb(ctx context.Context, o *VMVerbOptions) error {
-	ref, c, err := o.f.target(ctx, o.Client, o.VM)
-	if err != nil {
-		return err
-	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 	start := time.Now()
-	var v api.VM
-	switch o.Verb {
-	case "sleep":
-		v, err = c.Sleep(ctx, ref)
-	case "wake":
-		v, err = c.Wake(ctx, ref)
-	default:
-		v, err = c.Restore(ctx, ref, api.RestoreRequest{Commit: o.Commit})
-	}
+	v, err := o.act(ctx)
 	if err != nil {
-		if o.Verb == "restore" && errors.Is(err, errdefs.ErrNotFound) {
-			// Not found may be the commit: HEAD is gone only if its VM is.
-			if _, gerr := c.GetVM(ctx, ref); gerr == nil {
-				return err
-			}
-		}
-		return stopped(ctx, o.Verb, headGone(ref, o.VM == "", err))
+		return err
 	}
 	if o.Format == "json" {
 		return json.NewEncoder(o.f.Out).Encode(v)
@@ -120,4 +102,30 @@ func runVMVerb(ctx context.Context, o *VMVerbOptions) error {
 		fmt.Fprintf(o.f.Out, "VM %s (%s) is back at commit %s and %s (%.1fs).\n", label(v), v.ID, o.Commit, v.State, took)
 	}
 	return nil
+}
+
+// act is sleep, wake or restore without the printing: the VM afterwards.
+func (o *VMVerbOptions) act(ctx context.Context) (api.VM, error) {
+	ref, c, err := o.f.target(ctx, o.Client, o.VM)
+	if err != nil {
+		return api.VM{}, err
+	}
+	var v api.VM
+	switch o.Verb {
+	case "sleep":
+		v, err = c.Sleep(ctx, ref)
+	case "wake":
+		v, err = c.Wake(ctx, ref)
+	default:
+		v, err = c.Restore(ctx, ref, api.RestoreRequest{Commit: o.Commit})
+	}
+	if err != nil {
+		if o.Verb == "restore" && errors.Is(err, errdefs.ErrNotFound) {
+			if _, gerr := c.GetVM(ctx, ref); gerr == nil {
+				return v, err
+			}
+		}
+		return v, stopped(ctx, o.Verb, headGone(ref, o.VM == "", err))
+	}
+	return v, nil
 }

@@ -80,7 +80,7 @@ func aliasOrNone(v api.VM) string {
 // file is what commands in p act on; versd's record is a guard for other
 // directories, checked against the file where it can be read, so a failure
 // to report is not the command's failure.
-func (f *Factory) moveHead(ctx context.Context, c Daemon, p *project.Project, id string) error {
+func moveHead(ctx context.Context, c Daemon, p *project.Project, id string) error {
 	if err := p.SetHead(id); err != nil {
 		return err
 	}

@@ -67,6 +67,9 @@ type CLI struct {
 	// (http://127.0.0.1:7777), used instead of this host's socket; the CLI
 	// never starts that one. Token is VERS_TOKEN, the bearer token it takes.
 	URL, Token string
+	// MCPToken is VERS_MCP_TOKEN: the bearer token `vers mcp serve --http`
+	// requires, instead of the one in its token file.
+	MCPToken string
 }
 
 const (
@@ -91,7 +94,7 @@ func Layout(getenv Getenv) paths.Layout {
 
 // ForCLI reads the CLI's configuration.
 func ForCLI(getenv Getenv) CLI {
-	return CLI{Layout: Layout(getenv), URL: getenv("VERS_URL"), Token: getenv("VERS_TOKEN")}
+	return CLI{Layout: Layout(getenv), URL: getenv("VERS_URL"), Token: getenv("VERS_TOKEN"), MCPToken: getenv("VERS_MCP_TOKEN")}
 }
 
 // ParseListen reads a TCP address to serve the API on: an IP address and a

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/internal/agent"
+	"vers/internal/bearer"
 	"vers/internal/buildid"
 	"vers/internal/chunk"
 	"vers/internal/config"
@@ -157,7 +158,9 @@ func serve(ctx context.Context, layout paths.Layout, listen config.Listen, api *
 			return err
 		}
 		api.listen = listen.Addr
-		servers = append(servers, &http.Server{Handler: requireToken(token, log, h), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Handler: bearer.Require(token, "versd", func(r *http.Request) {
+			log.Debug("refused a request without the token", "remote", r.RemoteAddr)
+		}, h), ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, tcp)
 	}
 	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", api.vms.Accel(), "home", filepath.Clean(layout.Home))
@@ -193,7 +196,7 @@ func serveAll(ctx context.Context, servers []*http.Server, listeners []net.Liste
 // listenTCP opens listen's address and the token requests to it must
 // carry. The token itself is never logged, only where it is kept.
 func listenTCP(listen config.Listen, tokenFile string, log *slog.Logger) (net.Listener, string, error) {
-	token, err := loadToken(tokenFile)
+	token, err := bearer.Load(tokenFile)
 	if err != nil {
 		return nil, "", err
 	}

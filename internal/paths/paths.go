@@ -22,6 +22,10 @@ func (l Layout) PIDFile() string  { return filepath.Join(l.Home, "versd.pid") }
 // (--listen); the unix socket needs none.
 func (l Layout) Token() string { return filepath.Join(l.Home, "versd.token") }
 
+// MCPToken holds the bearer token `vers mcp serve --http` asks of its
+// clients, by default.
+func (l Layout) MCPToken() string { return filepath.Join(l.Home, "mcp.token") }
+
 // StartLock is held by the CLI that starts or restarts versd, so that of
 // many CLIs finding no daemon at once, one starts it and the others wait.
 func (l Layout) StartLock() string { return filepath.Join(l.Home, "versd.start.lock") }

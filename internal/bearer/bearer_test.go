@@ -1,8 +1,6 @@
-package daemon
+package bearer
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +12,7 @@ import (
 func TestRequireToken(t *testing.T) {
 	const token = "0123456789abcdef0123456789abcdef"
 	reached := 0
-	h := requireToken(token, slog.New(slog.NewTextHandler(io.Discard, nil)), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := Require(token, "versd", nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached++
 		w.Write([]byte("ok"))
 	}))
@@ -57,7 +55,7 @@ func TestRequireToken(t *testing.T) {
 
 func TestLoadTokenCreatesOnceAndReuses(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "versd.token")
-	tok, err := loadToken(path)
+	tok, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +69,11 @@ func TestLoadTokenCreatesOnceAndReuses(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file mode %v, want 0600", st.Mode().Perm())
 	}
-	again, err := loadToken(path)
+	again, err := Load(path)
 	if err != nil || again != tok {
 		t.Fatalf("second load: %q, %v; want the first token", again, err)
 	}
-	if other, _ := loadToken(filepath.Join(t.TempDir(), "versd.token")); other == tok {
+	if other, _ := Load(filepath.Join(t.TempDir(), "versd.token")); other == tok {
 		t.Fatal("two token files hold one token")
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
@@ -89,12 +87,12 @@ func TestLoadTokenRefusals(t *testing.T) {
 	open := filepath.Join(dir, "open")
 	os.WriteFile(open, []byte(strings.Repeat("a", 64)), 0o644)
 	os.Chmod(open, 0o644)
-	if _, err := loadToken(open); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := Load(open); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("a token file others can read: %v", err)
 	}
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("abc\n"), 0o600)
-	if _, err := loadToken(short); err == nil || !strings.Contains(err.Error(), "remove it") {
+	if _, err := Load(short); err == nil || !strings.Contains(err.Error(), "remove it") {
 		t.Errorf("a short token: %v", err)
 	}
 }

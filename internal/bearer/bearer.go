@@ -1,4 +1,7 @@
-package daemon
+// Package bearer guards an HTTP API with a bearer token kept in a file
+// only its owner can read: versd --listen and vers mcp serve --http. It
+// never logs or prints a token, only where it is kept.
+package bearer
 
 import (
 	"crypto/rand"
@@ -8,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,21 +19,26 @@ import (
 	"vers/internal/errdefs"
 )
 
-// minToken is the shortest token versd accepts from its token file; the
-// ones it makes are 64 hex digits (32 random bytes).
-const minToken = 32
+// MinLen is the shortest token accepted from a token file; the ones Load
+// makes are 64 hex digits (32 random bytes).
+const MinLen = 32
 
-// requireToken serves next only to requests that carry token as a bearer
+// Require serves next only to requests that carry token as a bearer
 // token. Any other request gets 401 and nothing else: no body, so nothing
-// about routes, VMs or the daemon reaches whoever lacks the token.
-func requireToken(token string, log *slog.Logger, next http.Handler) http.Handler {
+// about routes, VMs or the server reaches whoever lacks the token. realm
+// names the server in the WWW-Authenticate header; refused, if not nil,
+// is told of each refusal (to log it).
+func Require(token, realm string, refused func(*http.Request), next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(token))
+	challenge := fmt.Sprintf("Bearer realm=%q", realm)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
 		// Comparing digests keeps the time the same whatever the length.
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			log.Debug("refused a request without the token", "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="versd"`)
+			if refused != nil {
+				refused(r)
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -49,10 +56,10 @@ func bearer(h string) string {
 	return strings.TrimSpace(tok)
 }
 
-// loadToken is the token in the file path, made on first use: 32 bytes of
+// Load is the token in the file path, made on first use: 32 bytes of
 // crypto/rand, hex, in a file only its owner can read. A file others can
 // read is refused rather than used.
-func loadToken(path string) (string, error) {
+func Load(path string) (string, error) {
 	tok, err := readToken(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return tok, err
@@ -77,9 +84,9 @@ func readToken(path string) (string, error) {
 	b := make([]byte, 4096)
 	n, _ := f.Read(b)
 	tok := strings.TrimSpace(string(b[:n]))
-	if len(tok) < minToken || strings.ContainsAny(tok, " \t\r\n") {
-		return "", fmt.Errorf("token file %s holds no token of %d characters or more; remove it and versd makes a new one: %w",
-			path, minToken, errdefs.ErrInvalid)
+	if len(tok) < MinLen || strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("token file %s holds no token of %d characters or more; remove it and a new one is made at the next start: %w",
+			path, MinLen, errdefs.ErrInvalid)
 	}
 	return tok, nil
 }
@@ -92,7 +99,7 @@ func createToken(path string) (string, error) {
 		return "", fmt.Errorf("make a token: %w", err)
 	}
 	tok := hex.EncodeToString(raw)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".versd.token-*") // mode 0600
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*") // mode 0600
 	if err != nil {
 		return "", fmt.Errorf("write the token file: %w", err)
 	}
