@@ -33,6 +33,20 @@ var errWalkStopped = errors.New("the VM stopped reading")
 
 // copyTree runs vers cp -r once the sides are known.
 func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, spath, dvm, dpath string) error {
+	out, err := copyTreeResult(ctx, o, c, sremote, svm, spath, dvm, dpath)
+	if err != nil {
+		return err
+	}
+	if o.Format == "json" {
+		return json.NewEncoder(o.f.Out).Encode(out)
+	}
+	fmt.Fprintln(o.f.Out, treeSummary(out, dvm, sremote))
+	return nil
+}
+
+// copyTreeResult is vers cp -r without its summary: the copy, with a
+// progress line on a terminal in text mode.
+func copyTreeResult(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, spath, dvm, dpath string) (api.CopyTreeResult, error) {
 	start := time.Now()
 	var moved atomic.Int64
 	stopProgress := func() {}
@@ -49,16 +63,11 @@ func copyTree(ctx context.Context, o *CopyOptions, c Daemon, sremote bool, svm, 
 	stopProgress() // before anything else is printed on the terminal
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted; the files copied before stay, each one whole: %w", ctx.Err())
+			return api.CopyTreeResult{}, fmt.Errorf("interrupted; the files copied before stay, each one whole: %w", ctx.Err())
 		}
-		return err
+		return api.CopyTreeResult{}, err
 	}
-	out := api.CopyTreeResult{Src: o.Src, Dst: o.Dst, TreeResult: res, DurationMillis: time.Since(start).Milliseconds()}
-	if o.Format == "json" {
-		return json.NewEncoder(o.f.Out).Encode(out)
-	}
-	fmt.Fprintln(o.f.Out, treeSummary(out, dvm, sremote))
-	return nil
+	return api.CopyTreeResult{Src: o.Src, Dst: o.Dst, TreeResult: res, DurationMillis: time.Since(start).Milliseconds()}, nil
 }
 
 // showProgress writes, every interval, how much of the archive has gone

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"vers/api"
 	"vers/client"
@@ -159,8 +160,8 @@ func (m *mcpVerbs) Info(ctx context.Context, vm string) (api.VMInfo, error) {
 	return info, headGone(ref, vm == "", err)
 }
 
-func (m *mcpVerbs) Copy(ctx context.Context, a mcpserver.CopyArgs) (api.CopyResult, error) {
-	o := &CopyOptions{f: m.f, Src: a.Src, Dst: a.Dst, Format: "json"}
+func (m *mcpVerbs) Copy(ctx context.Context, a mcpserver.CopyArgs) (mcpserver.CopyResult, error) {
+	o := &CopyOptions{f: m.f, Src: a.Src, Dst: a.Dst, Recursive: a.Recursive, Format: "json"}
 	// A relative host path is the server's directory's, --dir's.
 	if _, _, remote := splitRemote(o.Src); !remote && !filepath.IsAbs(o.Src) {
 		o.Src = filepath.Join(m.f.WorkDir, o.Src)
@@ -168,14 +169,58 @@ func (m *mcpVerbs) Copy(ctx context.Context, a mcpserver.CopyArgs) (api.CopyResu
 		o.Dst = filepath.Join(m.f.WorkDir, o.Dst)
 	}
 	if err := o.check(); err != nil {
-		return api.CopyResult{}, err
+		return mcpserver.CopyResult{}, err
 	}
 	c, err := m.client(ctx)
 	if err != nil {
-		return api.CopyResult{}, err
+		return mcpserver.CopyResult{}, err
+	}
+	if a.Recursive {
+		svm, spath, sremote := splitRemote(o.Src)
+		dvm, dpath, _ := splitRemote(o.Dst)
+		res, err := copyTreeResult(ctx, o, c, sremote, svm, spath, dvm, dpath)
+		if err != nil {
+			return mcpserver.CopyResult{}, err
+		}
+		return mcpserver.CopyResult{Src: a.Src, Dst: a.Dst, Bytes: res.Bytes, Tree: &res.TreeResult, DurationMillis: res.DurationMillis}, nil
 	}
 	n, err := copyFile(ctx, o, c)
-	return api.CopyResult{Src: a.Src, Dst: a.Dst, Bytes: n}, err
+	return mcpserver.CopyResult{Src: a.Src, Dst: a.Dst, Bytes: n}, err
+}
+
+func (m *mcpVerbs) Compare(ctx context.Context, a mcpserver.CompareArgs, timeout time.Duration) (api.FanoutResult, error) {
+	c, err := m.client(ctx)
+	if err != nil {
+		return api.FanoutResult{}, err
+	}
+	spec := fanSpec{On: a.VMs, Tree: a.Tree, Children: a.Children}
+	if err := spec.check(); err != nil {
+		return api.FanoutResult{}, err
+	}
+	vms, err := spec.targets(ctx, c)
+	if err != nil {
+		return api.FanoutResult{}, err
+	}
+	run := fanRun{Timeout: timeout, MaxOutput: a.MaxOutputBytes,
+		Req: api.ExecRequest{Command: a.Command, TimeoutMS: timeoutMillis(timeout)}}
+	return run.run(ctx, c, vms), context.Cause(ctx)
+}
+
+func (m *mcpVerbs) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error) {
+	c, err := m.client(ctx)
+	if err != nil {
+		return api.FSDiff{}, err
+	}
+	return c.Diff(ctx, req)
+}
+
+func (m *mcpVerbs) Pick(ctx context.Context, a mcpserver.PickArgs) (api.PickResult, error) {
+	c, err := m.client(ctx)
+	if err != nil {
+		return api.PickResult{}, err
+	}
+	res, _, err := pickVM(ctx, m.f, c, a.VM, a.DryRun, a.Force)
+	return res, err
 }
 
 func (m *mcpVerbs) Commit(ctx context.Context, a mcpserver.CommitArgs) (api.CommitResponse, error) {

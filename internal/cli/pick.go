@@ -59,16 +59,28 @@ func runPick(ctx context.Context, o *PickOptions) error {
 	if err != nil {
 		return err
 	}
-	keep, err := c.GetVM(ctx, o.VM)
+	res, doomed, err := pickVM(ctx, o.f, c, o.VM, o.DryRun, o.Force)
 	if err != nil {
 		return err
 	}
+	return o.print(res, doomed)
+}
+
+// pickVM is `vers pick` without its printing: it keeps vm and kills its
+// siblings with their subtrees (with dry, only says which), unless one is
+// another project directory's HEAD and not force. It returns the result
+// and every VM that goes (or would).
+func pickVM(ctx context.Context, f *Factory, c Daemon, vm string, dry, force bool) (api.PickResult, []api.VM, error) {
+	keep, err := c.GetVM(ctx, vm)
+	if err != nil {
+		return api.PickResult{}, nil, err
+	}
 	if keep.ParentID == "" {
-		return fmt.Errorf("vm %s was not branched from another VM, so it has no siblings to drop: %w", label(keep), errdefs.ErrInvalid)
+		return api.PickResult{}, nil, fmt.Errorf("vm %s was not branched from another VM, so it has no siblings to drop: %w", label(keep), errdefs.ErrInvalid)
 	}
 	all, err := c.ListVMs(ctx)
 	if err != nil {
-		return err
+		return api.PickResult{}, nil, err
 	}
 	var siblings, doomed []api.VM
 	for _, s := range childrenOf(all, keep.ParentID) {
@@ -77,20 +89,20 @@ func runPick(ctx context.Context, o *PickOptions) error {
 			doomed = append(doomed, subtree(all, s)...)
 		}
 	}
-	p, _ := o.f.Project() // outside a project, no HEAD of its own
+	p, _ := f.Project() // outside a project, no HEAD of its own
 	others, err := otherHeads(ctx, c, p, doomed)
 	if err != nil {
-		return err
+		return api.PickResult{}, nil, err
 	}
-	if len(others) > 0 && !o.Force && !o.DryRun {
-		return headsInTheWay(others, doomed)
+	if len(others) > 0 && !force && !dry {
+		return api.PickResult{}, nil, headsInTheWay(others, doomed)
 	}
-	res := api.PickResult{Kept: vmRef(keep), Killed: []api.VMRef{}, DryRun: o.DryRun, Heads: others}
-	if o.DryRun {
+	res := api.PickResult{Kept: vmRef(keep), Killed: []api.VMRef{}, DryRun: dry, Heads: others}
+	if dry {
 		for _, v := range doomed {
 			res.Killed = append(res.Killed, vmRef(v))
 		}
-		return o.print(res, doomed)
+		return res, doomed, nil
 	}
 	var killErr error
 	for _, s := range siblings {
@@ -114,11 +126,11 @@ func runPick(ctx context.Context, o *PickOptions) error {
 	}
 	if killErr != nil {
 		if len(res.Killed) > 0 {
-			return fmt.Errorf("%w (killed before it: %s)", killErr, refList(res.Killed))
+			return res, doomed, fmt.Errorf("%w (killed before it: %s)", killErr, refList(res.Killed))
 		}
-		return killErr
+		return res, doomed, killErr
 	}
-	return o.print(res, doomed)
+	return res, doomed, nil
 }
 
 // otherHeads are the heads of other project directories that name a VM in

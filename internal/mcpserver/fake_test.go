@@ -22,6 +22,10 @@ type fake struct {
 	lastExec ExecRequest
 	lastCopy CopyArgs
 	lastRun  RunArgs
+
+	lastCompare CompareArgs
+	lastTimeout time.Duration
+	lastDiff    api.FSDiffRequest
 }
 
 var _ Verbs = (*fake)(nil)
@@ -147,9 +151,44 @@ func (f *fake) Info(ctx context.Context, vm string) (api.VMInfo, error) {
 	return api.VMInfo{VM: v, Accel: "tcg"}, err
 }
 
-func (f *fake) Copy(ctx context.Context, a CopyArgs) (api.CopyResult, error) {
+func (f *fake) Copy(ctx context.Context, a CopyArgs) (CopyResult, error) {
 	f.lastCopy = a
-	return api.CopyResult{Src: a.Src, Dst: a.Dst, Bytes: 42}, nil
+	res := CopyResult{Src: a.Src, Dst: a.Dst, Bytes: 42}
+	if a.Recursive {
+		res.Tree = &api.TreeResult{Path: a.Dst, Files: 2, Dirs: 1, Bytes: 42}
+	}
+	return res, nil
+}
+
+// Compare runs nothing: each VM named "prints" its alias, or fails.
+func (f *fake) Compare(ctx context.Context, a CompareArgs, timeout time.Duration) (api.FanoutResult, error) {
+	f.lastCompare, f.lastTimeout = a, timeout
+	res := api.FanoutResult{Command: a.Command}
+	for _, ref := range a.VMs {
+		v, err := f.get(ref)
+		if err != nil {
+			return api.FanoutResult{}, err
+		}
+		res.Results = append(res.Results, api.FanoutRow{VM: api.VMRef{ID: v.ID, Alias: v.Alias}, Stdout: v.Alias + "\n"})
+	}
+	return res, nil
+}
+
+func (f *fake) Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error) {
+	f.lastDiff = req
+	a, err := f.get(req.A)
+	if err != nil {
+		return api.FSDiff{}, err
+	}
+	return api.FSDiff{A: api.VMRef{ID: a.ID}, Changes: []api.FSChange{{Path: "/etc/x", Kind: api.ChangeAdded}}, Method: api.DiffJournal}, nil
+}
+
+func (f *fake) Pick(ctx context.Context, a PickArgs) (api.PickResult, error) {
+	v, err := f.get(a.VM)
+	if err != nil {
+		return api.PickResult{}, err
+	}
+	return api.PickResult{Kept: api.VMRef{ID: v.ID}, Killed: []api.VMRef{}, DryRun: a.DryRun}, nil
 }
 
 func (f *fake) Commit(ctx context.Context, a CommitArgs) (api.CommitResponse, error) {

@@ -46,7 +46,7 @@ type Verbs interface {
 	// the VM HEAD names, or nil.
 	Checkout(ctx context.Context, vm string) (*api.VM, error)
 	Info(ctx context.Context, vm string) (api.VMInfo, error)
-	Copy(ctx context.Context, a CopyArgs) (api.CopyResult, error)
+	Copy(ctx context.Context, a CopyArgs) (CopyResult, error)
 	Commit(ctx context.Context, a CommitArgs) (api.CommitResponse, error)
 	// RunCommit starts a VM from a commit; head says it became HEAD (there
 	// is a project).
@@ -59,6 +59,11 @@ type Verbs interface {
 	Wake(ctx context.Context, vm string) (api.VM, error)
 	// Restore puts vm back to the state of commit, in place.
 	Restore(ctx context.Context, vm, commit string) (api.VM, error)
+	// Compare runs a.Command in the VMs a names, at once, each for at most
+	// timeout, keeping a.MaxOutputBytes of each stream.
+	Compare(ctx context.Context, a CompareArgs, timeout time.Duration) (api.FanoutResult, error)
+	Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error)
+	Pick(ctx context.Context, a PickArgs) (api.PickResult, error)
 }
 
 // Options are a server's settings; the zero value is usable.

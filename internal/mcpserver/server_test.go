@@ -93,7 +93,7 @@ func TestToolsListedWithSchemas(t *testing.T) {
 	for _, tool := range res.Tools {
 		byName[tool.Name] = tool
 	}
-	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume", "tags", "sleep", "wake", "restore"}
+	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume", "tags", "sleep", "wake", "restore", "compare", "diff", "pick"}
 	for _, name := range want {
 		tool := byName[name]
 		if tool == nil {
@@ -192,10 +192,14 @@ func TestToolsHappyPaths(t *testing.T) {
 		t.Errorf("info: %+v", info)
 	}
 
-	var cp api.CopyResult
+	var cp CopyResult
 	result(t, "cp", call(t, cs, "cp", map[string]any{"src": "notes.txt", "dst": "root:/root/"}), &cp)
-	if cp.Bytes != 42 || f.lastCopy.Src != "notes.txt" || f.lastCopy.Dst != "root:/root/" {
+	if cp.Bytes != 42 || f.lastCopy.Src != "notes.txt" || f.lastCopy.Dst != "root:/root/" || cp.Tree != nil {
 		t.Errorf("cp: %+v", cp)
+	}
+	result(t, "cp -r", call(t, cs, "cp", map[string]any{"src": "dir", "dst": "root:/root/", "recursive": true}), &cp)
+	if cp.Tree == nil || cp.Tree.Files != 2 || !f.lastCopy.Recursive {
+		t.Errorf("cp recursive: %+v", cp)
 	}
 
 	var cm api.CommitResponse
@@ -471,5 +475,46 @@ func TestLargestResultFitsAMessage(t *testing.T) {
 	}
 	if len(b) >= mcp.DefaultMaxLineLength {
 		t.Fatalf("the result is %d bytes, over the %d of a message", len(b), mcp.DefaultMaxLineLength)
+	}
+}
+
+func TestCompareDiffPickTools(t *testing.T) {
+	f := newFake(api.VM{ID: "vm1", Alias: "a"}, api.VM{ID: "vm2", Alias: "b"})
+	cs := connect(t, f)
+	var fan api.FanoutResult
+	result(t, "compare", call(t, cs, "compare", map[string]any{"command": "cat x", "vms": []string{"a", "b"}, "timeout_seconds": 5}), &fan)
+	if len(fan.Results) != 2 || fan.Results[1].Stdout != "b\n" || f.lastTimeout != 5*time.Second || f.lastCompare.MaxOutputBytes != defaultOutput {
+		t.Errorf("compare: %+v, timeout %s, args %+v", fan, f.lastTimeout, f.lastCompare)
+	}
+	for _, args := range []map[string]any{
+		{"command": "x"},
+		{"command": "x", "vms": []string{"a"}, "tree": "a"},
+		{"command": " ", "vms": []string{"a"}},
+		{"command": "x", "vms": []string{"a"}, "timeout_seconds": 99999},
+	} {
+		if e := toolErr(t, "compare", call(t, cs, "compare", args)); e.Code != api.CodeInvalid {
+			t.Errorf("compare %v: %+v", args, e)
+		}
+	}
+	if e := toolErr(t, "compare", call(t, cs, "compare", map[string]any{"command": "x", "vms": []string{"nope"}})); e.Code != api.CodeNotFound {
+		t.Errorf("compare of a missing VM: %+v", e)
+	}
+
+	var d api.FSDiff
+	result(t, "diff", call(t, cs, "diff", map[string]any{"a": "a", "b": "b", "paths": []string{"/etc"}, "content": true}), &d)
+	if len(d.Changes) != 1 || f.lastDiff.A != "a" || f.lastDiff.Paths[0] != "/etc" || !f.lastDiff.Content {
+		t.Errorf("diff: %+v, asked %+v", d, f.lastDiff)
+	}
+	if e := toolErr(t, "diff", call(t, cs, "diff", map[string]any{"a": "a", "b": ""})); e.Code != api.CodeInvalid {
+		t.Errorf("diff without b: %+v", e)
+	}
+
+	var p api.PickResult
+	result(t, "pick", call(t, cs, "pick", map[string]any{"vm": "a", "dry_run": true}), &p)
+	if p.Kept.ID != "vm1" || !p.DryRun {
+		t.Errorf("pick: %+v", p)
+	}
+	if e := toolErr(t, "pick", call(t, cs, "pick", map[string]any{"vm": "zzz"})); e.Code != api.CodeNotFound {
+		t.Errorf("pick of a missing VM: %+v", e)
 	}
 }

@@ -29,8 +29,8 @@ func (t *tools) register(srv *mcp.Server) {
 		"A VM with children is refused (code conflict) without recursive. Returns the ids deleted.", Annotations: destructive()}, t.kill)
 	add(srv, &mcp.Tool{Name: "checkout", Description: "Point HEAD, the VM tools act on when none is named, at vm; with vm left out, return the VM HEAD names (null when none)."}, t.checkout)
 	add(srv, readOnly("info", "Show a VM (HEAD if vm is left out) in detail: state, parent and children, origin, machine, network, the memory and disk it uses on the host, its last pause."), t.info)
-	add(srv, &mcp.Tool{Name: "cp", Description: "Copy one file between this host and a VM. Exactly one of src and dst is in a VM, written VM:PATH (\":PATH\" is HEAD's); " +
-		"the other is a path on this host (relative to the directory the server runs in). A file is copied whole or not at all. Returns the bytes copied."}, t.copy)
+	add(srv, &mcp.Tool{Name: "cp", Description: "Copy a file (or with recursive a directory) between this host and a VM. Exactly one of src and dst is in a VM, written VM:PATH (\":PATH\" is HEAD's); " +
+		"the other is a path on this host (relative to the directory the server runs in). A file is copied whole or not at all; a directory keeps modes, times and symlinks (never followed). Returns what was copied."}, t.copy)
 	add(srv, &mcp.Tool{Name: "commit", Description: "Save a VM's whole running state (HEAD if vm is left out) as an immutable commit on disk: memory, processes and disk. " +
 		"The VM pauses milliseconds and runs on. Start VMs from it with run-commit or branch. Returns the commit and its id."}, t.commit)
 	add(srv, &mcp.Tool{Name: "run-commit", Description: "Start a VM from a commit (its id, a unique id prefix or a tag), running on from the instant it was made, and make it HEAD. Returns the VM and its id."}, t.runCommit)
@@ -42,6 +42,7 @@ func (t *tools) register(srv *mcp.Server) {
 	add(srv, &mcp.Tool{Name: "wake", Description: "Wake a sleeping VM (HEAD if vm is left out): it runs on where it stopped, with the same id."}, t.wake)
 	add(srv, &mcp.Tool{Name: "restore", Description: "Put a VM (HEAD if vm is left out) back to the state a commit holds, in place: memory, processes and disk as they were when it was made; " +
 		"it keeps its id and alias. What changed since is lost.", Annotations: destructive()}, t.restore)
+	t.registerCompare(srv)
 }
 
 func readOnly(name, desc string) *mcp.Tool {
@@ -174,13 +175,23 @@ func (t *tools) info(ctx context.Context, a VMArg) (api.VMInfo, error) {
 
 // CopyArgs are cp's.
 type CopyArgs struct {
-	Src string `json:"src" jsonschema:"what to copy: VM:PATH (:PATH for HEAD) or a path on this host"`
-	Dst string `json:"dst" jsonschema:"where to: VM:PATH (:PATH for HEAD; a PATH ending in / keeps the file's name) or a path on this host (a directory keeps the name)"`
+	Src       string `json:"src" jsonschema:"what to copy: VM:PATH (:PATH for HEAD) or a path on this host"`
+	Dst       string `json:"dst" jsonschema:"where to: VM:PATH (:PATH for HEAD; a PATH ending in / keeps the file's name) or a path on this host (a directory keeps the name)"`
+	Recursive bool   `json:"recursive,omitempty" jsonschema:"copy a directory and everything in it, into dst/NAME when dst is a directory (optional)"`
 }
 
-func (t *tools) copy(ctx context.Context, a CopyArgs) (api.CopyResult, error) {
+// CopyResult is what cp copied: a file's bytes, or with recursive the tree.
+type CopyResult struct {
+	Src            string          `json:"src"`
+	Dst            string          `json:"dst"`
+	Bytes          int64           `json:"bytes"`
+	Tree           *api.TreeResult `json:"tree,omitempty" jsonschema:"with recursive: the directory made and what it holds"`
+	DurationMillis int64           `json:"duration_ms,omitempty"`
+}
+
+func (t *tools) copy(ctx context.Context, a CopyArgs) (CopyResult, error) {
 	if a.Src == "-" || a.Dst == "-" {
-		return api.CopyResult{}, invalid(`"-" (standard input or output) is the protocol's here: name a file on this host`)
+		return CopyResult{}, invalid(`"-" (standard input or output) is the protocol's here: name a file on this host`)
 	}
 	return t.v.Copy(ctx, a)
 }
