@@ -78,6 +78,18 @@ func TestCompareBranches(t *testing.T) {
 		t.Errorf("diff: exit %d\n%s%s", r.code, r.out, r.err)
 	}
 	p.must("diff", root, a, "--exec", "cat /root/state")
+	var ed api.ExecDiff
+	r = p.vers("diff", a, b, "--exec", "cat /root/state", "--format", "json")
+	decodeJSON(t, "diff --exec", r.out, &ed)
+	if r.code != 1 || ed.Same || ed.A.Stdout != "base\n" || ed.B.Stdout != "changed\n" || !strings.Contains(ed.StdoutDiff, "+changed") {
+		t.Errorf("diff --exec --format json: exit %d, %+v", r.code, ed)
+	}
+	var cmp api.FanoutResult
+	r = p.vers("compare", "--exec", "cat /root/state", "--tree", root, "--format", "json")
+	decodeJSON(t, "compare", r.out, &cmp)
+	if r.code != 1 || len(cmp.Results) != 4 || len(cmp.Groups) != 3 {
+		t.Errorf("compare --format json: exit %d, %+v", r.code, cmp)
+	}
 
 	// pick: b is another project's HEAD, so pick refuses until --force.
 	q := newProject(t)
