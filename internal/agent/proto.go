@@ -22,6 +22,9 @@
 //	exec   request{ID,Exec} → reply{} when started, then events; the host
 //	       sends control messages (resize, signal) on the same stream
 //	stdio  request{ID,FD}: raw data of fd 0, 1 or 2 of the exec with that ID
+//	dial   request{Addr} → reply{} once the guest is connected to the TCP
+//	       address Addr, then the connection's bytes as chunks both ways
+//	       (dial.go: the end marker is a half-close, an early stream end a reset)
 //
 // An exec uses one control stream and one stream per standard file
 // (stdin and stdout; stderr too unless it runs on a TTY), so each has its own
@@ -113,6 +116,7 @@ const (
 	opWrite = "write"
 	opExec  = "exec"
 	opStdio = "stdio"
+	opDial  = "dial"
 )
 
 // Error codes carried in reply.Code, mapped back to package errors.
@@ -176,6 +180,7 @@ type request struct {
 	Exec *ExecRequest `json:"exec,omitempty"`
 	Sync *SyncRequest `json:"sync,omitempty"`
 	Path string       `json:"path,omitempty"`
+	Addr string       `json:"addr,omitempty"` // dial: HOST:PORT as the guest reaches it
 	Mode os.FileMode  `json:"mode,omitempty"`
 }
 

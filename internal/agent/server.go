@@ -152,6 +152,8 @@ func (sess *session) handle(st *yamux.Stream) {
 		s.writeFile(st, req.Path, req.Mode)
 	case opExec:
 		s.exec(sess, st, req)
+	case opDial:
+		s.dial(st, req.Addr)
 	default:
 		writeMsg(st, reply{Error: "unknown operation " + strconv.Quote(req.Op), Code: codeInvalid})
 	}
