@@ -68,8 +68,11 @@ type Conn struct {
 
 // DialTCP has the guest connect to addr (HOST:PORT, as the guest reaches
 // it: 127.0.0.1 is the guest's own loopback). The connection stays until
-// Close, whatever becomes of ctx, which bounds only the dial.
+// Close, whatever becomes of ctx, which bounds only the dial; so does
+// dialTimeout, and a little more for the answer to come.
 func (c *Client) DialTCP(ctx context.Context, addr string) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout+5*time.Second)
+	defer cancel()
 	st, err := c.open(ctx, request{Op: opDial, Addr: addr})
 	if err != nil {
 		return nil, err

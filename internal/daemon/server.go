@@ -29,6 +29,8 @@ type Server struct {
 	vms *vm.Manager
 	// commits is vms, seen through the interface the commit routes need.
 	commits Commits
+	// tunnels is vms too, for GET /v1/vms/{ref}/tunnel (tunnel.go).
+	tunnels Tunnels
 	images  *Images
 	log     *slog.Logger
 	// eventSrc feeds GET /v1/events (events.go).
@@ -45,7 +47,7 @@ type Server struct {
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
-	return &Server{vms: vms, commits: vms, images: images, log: log}
+	return &Server{vms: vms, commits: vms, tunnels: vmTunnels{vms}, images: images, log: log}
 }
 
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
@@ -63,6 +65,7 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}/exec":    s.exec,
 		"GET /v1/vms/{ref}/files":   s.readFile,
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
+		"GET /v1/vms/{ref}/tunnel":  s.tunnel,
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,
