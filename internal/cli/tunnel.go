@@ -298,7 +298,7 @@ func (t *tunnel) serve(ctx context.Context, local *net.TCPConn) {
 func (t *tunnel) report(local net.Conn, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	msg := fmt.Sprintf("connection from %s to %s:%s: %s", local.RemoteAddr(), label(t.vm), t.spec.remote(), message(err))
+	msg := fmt.Sprintf("connection from %s: %s", local.RemoteAddr(), message(err))
 	if t.json {
 		json.NewEncoder(t.errOut).Encode(api.CLIError{Error: api.Error{Code: errdefs.Code(err), Message: msg}})
 		return
