@@ -21,10 +21,20 @@ var ErrTunnelReset = errors.New("connection reset")
 // no more at once).
 const tunnelChunk = 32 << 10
 
-// TunnelConn is one TCP connection made inside a VM, carried by a
-// WebSocket of GET /v1/vms/{ref}/tunnel. Read and Write may run on two
-// goroutines.
-type TunnelConn struct {
+// TunnelConn is one TCP connection made inside a VM. Read returns io.EOF
+// when the peer in the VM half-closed; called again, it waits for the end
+// of the connection: io.EOF for an orderly one (after CloseWrite), or an
+// error wrapping ErrTunnelReset with the reason. Read and Write may run on
+// two goroutines. Close before the orderly end resets it.
+type TunnelConn interface {
+	io.ReadWriteCloser
+	// CloseWrite half-closes: the peer in the VM reads the end of the data.
+	CloseWrite() error
+}
+
+// wsTunnel is a TunnelConn carried by a WebSocket of GET
+// /v1/vms/{ref}/tunnel.
+type wsTunnel struct {
 	ws  *websocket.Conn
 	ctx context.Context
 
@@ -39,7 +49,7 @@ type TunnelConn struct {
 // is its own loopback) and returns the connection, which lives until
 // Close or the end of ctx. A refusal in the VM is an *Error, as any
 // answer of versd.
-func (c *Client) Tunnel(ctx context.Context, ref, host string, port int) (*TunnelConn, error) {
+func (c *Client) Tunnel(ctx context.Context, ref, host string, port int) (TunnelConn, error) {
 	path, err := vmPath(ref, "/tunnel")
 	if err != nil {
 		return nil, err
@@ -59,14 +69,10 @@ func (c *Client) Tunnel(ctx context.Context, ref, host string, port int) (*Tunne
 		return nil, c.transportErr(err)
 	}
 	ws.SetReadLimit(1 << 20)
-	return &TunnelConn{ws: ws, ctx: ctx}, nil
+	return &wsTunnel{ws: ws, ctx: ctx}, nil
 }
 
-// Read reads what the peer in the VM sent. It returns io.EOF when the peer
-// half-closed; called again, it waits for the end of the connection:
-// io.EOF for an orderly one (after CloseWrite), or an error wrapping
-// ErrTunnelReset with the reason.
-func (t *TunnelConn) Read(p []byte) (int, error) {
+func (t *wsTunnel) Read(p []byte) (int, error) {
 	if len(t.rest) > 0 {
 		n := copy(p, t.rest)
 		t.rest = t.rest[n:]
@@ -95,8 +101,7 @@ func (t *TunnelConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write sends p to the peer in the VM.
-func (t *TunnelConn) Write(p []byte) (int, error) {
+func (t *wsTunnel) Write(p []byte) (int, error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if t.outDone {
@@ -114,8 +119,7 @@ func (t *TunnelConn) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// CloseWrite half-closes: the peer in the VM reads the end of the data.
-func (t *TunnelConn) CloseWrite() error {
+func (t *wsTunnel) CloseWrite() error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if t.outDone {
@@ -125,9 +129,7 @@ func (t *TunnelConn) CloseWrite() error {
 	return t.ws.Write(t.ctx, websocket.MessageBinary, nil)
 }
 
-// Close ends the connection: in order once Read returned its second
-// io.EOF, as a reset in the VM before.
-func (t *TunnelConn) Close() error {
+func (t *wsTunnel) Close() error {
 	t.ws.Close(websocket.StatusNormalClosure, "")
 	return nil
 }

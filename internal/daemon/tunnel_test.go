@@ -83,7 +83,7 @@ func serveTCP(t *testing.T, handle func(net.Conn)) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func openTunnel(t *testing.T, c *client.Client, port int) *client.TunnelConn {
+func openTunnel(t *testing.T, c *client.Client, port int) client.TunnelConn {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
