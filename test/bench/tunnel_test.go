@@ -47,8 +47,11 @@ func tunnelMiB() int {
 // listening on the host's loopback, versd, the agent channel, the guest's
 // loopback) to a sink in the guest, and, in the same run, the same
 // transfer over a direct TCP connection on the host's loopback to a sink
-// on the host: the baseline. Each iteration sends tunnelMiB MiB and waits
-// for the sink's count of what it received.
+// on the host: the baseline. A second reference in the same run: the same
+// bytes as the standard input of ` + "`cat > /dev/null`" + ` in the guest, through
+// the client's exec: the agent channel itself, without the tunnel. Each
+// iteration sends tunnelMiB MiB and waits for the sink's count of what it
+// received (for the exec, its exit).
 func BenchmarkTunnel(b *testing.B) {
 	requireVMs(b)
 	h := newHome(b)
@@ -71,17 +74,44 @@ for i in $(seq 300); do [ -e /tmp/sink.ready ] && exit 0; sleep 0.1; done; cat /
 
 	size := int64(tunnelMiB()) << 20
 	send(b, tunnelAddr, 1<<20) // the first connection pays for the session's first stream
-	var viaTunnel, direct samples
+	var viaTunnel, direct, viaExec samples
 	for i := 0; i < b.N; i++ {
 		direct = append(direct, send(b, hostAddr, size))
 		viaTunnel = append(viaTunnel, send(b, tunnelAddr, size))
+		viaExec = append(viaExec, execStdin(b, c, id, size))
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(size>>20), "MiB/op")
 	b.ReportMetric(mbps(viaTunnel.percentile(50)), "tunnel-MB/s")
 	b.ReportMetric(mbps(direct.percentile(50)), "host-tcp-MB/s")
+	b.ReportMetric(mbps(viaExec.percentile(50)), "exec-stdin-MB/s")
 	b.ReportMetric(float64(direct.percentile(50))/float64(viaTunnel.percentile(50)), "tunnel/host-tcp")
+	b.ReportMetric(float64(viaExec.percentile(50))/float64(viaTunnel.percentile(50)), "tunnel/exec-stdin")
+}
+
+// execStdin streams size bytes into ` + "`cat > /dev/null`" + ` in VM id and
+// returns how long it took until the exit.
+func execStdin(b *testing.B, c *client.Client, id string, size int64) time.Duration {
+	b.Helper()
+	data := io.LimitReader(repeatReader{}, size)
+	start := time.Now()
+	res, err := c.Exec(context.Background(), id, api.ExecRequest{Command: "cat > /dev/null"}, client.ExecIO{Stdin: data})
+	d := time.Since(start)
+	if err != nil || res.ExitCode != 0 {
+		b.Fatalf("exec stdin: exit %d, %v", res.ExitCode, err)
+	}
+	return d
+}
+
+// repeatReader reads as an endless run of the same bytes.
+type repeatReader struct{}
+
+func (repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = "0123456789abcdef"[i%16]
+	}
+	return len(p), nil
 }
 
 // startTunnel runs `vers tunnel VM SPEC --format json` until the benchmark
