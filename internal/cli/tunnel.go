@@ -139,7 +139,7 @@ func runTunnel(ctx context.Context, o *TunnelOptions) error {
 		return headGone(ref, o.VM == "", err)
 	}
 	if v.State != api.StateRunning {
-		return fmt.Errorf("vm %s is %s; a tunnel needs it running (`vers resume`, `vers wake`): %w", label(v), v.State, errdefs.ErrConflict)
+		return fmt.Errorf("vm %s is %s; a tunnel needs it running%s: %w", label(v), v.State, howToRun(v), errdefs.ErrConflict)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Spec.Local)))
 	if err != nil {
@@ -154,12 +154,13 @@ func runTunnel(ctx context.Context, o *TunnelOptions) error {
 		o.listening(local.String())
 	}
 
+	// The connections end with ctx: cancel before waiting for them.
+	var conns sync.WaitGroup
+	defer conns.Wait()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() { cancel(watchGone(ctx, c, v)) }()
 	t := &tunnel{c: c, vm: v, spec: o.Spec, errOut: o.f.ErrOut, json: o.Format == "json"}
-	var conns sync.WaitGroup
-	defer conns.Wait()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -190,6 +191,17 @@ func runTunnel(ctx context.Context, o *TunnelOptions) error {
 		return fmt.Errorf("tunnel on %s stopped: %w", local, errCancelled)
 	}
 	return cause
+}
+
+// howToRun says how to run v again, if a command does.
+func howToRun(v api.VM) string {
+	switch v.State {
+	case api.StatePaused:
+		return "; `vers resume " + label(v) + "` runs it again"
+	case api.StateSleeping:
+		return "; `vers wake " + label(v) + "` wakes it"
+	}
+	return ""
 }
 
 // announce says where the tunnel listens: a line on stdout, or the
