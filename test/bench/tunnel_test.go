@@ -49,7 +49,8 @@ func tunnelMiB() int {
 // transfer over a direct TCP connection on the host's loopback to a sink
 // on the host: the baseline. A second reference in the same run: the same
 // bytes as the standard input of ` + "`cat > /dev/null`" + ` in the guest, through
-// the client's exec: the agent channel itself, without the tunnel. Each
+// the client's exec: the agent channel itself, without the tunnel; and
+// the tunnel through the Go client, without the CLI process. Each
 // iteration sends tunnelMiB MiB and waits for the sink's count of what it
 // received (for the exec, its exit).
 func BenchmarkTunnel(b *testing.B) {
@@ -74,10 +75,11 @@ for i in $(seq 300); do [ -e /tmp/sink.ready ] && exit 0; sleep 0.1; done; cat /
 
 	size := int64(tunnelMiB()) << 20
 	send(b, tunnelAddr, 1<<20) // the first connection pays for the session's first stream
-	var viaTunnel, direct, viaExec samples
+	var viaTunnel, viaClient, direct, viaExec samples
 	for i := 0; i < b.N; i++ {
 		direct = append(direct, send(b, hostAddr, size))
 		viaTunnel = append(viaTunnel, send(b, tunnelAddr, size))
+		viaClient = append(viaClient, clientTunnel(b, c, id, 7100, size))
 		viaExec = append(viaExec, execStdin(b, c, id, size))
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
@@ -85,9 +87,33 @@ for i in $(seq 300); do [ -e /tmp/sink.ready ] && exit 0; sleep 0.1; done; cat /
 	b.ReportMetric(float64(size>>20), "MiB/op")
 	b.ReportMetric(mbps(viaTunnel.percentile(50)), "tunnel-MB/s")
 	b.ReportMetric(mbps(direct.percentile(50)), "host-tcp-MB/s")
+	b.ReportMetric(mbps(viaClient.percentile(50)), "client-tunnel-MB/s")
 	b.ReportMetric(mbps(viaExec.percentile(50)), "exec-stdin-MB/s")
 	b.ReportMetric(float64(direct.percentile(50))/float64(viaTunnel.percentile(50)), "tunnel/host-tcp")
 	b.ReportMetric(float64(viaExec.percentile(50))/float64(viaTunnel.percentile(50)), "tunnel/exec-stdin")
+}
+
+// clientTunnel sends size bytes to the sink on port in VM id through the
+// Go client's tunnel (no CLI process, no TCP on the host) and returns how
+// long it took until the count came back.
+func clientTunnel(b *testing.B, c *client.Client, id string, port int, size int64) time.Duration {
+	b.Helper()
+	start := time.Now()
+	tc, err := c.Tunnel(context.Background(), id, "", port)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := io.Copy(tc, io.LimitReader(repeatReader{}, size)); err != nil {
+		b.Fatalf("client tunnel: %v", err)
+	}
+	tc.CloseWrite()
+	reply, err := io.ReadAll(tc)
+	d := time.Since(start)
+	if err != nil || strings.TrimSpace(string(reply)) != strconv.FormatInt(size, 10) {
+		b.Fatalf("sink through the client's tunnel counted %q (%v), want %d", reply, err, size)
+	}
+	return d
 }
 
 // execStdin streams size bytes into ` + "`cat > /dev/null`" + ` in VM id and
