@@ -99,6 +99,19 @@ type CopyTreeResult struct {
 	DurationMillis int64 `json:"duration_ms"`
 }
 
+// TunnelResult is what `vers tunnel --format json` prints once it listens.
+type TunnelResult struct {
+	// Local is the address it listens on, 127.0.0.1:Port.
+	Local string `json:"local"`
+	Port  int    `json:"port"`
+	VMID  string `json:"vm_id"`
+	Alias string `json:"alias,omitempty"`
+	// RemoteHost and RemotePort are where the guest connects to, as the
+	// guest reaches them (127.0.0.1: the guest's own loopback).
+	RemoteHost string `json:"remote_host"`
+	RemotePort int    `json:"remote_port"`
+}
+
 // ExportResult is what `vers commit export --format json` prints.
 type ExportResult struct {
 	Commit string `json:"commit"`

@@ -25,7 +25,7 @@ var (
 // slow reader (ErrLagged, after fn saw the "lagged" event) or the stream
 // ends otherwise (ErrEventsEnded).
 func (c *Client) Events(ctx context.Context, fn func(api.Event) error) error {
-	conn, _, err := websocket.Dial(ctx, "ws://versd/v1/events", &websocket.DialOptions{HTTPClient: c.http})
+	conn, _, err := websocket.Dial(ctx, c.base+"/v1/events", &websocket.DialOptions{HTTPClient: c.http})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

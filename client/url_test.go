@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -45,6 +46,39 @@ func tcpDaemon(t *testing.T) *httptest.Server {
 		conn.Write(ctx, websocket.MessageText, exit)
 		conn.Read(ctx) // until the client closes
 	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		hello, _ := json.Marshal(api.Event{Type: api.EventHello, VMs: []api.VM{{ID: "db-root"}}})
+		conn.Write(r.Context(), websocket.MessageText, hello)
+		conn.Read(r.Context()) // until the client closes
+	})
+	// A tunnel to an echo server: what the client sent, once it half-closed.
+	mux.HandleFunc("GET /v1/vms/{ref}/tunnel", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		ctx := r.Context()
+		var got []byte
+		for {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				return
+			}
+			if len(b) == 0 {
+				break
+			}
+			got = append(got, b...)
+		}
+		conn.Write(ctx, websocket.MessageBinary, append([]byte(r.PathValue("ref")+":"), got...))
+		conn.Write(ctx, websocket.MessageBinary, nil)
+		conn.Close(websocket.StatusNormalClosure, "")
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+testToken {
 			w.Header().Set("WWW-Authenticate", "Bearer")
@@ -77,6 +111,36 @@ func TestURLWithToken(t *testing.T) {
 	ctl, err := c.Exec(testCtx(t), "db-root", api.ExecRequest{Command: "ls"}, ExecIO{Stdout: &out})
 	if err != nil || ctl.ExitCode != 3 || out.String() != "db-root: ls" {
 		t.Fatalf("exec over TCP: %+v, %v, output %q", ctl, err, out.String())
+	}
+}
+
+// TestURLStreams: the event stream and a tunnel reach a versd over TCP,
+// with the token.
+func TestURLStreams(t *testing.T) {
+	srv := tcpDaemon(t)
+	c, err := NewURL(srv.URL, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := errors.New("seen")
+	var first api.Event
+	err = c.Events(testCtx(t), func(e api.Event) error { first = e; return stop })
+	if err != stop || first.Type != api.EventHello || len(first.VMs) != 1 {
+		t.Fatalf("events over TCP: %v, first %+v", err, first)
+	}
+	tc, err := c.Tunnel(testCtx(t), "db-root", "", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.Write([]byte("ping"))
+	tc.CloseWrite()
+	b, err := io.ReadAll(tc)
+	if err != nil || string(b) != "db-root:ping" {
+		t.Fatalf("tunnel over TCP: %q, %v", b, err)
+	}
+	if _, err := tc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("end of the tunnel: %v; want an orderly one", err)
 	}
 }
 

@@ -3,8 +3,9 @@
 # Every benchmark measures its own baseline in the same run; quote the ratios.
 #
 #   VERS_BENCH_COLD=1   also time a cold image build (downloads Debian packages, ~1 min)
-#   VERS_BENCH_BOOT_N, VERS_BENCH_EXEC_N, VERS_BENCH_WARM_N, VERS_BENCH_MEM_N
-#                       iterations (defaults 10, 50, 10, 5)
+#   VERS_BENCH_BOOT_N, VERS_BENCH_EXEC_N, VERS_BENCH_WARM_N, VERS_BENCH_MEM_N,
+#   VERS_BENCH_TUNNEL_N iterations (defaults 10, 50, 10, 5, 3)
+#   VERS_BENCH_TUNNEL_MIB what one tunnel iteration sends (default 64)
 #   VERS_BENCH_OUT=FILE also keep the raw `go test -bench` output in FILE
 #
 # BenchmarkBranch, BenchmarkCommit and BenchmarkCompare are fixed experiments (~2 min each) on
@@ -36,6 +37,7 @@ if [ "${VERS_BENCH_COLD:-}" = 1 ]; then
 	bench BenchmarkImageBuildCold 1
 fi
 bench BenchmarkVersdMemory "${VERS_BENCH_MEM_N:-5}"
+bench BenchmarkTunnel "${VERS_BENCH_TUNNEL_N:-3}"
 bench BenchmarkBranch 1
 bench BenchmarkCommit 1
 bench BenchmarkCompare 1

@@ -32,6 +32,9 @@
 //	hash   request{Paths} → reply{}, then one HashResult message per path
 //	journal request → reply{}, then JournalState messages: the segments,
 //	       one per changed path, the end (journal.go)
+//	dial   request{Addr} → reply{} once the guest is connected to the TCP
+//	       address Addr, then the connection's bytes as chunks both ways
+//	       (dial.go: the end marker is a half-close, an early stream end a reset)
 //
 // An exec uses one control stream and one stream per standard file
 // (stdin and stdout; stderr too unless it runs on a TTY), so each has its own
@@ -130,6 +133,7 @@ const (
 	opManifest = "manifest"
 	opHash     = "hash"
 	opJournal  = "journal"
+	opDial     = "dial"
 )
 
 // Error codes carried in reply.Code, mapped back to package errors.
@@ -197,6 +201,7 @@ type request struct {
 	Exec *ExecRequest `json:"exec,omitempty"`
 	Sync *SyncRequest `json:"sync,omitempty"`
 	Path string       `json:"path,omitempty"`
+	Addr string       `json:"addr,omitempty"` // dial: HOST:PORT as the guest reaches it
 	Mode os.FileMode  `json:"mode,omitempty"`
 	Name string       `json:"name,omitempty"` // writetree: the copy's name in an existing Path
 

@@ -164,6 +164,8 @@ func (sess *session) handle(st *yamux.Stream) {
 		s.hashPaths(st, req.Paths)
 	case opJournal:
 		s.journal(st)
+	case opDial:
+		s.dial(st, req.Addr)
 	default:
 		writeMsg(st, reply{Error: "unknown operation " + strconv.Quote(req.Op), Code: codeInvalid})
 	}

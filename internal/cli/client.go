@@ -49,6 +49,8 @@ type Daemon interface {
 	Sleep(ctx context.Context, ref string) (api.VM, error)
 	Wake(ctx context.Context, ref string) (api.VM, error)
 	Restore(ctx context.Context, ref string, req api.RestoreRequest) (api.VM, error)
+	// Tunnel connects VM ref to host:port (client.Tunnel).
+	Tunnel(ctx context.Context, ref, host string, port int) (client.TunnelConn, error)
 	// Events calls fn with each event of GET /v1/events (client.Events).
 	Events(ctx context.Context, fn func(api.Event) error) error
 	ListHeads(ctx context.Context) ([]api.Head, error)

@@ -67,6 +67,8 @@ func TestCompletion(t *testing.T) {
 		{[]string{"tag", "create", ""}, nil},
 		{[]string{"tag", "mv", ""}, []string{"db-ready"}},
 		{[]string{"tag", "rm", "x", "db"}, []string{"db-ready"}},
+		{[]string{"tunnel", "d"}, []string{"db-root"}},
+		{[]string{"tunnel", "db-root", ""}, nil},
 		{[]string{"cp", "db"}, []string{"db-root:"}},
 		{[]string{"cp", "db-root:/"}, nil},
 	}

@@ -39,6 +39,8 @@ type fakeDaemon struct {
 	// hang, when set, makes ListVMs, GetVM and VMInfo wait for the end of
 	// their context, after a send on it (see hold).
 	hang chan struct{}
+	// tunnel answers a Tunnel; nil refuses as a daemon without the route.
+	tunnel func(ctx context.Context, ref, host string, port int) (client.TunnelConn, error)
 	// acceptFiles: WriteFile takes the file (and drops it) instead of failing.
 	acceptFiles bool
 
@@ -265,6 +267,13 @@ func (d *fakeDaemon) WriteFile(_ context.Context, ref, _ string, _ os.FileMode, 
 		return err
 	}
 	return fmt.Errorf("fake: no files: %w", errdefs.ErrUnavailable)
+}
+
+func (d *fakeDaemon) Tunnel(ctx context.Context, ref, host string, port int) (client.TunnelConn, error) {
+	if d.tunnel == nil {
+		return nil, &client.Error{Status: 404, Code: api.CodeUnavailable, Message: "no tunnels here"}
+	}
+	return d.tunnel(ctx, ref, host, port)
 }
 
 func (d *fakeDaemon) ListImages(context.Context) ([]api.Image, error) {

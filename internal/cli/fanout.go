@@ -275,6 +275,9 @@ func (o *ExecuteOptions) runFanout(ctx context.Context, c Daemon) error {
 	defer stop()
 	vms, err := o.Fan.targets(ctx, c)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return cause // a signal while the VMs were looked up
+		}
 		return err
 	}
 	run := fanRun{Timeout: o.Timeout, Resume: o.Resume, MaxOutput: o.MaxOutput,

@@ -219,6 +219,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdKill(f, nil),
 		NewCmdImage(f),
 		NewCmdCopy(f, nil),
+		NewCmdTunnel(f, nil),
 		NewCmdBranch(f, nil),
 		NewCmdCommit(f, nil),
 		NewCmdRunCommit(f, nil),

@@ -30,9 +30,11 @@ type Server struct {
 	// commits is vms, seen through the interface the commit routes need.
 	commits Commits
 	// trees is vms, seen by the directory routes (tree.go).
-	trees  Trees
-	images *Images
-	log    *slog.Logger
+	trees Trees
+	// tunnels is vms too, for GET /v1/vms/{ref}/tunnel (tunnel.go).
+	tunnels Tunnels
+	images  *Images
+	log     *slog.Logger
 	// eventSrc feeds GET /v1/events (events.go).
 	eventSrc EventSource
 
@@ -47,7 +49,7 @@ type Server struct {
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
-	return &Server{vms: vms, commits: vms, trees: vms, images: images, log: log}
+	return &Server{vms: vms, commits: vms, trees: vms, tunnels: vmTunnels{vms}, images: images, log: log}
 }
 
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
@@ -67,6 +69,7 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"PUT /v1/vms/{ref}/files":   s.writeFile,
 		"GET /v1/vms/{ref}/tree":    s.readTree,
 		"PUT /v1/vms/{ref}/tree":    s.writeTree,
+		"GET /v1/vms/{ref}/tunnel":  s.tunnel,
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,
