@@ -108,7 +108,8 @@ func writeIndented(w io.Writer, indent, text string) {
 }
 
 // rowSummary is the first line of what a row printed (stdout, else stderr),
-// cut to summaryWidth, and how many lines follow it.
+// its runs of spaces made one, cut to summaryWidth, and how many lines
+// follow it.
 func rowSummary(r api.FanoutRow) string {
 	if r.Error != nil {
 		return "vers: " + r.Error.Code + ": " + r.Error.Message
@@ -122,7 +123,7 @@ func rowSummary(r api.FanoutRow) string {
 		return "(no output)"
 	}
 	lines := strings.Split(text, "\n")
-	line := lines[0]
+	line := strings.Join(strings.Fields(lines[0]), " ") // columns padded with spaces read as one line
 	if utf8.RuneCountInString(line) > summaryWidth {
 		line = string([]rune(line)[:summaryWidth-1]) + "…"
 	}

@@ -280,6 +280,9 @@ func TestCappedBufferAndSummary(t *testing.T) {
 	if s := rowSummary(api.FanoutRow{Stdout: long + "\nx\n"}); !strings.HasSuffix(s, "…  (+1 lines)") || len([]rune(s)) != summaryWidth+len("  (+1 lines)") {
 		t.Errorf("summary %q", s)
 	}
+	if s := rowSummary(api.FanoutRow{Stdout: "orders    products  users   \n"}); s != "orders products users" {
+		t.Errorf("summary %q", s)
+	}
 	if s := rowSummary(api.FanoutRow{Stdout: "\n"}); s != "(no output)" {
 		t.Errorf("summary %q", s)
 	}
