@@ -112,7 +112,10 @@ act in (its project's HEAD, and cp's relative host paths) instead.`,
 }
 
 func runMCPServe(ctx context.Context, o *MCPServeOptions) error {
-	srv := mcpserver.New(newMCPVerbs(o.f, o.Client), mcpserver.Options{Version: version(), Code: errorCode, Message: message})
+	verbs := newMCPVerbs(o.f, o.Client)
+	verbs.life = ctx
+	defer verbs.closeTunnels()
+	srv := mcpserver.New(verbs, mcpserver.Options{Version: version(), Code: errorCode, Message: message})
 	if o.HTTP == "" {
 		err := srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(o.f.In), Writer: nopWriteCloser{o.f.Out}})
 		if ctx.Err() != nil {

@@ -24,6 +24,11 @@ type mcpVerbs struct {
 	// the client is then shared by every call.
 	mu        sync.Mutex
 	newClient clientFunc
+
+	// life is the server's: tunnels live until it ends, or tunnel_close.
+	life      context.Context
+	tunnelsMu sync.Mutex
+	tunnels   map[int]*openTunnel // by local port
 }
 
 var _ mcpserver.Verbs = (*mcpVerbs)(nil)
@@ -34,7 +39,74 @@ var _ mcpserver.Verbs = (*mcpVerbs)(nil)
 func newMCPVerbs(f *Factory, newClient clientFunc) *mcpVerbs {
 	quiet := *f
 	quiet.In, quiet.Out = strings.NewReader(""), f.ErrOut
-	return &mcpVerbs{f: &quiet, newClient: newClient}
+	return &mcpVerbs{f: &quiet, newClient: newClient, life: context.Background(), tunnels: map[int]*openTunnel{}}
+}
+
+func (m *mcpVerbs) Tunnel(ctx context.Context, a mcpserver.TunnelArgs) (api.TunnelResult, error) {
+	ref, err := m.f.headRef(a.VM)
+	if err != nil {
+		return api.TunnelResult{}, err
+	}
+	c, err := m.client(ctx)
+	if err != nil {
+		return api.TunnelResult{}, err
+	}
+	v, err := c.GetVM(ctx, ref)
+	if err != nil {
+		return api.TunnelResult{}, headGone(ref, a.VM == "", err)
+	}
+	if v.State != api.StateRunning {
+		return api.TunnelResult{}, fmt.Errorf("vm %s is %s; a tunnel needs it running%s: %w", label(v), v.State, howToRun(v), errdefs.ErrConflict)
+	}
+	spec := tunnelSpec{Local: a.LocalPort, Host: a.Host, Remote: a.RemotePort}
+	t := &tunnel{c: c, vm: v, spec: spec, errOut: m.f.ErrOut}
+	ot, err := t.start(m.life)
+	if err != nil {
+		return api.TunnelResult{}, err
+	}
+	port := ot.Local.Port
+	m.tunnelsMu.Lock()
+	m.tunnels[port] = ot
+	m.tunnelsMu.Unlock()
+	go func() { // one that closes by itself (its VM went away) is forgotten
+		<-ot.Done()
+		m.tunnelsMu.Lock()
+		if m.tunnels[port] == ot {
+			delete(m.tunnels, port)
+		}
+		m.tunnelsMu.Unlock()
+	}()
+	host := a.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return api.TunnelResult{Local: ot.Local.String(), Port: port, VMID: v.ID, Alias: v.Alias, RemoteHost: host, RemotePort: a.RemotePort}, nil
+}
+
+func (m *mcpVerbs) CloseTunnel(ctx context.Context, port int) error {
+	m.tunnelsMu.Lock()
+	ot := m.tunnels[port]
+	delete(m.tunnels, port)
+	m.tunnelsMu.Unlock()
+	if ot == nil {
+		return fmt.Errorf("no tunnel listens on 127.0.0.1:%d: %w", port, errdefs.ErrNotFound)
+	}
+	ot.Close()
+	return nil
+}
+
+// closeTunnels closes every tunnel, at the server's end.
+func (m *mcpVerbs) closeTunnels() {
+	m.tunnelsMu.Lock()
+	list := make([]*openTunnel, 0, len(m.tunnels))
+	for _, ot := range m.tunnels {
+		list = append(list, ot)
+	}
+	m.tunnels = map[int]*openTunnel{}
+	m.tunnelsMu.Unlock()
+	for _, ot := range list {
+		ot.Close()
+	}
 }
 
 func (m *mcpVerbs) client(ctx context.Context) (Daemon, error) {

@@ -141,30 +141,70 @@ func runTunnel(ctx context.Context, o *TunnelOptions) error {
 	if v.State != api.StateRunning {
 		return fmt.Errorf("vm %s is %s; a tunnel needs it running%s: %w", label(v), v.State, howToRun(v), errdefs.ErrConflict)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Spec.Local)))
+	t := &tunnel{c: c, vm: v, spec: o.Spec, errOut: o.f.ErrOut, json: o.Format == "json"}
+	ot, err := t.start(ctx)
 	if err != nil {
-		return fmt.Errorf("listen on 127.0.0.1:%d: %v; choose another LOCAL port, or 0 for a free one: %w", o.Spec.Local, err, errdefs.ErrConflict)
+		return err
 	}
-	defer ln.Close()
-	local := ln.Addr().(*net.TCPAddr)
-	if err := o.announce(v, local); err != nil {
+	if err := o.announce(v, ot.Local); err != nil {
+		ot.Close()
 		return err
 	}
 	if o.listening != nil {
-		o.listening(local.String())
+		o.listening(ot.Local.String())
 	}
+	<-ot.Done()
+	return ot.Err()
+}
 
-	// The connections end with ctx: cancel before waiting for them.
-	var conns sync.WaitGroup
-	defer conns.Wait()
+// openTunnel is a tunnel listening, until Close, ctx's end or its VM's.
+type openTunnel struct {
+	Local  *net.TCPAddr
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	err    error
+}
+
+// Done is closed once the tunnel is closed and its connections are over.
+func (o *openTunnel) Done() <-chan struct{} { return o.done }
+
+// Close stops the tunnel and waits for its connections to end.
+func (o *openTunnel) Close() {
+	o.cancel(nil)
+	<-o.done
+}
+
+// Err says why the tunnel closed, once Done is.
+func (o *openTunnel) Err() error { return o.err }
+
+// start listens on 127.0.0.1:LOCAL and forwards every connection accepted
+// until ctx ends, the tunnel is closed, or its VM goes away.
+func (t *tunnel) start(ctx context.Context) (*openTunnel, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(t.spec.Local)))
+	if err != nil {
+		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %v; choose another LOCAL port, or 0 for a free one: %w", t.spec.Local, err, errdefs.ErrConflict)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() { cancel(watchGone(ctx, c, v)) }()
-	t := &tunnel{c: c, vm: v, spec: o.Spec, errOut: o.f.ErrOut, json: o.Format == "json"}
+	ot := &openTunnel{Local: ln.Addr().(*net.TCPAddr), cancel: cancel, done: make(chan struct{})}
+	go func() { cancel(watchGone(ctx, t.c, t.vm)) }()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 	}()
+	go func() {
+		defer close(ot.done)
+		ot.err = t.acceptAll(ctx, ln)
+	}()
+	return ot, nil
+}
+
+// acceptAll serves ln until it is closed, waits for the connections to
+// end, and says why it stopped.
+func (t *tunnel) acceptAll(ctx context.Context, ln net.Listener) error {
+	local := ln.Addr()
+	// The connections end with ctx: it is cancelled before they are waited for.
+	var conns sync.WaitGroup
+	defer conns.Wait()
 	var acceptErr error
 	for {
 		conn, err := ln.Accept()
@@ -184,7 +224,7 @@ func runTunnel(ctx context.Context, o *TunnelOptions) error {
 	cause := context.Cause(ctx)
 	switch {
 	case errors.As(cause, new(*vmGone)):
-		return fmt.Errorf("vm %s %v; the tunnel on %s is closed", label(v), cause, local)
+		return fmt.Errorf("vm %s %v; the tunnel on %s is closed", label(t.vm), cause, local)
 	case errors.Is(cause, client.ErrEventsEnded), errors.Is(cause, client.ErrDaemonDown):
 		return fmt.Errorf("versd went away; the tunnel on %s is closed (%v)", local, cause)
 	case errors.Is(cause, context.Canceled):

@@ -90,3 +90,44 @@ func (t *tools) pick(ctx context.Context, a PickArgs) (api.PickResult, error) {
 	}
 	return t.v.Pick(ctx, a)
 }
+
+// The tunnel tools: a tunnel lives in the server's process, until
+// tunnel_close, its VM going away, or the server's end.
+func (t *tools) registerTunnel(srv *mcp.Server) {
+	add(srv, &mcp.Tool{Name: "tunnel", Description: "Forward a TCP port on this host's loopback to a port in a VM (HEAD if vm is left out), as ssh -L: " +
+		"each connection to 127.0.0.1:port (the port returned; local_port 0 or left out takes a free one) reaches remote_port on the VM's own loopback, or on host as the VM reaches it. " +
+		"The tunnel stays until tunnel_close, the VM going away, or the end of this server."}, t.tunnel)
+	add(srv, &mcp.Tool{Name: "tunnel_close", Description: "Close the tunnel listening on port (as tunnel returned it)."}, t.tunnelClose)
+}
+
+// TunnelArgs are tunnel's.
+type TunnelArgs struct {
+	VM         string `json:"vm,omitempty" jsonschema:"the VM (optional: HEAD when left out)"`
+	RemotePort int    `json:"remote_port" jsonschema:"the TCP port to reach in the VM"`
+	Host       string `json:"host,omitempty" jsonschema:"the host to reach, as the VM reaches it (optional: the VM's own loopback)"`
+	LocalPort  int    `json:"local_port,omitempty" jsonschema:"the port on this host's 127.0.0.1 (optional: a free one)"`
+}
+
+func (t *tools) tunnel(ctx context.Context, a TunnelArgs) (api.TunnelResult, error) {
+	switch {
+	case a.RemotePort < 1 || a.RemotePort > 65535:
+		return api.TunnelResult{}, invalid("remote_port is between 1 and 65535")
+	case a.LocalPort < 0 || a.LocalPort > 65535:
+		return api.TunnelResult{}, invalid("local_port is between 0 (a free one) and 65535")
+	}
+	return t.v.Tunnel(ctx, a)
+}
+
+// TunnelCloseResult says which tunnel was closed.
+type TunnelCloseResult struct {
+	Closed int `json:"closed" jsonschema:"the local port of the tunnel closed"`
+}
+
+func (t *tools) tunnelClose(ctx context.Context, a struct {
+	Port int `json:"port" jsonschema:"the local port of the tunnel, as tunnel returned it"`
+}) (TunnelCloseResult, error) {
+	if err := t.v.CloseTunnel(ctx, a.Port); err != nil {
+		return TunnelCloseResult{}, err
+	}
+	return TunnelCloseResult{Closed: a.Port}, nil
+}

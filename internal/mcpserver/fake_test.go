@@ -26,6 +26,7 @@ type fake struct {
 	lastCompare CompareArgs
 	lastTimeout time.Duration
 	lastDiff    api.FSDiffRequest
+	tunnels     map[int]bool
 }
 
 var _ Verbs = (*fake)(nil)
@@ -255,4 +256,29 @@ func (f *fake) Restore(ctx context.Context, vm, commit string) (api.VM, error) {
 	}
 	v.LastCommit = commit
 	return v, nil
+}
+
+func (f *fake) Tunnel(ctx context.Context, a TunnelArgs) (api.TunnelResult, error) {
+	v, err := f.get(a.VM)
+	if err != nil {
+		return api.TunnelResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	port := 40000 + len(f.tunnels)
+	if f.tunnels == nil {
+		f.tunnels = map[int]bool{}
+	}
+	f.tunnels[port] = true
+	return api.TunnelResult{Local: fmt.Sprintf("127.0.0.1:%d", port), Port: port, VMID: v.ID, RemoteHost: "127.0.0.1", RemotePort: a.RemotePort}, nil
+}
+
+func (f *fake) CloseTunnel(ctx context.Context, port int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.tunnels[port] {
+		return fmt.Errorf("no tunnel listens on port %d: %w", port, errdefs.ErrNotFound)
+	}
+	delete(f.tunnels, port)
+	return nil
 }

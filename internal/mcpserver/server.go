@@ -64,6 +64,10 @@ type Verbs interface {
 	Compare(ctx context.Context, a CompareArgs, timeout time.Duration) (api.FanoutResult, error)
 	Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error)
 	Pick(ctx context.Context, a PickArgs) (api.PickResult, error)
+	// Tunnel opens a tunnel that outlives the call; CloseTunnel closes
+	// the one listening on port (ErrNotFound when there is none).
+	Tunnel(ctx context.Context, a TunnelArgs) (api.TunnelResult, error)
+	CloseTunnel(ctx context.Context, port int) error
 }
 
 // Options are a server's settings; the zero value is usable.

@@ -93,7 +93,7 @@ func TestToolsListedWithSchemas(t *testing.T) {
 	for _, tool := range res.Tools {
 		byName[tool.Name] = tool
 	}
-	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume", "tags", "sleep", "wake", "restore", "compare", "diff", "pick"}
+	want := []string{"status", "run", "execute", "branch", "kill", "checkout", "info", "cp", "commit", "run-commit", "commits", "pause", "resume", "tags", "sleep", "wake", "restore", "compare", "diff", "pick", "tunnel", "tunnel_close"}
 	for _, name := range want {
 		tool := byName[name]
 		if tool == nil {
@@ -294,7 +294,7 @@ func TestToolErrorsCarryTheCode(t *testing.T) {
 		}
 	}
 	// What is no call of a tool at all is a protocol error.
-	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "tunnel"}); err == nil {
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "no-such-tool"}); err == nil {
 		t.Error("an unknown tool answered no JSON-RPC error")
 	}
 }
@@ -516,5 +516,29 @@ func TestCompareDiffPickTools(t *testing.T) {
 	}
 	if e := toolErr(t, "pick", call(t, cs, "pick", map[string]any{"vm": "zzz"})); e.Code != api.CodeNotFound {
 		t.Errorf("pick of a missing VM: %+v", e)
+	}
+}
+
+func TestTunnelTools(t *testing.T) {
+	f := newFake(api.VM{ID: "vm1", Alias: "a"})
+	f.head = "vm1"
+	cs := connect(t, f)
+	var tr api.TunnelResult
+	result(t, "tunnel", call(t, cs, "tunnel", map[string]any{"remote_port": 8000}), &tr)
+	if tr.VMID != "vm1" || tr.Port == 0 || tr.RemotePort != 8000 {
+		t.Errorf("tunnel: %+v", tr)
+	}
+	for _, args := range []map[string]any{{"remote_port": 0}, {"remote_port": 70000}, {"remote_port": 80, "local_port": -1}} {
+		if e := toolErr(t, "tunnel", call(t, cs, "tunnel", args)); e.Code != api.CodeInvalid {
+			t.Errorf("tunnel %v: %+v", args, e)
+		}
+	}
+	var closed TunnelCloseResult
+	result(t, "tunnel_close", call(t, cs, "tunnel_close", map[string]any{"port": tr.Port}), &closed)
+	if closed.Closed != tr.Port {
+		t.Errorf("tunnel_close: %+v", closed)
+	}
+	if e := toolErr(t, "tunnel_close", call(t, cs, "tunnel_close", map[string]any{"port": tr.Port})); e.Code != api.CodeNotFound {
+		t.Errorf("closing it twice: %+v", e)
 	}
 }

@@ -43,6 +43,7 @@ func (t *tools) register(srv *mcp.Server) {
 	add(srv, &mcp.Tool{Name: "restore", Description: "Put a VM (HEAD if vm is left out) back to the state a commit holds, in place: memory, processes and disk as they were when it was made; " +
 		"it keeps its id and alias. What changed since is lost.", Annotations: destructive()}, t.restore)
 	t.registerCompare(srv)
+	t.registerTunnel(srv)
 }
 
 func readOnly(name, desc string) *mcp.Tool {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"vers/api"
 )
 
 // mcpSession is a session of the Go SDK's own client (no vers code) with
@@ -213,6 +215,24 @@ func TestMCP(t *testing.T) {
 	mustTool(ctx, t, cs, "execute", map[string]any{"vm": child, "command": "echo child"}, &ex)
 	if ex.Stdout != "child\n" || ex.VMID != child {
 		t.Fatalf("execute in the child: %+v", ex)
+	}
+
+	// A tunnel outlives its call, and tunnel_close ends it.
+	startEchoServer(t, p, child, 7100)
+	var tr api.TunnelResult
+	mustTool(ctx, t, cs, "tunnel", map[string]any{"vm": child, "remote_port": 7100}, &tr)
+	if got, err := exchange(tr.Local, []byte("via mcp")); err != nil || string(got) != "echo:via mcp" {
+		t.Fatalf("through the tunnel on %s: %q, %v", tr.Local, got, err)
+	}
+	var closed struct {
+		Closed int `json:"closed"`
+	}
+	mustTool(ctx, t, cs, "tunnel_close", map[string]any{"port": tr.Port}, &closed)
+	if closed.Closed != tr.Port {
+		t.Fatalf("tunnel_close: %+v", closed)
+	}
+	if _, err := net.DialTimeout("tcp", tr.Local, 2*time.Second); err == nil {
+		t.Fatalf("%s still listens after tunnel_close", tr.Local)
 	}
 
 	if e := callTool(ctx, t, cs, "execute", map[string]any{"vm": "no-such-vm-mcp", "command": "true"}, &ex); e == nil || e.Code != "not_found" {
