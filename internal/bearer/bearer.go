@@ -29,21 +29,36 @@ const MinLen = 32
 // names the server in the WWW-Authenticate header; refused, if not nil,
 // is told of each refusal (to log it).
 func Require(token, realm string, refused func(*http.Request), next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	challenge := fmt.Sprintf("Bearer realm=%q", realm)
+	m := NewMatcher(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
-		// Comparing digests keeps the time the same whatever the length.
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !m.Match(r) {
 			if refused != nil {
 				refused(r)
 			}
-			w.Header().Set("WWW-Authenticate", challenge)
-			w.WriteHeader(http.StatusUnauthorized)
+			Challenge(w, realm)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Challenge answers 401 with the WWW-Authenticate header of realm, and
+// nothing else.
+func Challenge(w http.ResponseWriter, realm string) {
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
+	w.WriteHeader(http.StatusUnauthorized)
+}
+
+// Matcher tells the requests that carry one token as a bearer token.
+type Matcher struct{ want [sha256.Size]byte }
+
+func NewMatcher(token string) Matcher { return Matcher{want: sha256.Sum256([]byte(token))} }
+
+// Match reports whether r carries the token. Comparing digests keeps the
+// time the same whatever the length.
+func (m Matcher) Match(r *http.Request) bool {
+	got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
+	return subtle.ConstantTimeCompare(got[:], m.want[:]) == 1
 }
 
 // bearer is the token of an Authorization header of the Bearer scheme

@@ -26,6 +26,7 @@ import (
 	"vers/internal/qemu"
 	"vers/internal/rampool"
 	"vers/internal/store"
+	"vers/internal/ui"
 	"vers/internal/vm"
 )
 
@@ -151,6 +152,11 @@ func serve(ctx context.Context, layout paths.Layout, listen config.Listen, api *
 	h := api.Handler()
 	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{ln}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	api.ui = &uiFront{sessions: ui.NewSessions(nil), open: func() (string, error) {
+		return api.openUI(ctx, layout.Token(), log)
+	}}
 	if listen.Addr != "" {
 		tcp, token, err := listenTCP(listen, layout.Token(), log)
 		if err != nil {
@@ -158,9 +164,10 @@ func serve(ctx context.Context, layout paths.Layout, listen config.Listen, api *
 			return err
 		}
 		api.listen = listen.Addr
-		servers = append(servers, &http.Server{Handler: bearer.Require(token, "versd", func(r *http.Request) {
-			log.Debug("refused a request without the token", "remote", r.RemoteAddr)
-		}, h), ReadHeaderTimeout: 10 * time.Second})
+		if listen.Loopback {
+			api.ui.addr = listen.Addr
+		}
+		servers = append(servers, &http.Server{Handler: api.guard(listen.Addr, listen.Loopback, token, log), ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, tcp)
 	}
 	log.Info("versd listening", "socket", sock, "pid", os.Getpid(), "accel", api.vms.Accel(), "home", filepath.Clean(layout.Home))

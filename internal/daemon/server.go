@@ -46,6 +46,8 @@ type Server struct {
 	agent, agentID string
 	// listen is the TCP address served too, or "" (health reports it).
 	listen string
+	// ui is the web UI's listener and sessions (ui.go), nil when none is served.
+	ui *uiFront
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
@@ -98,6 +100,8 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/heads": s.listHeads,
 		"POST /v1/diff": s.diffVMs,
 		"PUT /v1/heads": s.setHead,
+
+		"POST /v1/ui/login": s.uiLogin,
 	}
 }
 

@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"vers/api"
+	"vers/internal/events"
+	"vers/internal/ui"
+)
+
+// uiServer is a daemon whose UI listener opens for real, on loopback.
+func uiServer(t *testing.T) *Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := &Server{eventSrc: VMEvents{Broker: events.New(16), VMs: fixedVMs{{ID: "a1", Alias: "a", State: api.StateRunning}}}, log: log}
+	tokenFile := filepath.Join(t.TempDir(), "versd.token")
+	s.ui = &uiFront{sessions: ui.NewSessions(nil), open: func() (string, error) { return s.openUI(ctx, tokenFile, log) }}
+	return s
+}
+
+func newLogin(t *testing.T, s *Server) api.UILogin {
+	t.Helper()
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/ui/login", nil))
+	var l api.UILogin
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &l) != nil {
+		t.Fatalf("POST /v1/ui/login: %d %s", w.Code, w.Body)
+	}
+	return l
+}
+
+// TestUILogin: the login opens one loopback listener; its URL logs a
+// browser in once; the session reaches the page and the events, from the
+// page's origin only.
+func TestUILogin(t *testing.T) {
+	s := uiServer(t)
+	l := newLogin(t, s)
+	u, err := url.Parse(l.URL)
+	if err != nil || u.Host != l.Addr || !strings.HasPrefix(l.Addr, "127.0.0.1:") || u.Path != "/ui/login" || len(u.Query().Get("t")) != 64 {
+		t.Fatalf("login %+v: want http://127.0.0.1:PORT/ui/login?t=TOKEN", l)
+	}
+	if again := newLogin(t, s); again.Addr != l.Addr || again.URL == l.URL {
+		t.Fatalf("a second login %+v: want the same listener, another token", again)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.Get(l.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/ui/" || !strings.Contains(string(page), `name="vers-csrf"`) {
+		t.Fatalf("the login URL led to %s: %d %.200s", res.Request.URL, res.StatusCode, page)
+	}
+	if res, err := http.Get(l.URL); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the login URL used again: %v %v, want 401", res.StatusCode, err)
+	}
+
+	base := "http://" + l.Addr
+	dial := func(origin string) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(context.Background(), "ws://"+l.Addr+"/v1/events", &websocket.DialOptions{
+			HTTPClient: browser, HTTPHeader: http.Header{"Origin": {origin}},
+		})
+	}
+	conn, _, err := dial(base)
+	if err != nil {
+		t.Fatalf("events with the session from the page's origin: %v", err)
+	}
+	_, msg, err := conn.Read(context.Background())
+	conn.CloseNow()
+	if err != nil || !strings.Contains(string(msg), `"type":"hello"`) {
+		t.Fatalf("first event %s, %v: want the hello", msg, err)
+	}
+	if _, res, err := dial("http://evil.example"); err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("events from a foreign origin: %v, want 403", err)
+	}
+	req, _ := http.NewRequest("POST", base+"/v1/ui/login", nil)
+	req.Header.Set("Origin", base)
+	if res, err := browser.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a session making a login: %v %v, want 403", res.StatusCode, err)
+	}
+}
+
+// TestWebSocketsRefuseForeignOrigins: the daemon's own WebSockets refuse a
+// browser's request from a page of another origin, whatever the listener.
+func TestWebSocketsRefuseForeignOrigins(t *testing.T) {
+	s := uiServer(t)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	ws := "ws" + strings.TrimPrefix(srv.URL, "http")
+	// (A tunnel connects in the guest before it upgrades; the same Accept
+	// refuses it then.)
+	for _, path := range []string{"/v1/events", "/v1/vms/a/exec"} {
+		_, res, err := websocket.Dial(context.Background(), ws+path, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://evil.example"}}})
+		if err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s from a foreign origin: %v, want 403", path, err)
+		}
+	}
+	conn, _, err := websocket.Dial(context.Background(), ws+"/v1/events", nil)
+	if err != nil {
+		t.Fatalf("events without Origin (a Go client): %v", err)
+	}
+	conn.CloseNow()
+}
