@@ -56,6 +56,8 @@ type Daemon interface {
 	ListHeads(ctx context.Context) ([]api.Head, error)
 	SetHead(ctx context.Context, dir, vm string) (api.Head, error)
 	Diff(ctx context.Context, req api.FSDiffRequest) (api.FSDiff, error)
+	// UILogin is a one-time login URL of the web UI (vers ui).
+	UILogin(ctx context.Context) (api.UILogin, error)
 }
 
 var _ Daemon = (*client.Client)(nil)

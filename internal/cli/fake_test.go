@@ -60,6 +60,8 @@ type fakeDaemon struct {
 	diffs []api.FSDiffRequest
 	// deleteHook, when set, is asked before each DeleteVM; its error fails it.
 	deleteHook func(id string) error
+	// logins counts UILogin calls.
+	logins int
 
 	commitState // fake_commits_test.go
 	treeState   // fake_tree_test.go
@@ -416,4 +418,14 @@ func (d *fakeDaemon) Diff(_ context.Context, req api.FSDiffRequest) (api.FSDiff,
 		return api.FSDiff{}, fmt.Errorf("fake: no diff: %w", errdefs.ErrUnavailable)
 	}
 	return d.diff(req)
+}
+
+func (d *fakeDaemon) UILogin(context.Context) (api.UILogin, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.logins++
+	return api.UILogin{
+		URL:  fmt.Sprintf("http://127.0.0.1:4242/ui/login?t=token%d", d.logins),
+		Addr: "127.0.0.1:4242", ExpiresAt: time.Now().Add(2 * time.Minute),
+	}, nil
 }

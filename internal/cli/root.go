@@ -233,6 +233,7 @@ func NewRoot(f *Factory) *cobra.Command {
 		NewCmdDiff(f, nil),
 		NewCmdPick(f, nil),
 		NewCmdMCP(f),
+		NewCmdUI(f, nil),
 	)
 	return root
 }
