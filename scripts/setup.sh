@@ -8,8 +8,9 @@ need=()
 # xfsprogs: guest RAM lives on an in-memory XFS, whose reflinks make branching
 # share RAM instead of copying it (internal/rampool). passt: each VM's
 # user-mode network, which keeps guests off the host's loopback services and
-# each other (internal/qemu/passt.go).
-for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs xfsprogs zstd xz-utils ca-certificates procps passt; do
+# each other (internal/qemu/passt.go). chromium: the headless browser the web
+# UI's end-to-end test drives (test/e2e/ui_test.go).
+for pkg in qemu-system-x86 qemu-utils debootstrap e2fsprogs xfsprogs zstd xz-utils ca-certificates procps passt chromium; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
