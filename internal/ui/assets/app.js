@@ -147,6 +147,7 @@ function subtree(id) {
   return out;
 }
 
+let drawnOnce = false;
 function renderTree() {
   const { kids, roots } = childrenOf();
   const headsOf = new Map();
@@ -211,6 +212,10 @@ function renderTree() {
     return p;
   }));
   if (state.selected && !state.vms.has(state.selected)) select("");
+  if (!drawnOnce) {
+    drawnOnce = true;
+    performance.mark("vers-tree"); // the first tree: how long the page took to show it
+  }
 }
 
 $("tree").addEventListener("click", (ev) => {
@@ -335,9 +340,28 @@ function kill(id) {
 const terms = []; // {id, vm, term, fit, ws, tab, screen}
 let termSeq = 0;
 
-function openTerminal(vmID) {
+// xterm.js is loaded with the first terminal, so that the tree is shown
+// without waiting for it.
+let xtermLoaded = null;
+function loadXterm() {
+  const load = (src) => new Promise((ok, fail) => {
+    document.head.append(el("script", { src, onload: ok, onerror: () => fail(new Error("cannot load " + src)) }));
+  });
+  xtermLoaded = xtermLoaded || load("vendor/xterm.js").then(() => load("vendor/addon-fit.js"));
+  return xtermLoaded;
+}
+
+async function openTerminal(vmID) {
   const v = state.vms.get(vmID);
   if (!v) return;
+  try {
+    await loadXterm();
+  } catch (e) {
+    xtermLoaded = null;
+    say(e.message, true);
+    return;
+  }
+  $("no-terms").hidden = true;
   const t = { id: ++termSeq, vm: vmID };
   t.screen = el("div", { className: "screen" });
   t.screen.dataset.vm = vmID;
@@ -400,6 +424,7 @@ function closeTerminal(t) {
   t.tab.remove();
   terms.splice(terms.indexOf(t), 1);
   if (terms.length) showTerminal(terms[terms.length - 1]);
+  else $("no-terms").hidden = false;
 }
 
 window.addEventListener("resize", () => {
