@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 
@@ -133,6 +135,21 @@ func TestUIAuth(t *testing.T) {
 	}
 }
 
+// typeLine types line and Enter in the terminal shown. The text is
+// inserted as a keyboard of another script would, which xterm.js takes
+// once (a key event per character is read twice: its key and its char).
+func typeLine(t *testing.T, ctx context.Context, line string) {
+	t.Helper()
+	// xterm.js reads the keys from a textarea it keeps out of sight.
+	eval[bool](t, ctx, `(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)
+	do(t, ctx, "type "+line,
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: line})
+			return err
+		}),
+		chromedp.KeyEvent("\r"))
+}
+
 var lines42 = regexp.MustCompile(`(?m)^42\s*$`)
 
 // screenText is the text of the terminal shown.
@@ -160,8 +177,12 @@ func TestUI(t *testing.T) {
 		t.Errorf("%s is HEAD of the project, and not marked so", root)
 	}
 
-	do(t, ctx, "branch from the page", chromedp.Click(node(root)), chromedp.WaitVisible(chromedp.ID("act-branch")),
-		chromedp.SetValue(chromedp.ID("branch-alias"), kid), chromedp.Click(chromedp.ID("act-branch")))
+	// The details pane names the VM it shows: wait for the one clicked.
+	action := func(id, button string) chromedp.CSS {
+		return chromedp.CSS(`#details[data-vm="` + id + `"] #` + button)
+	}
+	do(t, ctx, "branch from the page", chromedp.Click(node(root)), chromedp.WaitVisible(action(rootVM.ID, "act-branch")),
+		chromedp.SetValue(chromedp.CSS(`#details[data-vm="`+rootVM.ID+`"] #branch-alias`), kid), chromedp.Click(action(rootVM.ID, "act-branch")))
 	do(t, ctx, "see the child", chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+rootVM.ID+`"] + ul `+string(node(kid)))))
 	child, ok := p.find(kid)
 	if !ok || child.ParentID != rootVM.ID {
@@ -172,10 +193,6 @@ func TestUI(t *testing.T) {
 	}
 	screenshot(t, ctx, "ui-tree.png")
 
-	type_ := func(what, keys string) {
-		t.Helper()
-		do(t, ctx, what, chromedp.SendKeys(chromedp.CSS(".screen:not([hidden]) textarea.xterm-helper-textarea"), keys))
-	}
 	waitScreen := func(what string, re *regexp.Regexp) string {
 		t.Helper()
 		var text string
@@ -185,10 +202,10 @@ func TestUI(t *testing.T) {
 		})
 		return text
 	}
-	do(t, ctx, "open a terminal", chromedp.Click(node(kid)), chromedp.WaitVisible(chromedp.ID("act-terminal")),
-		chromedp.Click(chromedp.ID("act-terminal")), chromedp.WaitVisible(chromedp.CSS(".screen:not([hidden]) .xterm-rows")))
-	waitScreen("a prompt", regexp.MustCompile(`[#$] *$`))
-	type_("type a command", "echo $((6*7))\r")
+	do(t, ctx, "open a terminal", chromedp.Click(node(kid)), chromedp.WaitVisible(action(child.ID, "act-terminal")),
+		chromedp.Click(action(child.ID, "act-terminal")), chromedp.WaitVisible(chromedp.CSS(`.screen[data-vm="`+child.ID+`"]:not([hidden]) .xterm-rows`)))
+	waitScreen("a prompt", regexp.MustCompile(`(?m)[#$] *$`))
+	typeLine(t, ctx, "echo $((6*7))")
 	waitScreen("42 on the screen", lines42)
 	screenshot(t, ctx, "ui-terminal.png")
 
@@ -198,7 +215,7 @@ func TestUI(t *testing.T) {
 	sizeNow := func() string {
 		t.Helper()
 		asked++
-		type_("ask the size", fmt.Sprintf("echo size $(stty size) %d\r", asked))
+		typeLine(t, ctx, fmt.Sprintf("echo size $(stty size) %d", asked))
 		re := regexp.MustCompile(fmt.Sprintf(`(?m)^size (\d+ \d+) %d\s*$`, asked))
 		return re.FindStringSubmatch(waitScreen("the size", re))[1]
 	}
@@ -206,13 +223,14 @@ func TestUI(t *testing.T) {
 	do(t, ctx, "resize the window", chromedp.EmulateViewport(900, 560))
 	waitFor(t, "the terminal to follow the window", 30*time.Second, func() bool { return sizeNow() != before })
 
-	type_("start a long command", "sleep 300\r")
+	typeLine(t, ctx, "sleep 300")
+	eval[bool](t, ctx, `(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)
 	do(t, ctx, "Ctrl-C", chromedp.KeyEvent("c", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
-	type_("a command after it", "echo after-$((1+1))\r")
+	typeLine(t, ctx, "echo after-$((1+1))")
 	waitScreen("the shell back after Ctrl-C", regexp.MustCompile(`(?m)^after-2\s*$`))
 
-	do(t, ctx, "ask to kill the child", chromedp.Click(node(kid)), chromedp.WaitVisible(chromedp.ID("act-kill")),
-		chromedp.Click(chromedp.ID("act-kill")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
+	do(t, ctx, "ask to kill the child", chromedp.Click(node(kid)), chromedp.WaitVisible(action(child.ID, "act-kill")),
+		chromedp.Click(action(child.ID, "act-kill")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
 	if names := eval[string](t, ctx, `document.getElementById("confirm-list").innerText`); !strings.Contains(names, kid) || strings.Contains(names, root) {
 		t.Errorf("the confirmation names %q: want %s and not %s", names, kid, root)
 	}
@@ -226,44 +244,100 @@ func TestUI(t *testing.T) {
 	p.must("kill", root)
 }
 
-// TestUIPageLoad: the page, served by the guard as versd serves it, shows
-// a tree of 50 VMs within a second of the navigation, and keeps a clear
-// layout (every VM a node under its parent). The API is a fake that
-// answers the events with that tree, so no VM is booted.
-func TestUIPageLoad(t *testing.T) {
-	ctx := browser(t)
-	vms := fakeTree(50)
-	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/v1/events":
-			conn, err := websocket.Accept(w, r, nil)
+// fakeAPI serves what the page asks of versd: the events (a hello with
+// vms), the heads, and an exec that echoes what is typed, as a terminal
+// does, says "resized ROWS COLS" at a resize and "^C" at a Ctrl-C.
+func fakeAPI(t *testing.T, vms []api.VM) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		b, _ := json.Marshal(api.Event{Type: api.EventHello, Time: time.Now(), VMs: vms})
+		conn.Write(r.Context(), websocket.MessageText, b)
+		<-conn.CloseRead(r.Context()).Done()
+	})
+	mux.HandleFunc("GET /v1/heads", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[7].ID}})
+	})
+	mux.HandleFunc("GET /v1/vms/{ref}/info", func(w http.ResponseWriter, r *http.Request) {
+		for _, v := range vms {
+			if v.ID == r.PathValue("ref") {
+				json.NewEncoder(w).Encode(api.VMInfo{VM: v, Children: []string{}})
+				return
+			}
+		}
+		http.NotFound(w, r)
+	})
+	mux.HandleFunc("GET /v1/vms/{ref}/exec", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		ctx := r.Context()
+		_, msg, err := conn.Read(ctx)
+		var req api.ExecRequest
+		if err != nil || json.Unmarshal(msg, &req) != nil || !req.TTY || !req.Stdin || req.Command != "" || req.Rows == 0 || req.Cols == 0 {
+			t.Errorf("exec request %s (%v): want a TTY login shell with stdin and a size", msg, err)
+			return
+		}
+		started, _ := json.Marshal(api.ExecControl{Type: "started"})
+		conn.Write(ctx, websocket.MessageText, started)
+		out := func(s string) { conn.Write(ctx, websocket.MessageBinary, append([]byte{api.StreamStdout}, s...)) }
+		out(fmt.Sprintf("size %d %d\r\n# ", req.Rows, req.Cols))
+		for {
+			typ, msg, err := conn.Read(ctx)
 			if err != nil {
 				return
 			}
-			defer conn.CloseNow()
-			b, _ := json.Marshal(api.Event{Type: api.EventHello, Time: time.Now(), VMs: vms})
-			conn.Write(r.Context(), websocket.MessageText, b)
-			conn.CloseRead(r.Context())
-			<-r.Context().Done()
-		case "/v1/heads":
-			json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[7].ID}})
-		default:
-			http.NotFound(w, r)
+			if typ == websocket.MessageText {
+				var c api.ExecControl
+				if json.Unmarshal(msg, &c) == nil && c.Type == "resize" {
+					out(fmt.Sprintf("\r\nresized %d %d\r\n# ", c.Rows, c.Cols))
+				}
+				continue
+			}
+			if len(msg) < 2 || msg[0] != api.StreamStdin {
+				continue
+			}
+			in := strings.ReplaceAll(strings.ReplaceAll(string(msg[1:]), "\r", "\r\n"), "\x03", "^C")
+			out(in)
 		}
 	})
+	return mux
+}
+
+// servePage serves the page with api behind the guard, as versd does, and
+// is a login URL.
+func servePage(t *testing.T, api http.Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &ui.Guard{Addr: ln.Addr().String(), Token: bearer.NewMatcher(strings.Repeat("t", 32)), Sessions: ui.NewSessions(nil), API: events}
+	g := &ui.Guard{Addr: ln.Addr().String(), Token: bearer.NewMatcher(strings.Repeat("t", 32)), Sessions: ui.NewSessions(nil), API: api}
 	srv := &http.Server{Handler: g}
 	go srv.Serve(ln)
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	tok, _ := g.Sessions.NewLogin()
+	return "http://" + g.Addr + "/ui/login?t=" + tok
+}
+
+// TestUIPageLoad: the page shows a tree of 50 VMs within a second of the
+// navigation, with a clear layout (every VM a node under its parent,
+// HEAD marked); its terminal speaks the exec protocol (typing, resize,
+// Ctrl-C). The API is a fake: no VM is booted.
+func TestUIPageLoad(t *testing.T) {
+	ctx := browser(t)
+	vms := fakeTree(50)
+	login := servePage(t, fakeAPI(t, vms))
 
 	do(t, ctx, "start the browser", chromedp.Navigate("about:blank"))
 	start := time.Now()
-	do(t, ctx, "load the page", chromedp.Navigate("http://"+g.Addr+"/ui/login?t="+tok),
+	do(t, ctx, "load the page", chromedp.Navigate(login),
 		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+vms[len(vms)-1].ID+`"]`)))
 	took := time.Since(start)
 	// The page's own measure: from the start of the navigation (the login
@@ -282,6 +356,35 @@ func TestUIPageLoad(t *testing.T) {
 		t.Errorf("tree: %d nodes (want %d), child under its parent %v, %d HEAD marks (want 1)", nested, len(vms), under, heads)
 	}
 	screenshot(t, ctx, "ui-tree-50.png")
+
+	// Two terminals, in tabs.
+	for _, v := range []api.VM{vms[3], vms[7]} {
+		do(t, ctx, "open a terminal in "+v.Alias, chromedp.Click(chromedp.CSS(`.node[data-id="`+v.ID+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#details[data-vm="`+v.ID+`"] #act-terminal`)),
+			chromedp.Click(chromedp.CSS(`#details[data-vm="`+v.ID+`"] #act-terminal`)),
+			chromedp.WaitVisible(chromedp.CSS(`.screen[data-vm="`+v.ID+`"] .xterm-rows`)))
+	}
+	if tabs := eval[int](t, ctx, `document.querySelectorAll("#tabs .tab").length`); tabs != 2 {
+		t.Fatalf("%d tabs, want 2", tabs)
+	}
+	wait := func(what, re string) {
+		t.Helper()
+		r := regexp.MustCompile(re)
+		var text string
+		defer func() {
+			if t.Failed() {
+				t.Logf("the screen:\n%s", text)
+			}
+		}()
+		waitFor(t, what, 10*time.Second, func() bool { text = eval[string](t, ctx, screenText); return r.MatchString(text) })
+	}
+	wait("the size the terminal asked", `(?m)^size \d+ \d+\s*$`)
+	typeLine(t, ctx, "echo $((6*7))")
+	wait("the typing echoed", `(?m)^# echo \$\(\(6\*7\)\)\s*$`)
+	do(t, ctx, "Ctrl-C", chromedp.KeyEvent("c", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	wait("Ctrl-C sent", `\^C`)
+	do(t, ctx, "resize the window", chromedp.EmulateViewport(900, 560))
+	wait("a resize sent", `(?m)^resized \d+ \d+\s*$`)
 }
 
 // fakeTree is n VMs: a root with branches, some of them branched again.

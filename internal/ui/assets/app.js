@@ -258,6 +258,7 @@ async function renderDetails() {
   const v = state.vms.get(id);
   if (!v) {
     pane.replaceChildren(el("p", { className: "hint" }, "Select a VM; double-click opens a terminal."));
+    delete pane.dataset.vm;
     return;
   }
   let info = null;
@@ -289,9 +290,11 @@ async function renderDetails() {
   const dl = el("dl", { id: "info" });
   for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, val));
 
-  const alias = el("input", { id: "branch-alias", placeholder: "alias (optional)", size: 14 });
-  const count = el("input", { id: "branch-count", type: "number", min: 1, max: 64, value: 1, size: 3 });
-  const tag = el("input", { id: "commit-tag", placeholder: "tag (optional)", size: 14 });
+  // What was typed stays when the pane is drawn again for the same VM.
+  const kept = (inputID, dflt) => (pane.dataset.vm === id && $(inputID) ? $(inputID).value : dflt);
+  const alias = el("input", { id: "branch-alias", placeholder: "alias (optional)", size: 14, value: kept("branch-alias", "") });
+  const count = el("input", { id: "branch-count", type: "number", min: 1, max: 64, size: 3, value: kept("branch-count", 1) });
+  const tag = el("input", { id: "commit-tag", placeholder: "tag (optional)", size: 14, value: kept("commit-tag", "") });
   const button = (label, id, fn) => el("button", { id, onclick: fn }, label);
   const actions = el("div", { className: "actions" },
     button("Terminal", "act-terminal", () => openTerminal(id)),
@@ -303,6 +306,7 @@ async function renderDetails() {
     button("Kill…", "act-kill", () => kill(id)),
   );
   pane.replaceChildren(el("h2", {}, name(v)), dl, actions);
+  pane.dataset.vm = id;
 }
 
 async function branch(id, alias, count) {
