@@ -12,6 +12,7 @@ import (
 
 	"vers/api"
 	"vers/internal/bearer"
+	"vers/internal/errdefs"
 	"vers/internal/ui"
 )
 
@@ -34,7 +35,7 @@ func (f *uiFront) ensure() (string, error) {
 		return f.addr, nil
 	}
 	if f.open == nil {
-		return "", fmt.Errorf("this daemon serves no web UI")
+		return "", fmt.Errorf("this daemon serves no web UI: %w", errdefs.ErrUnavailable)
 	}
 	addr, err := f.open()
 	if err != nil {
@@ -48,8 +49,12 @@ func (f *uiFront) ensure() (string, error) {
 // owner or a bearer of the token gets here: the guard refuses a session.
 func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
 	drain(w, r)
+	if ui.BySession(r.Context()) {
+		s.writeError(w, r, fmt.Errorf("a browser's session cannot make logins; run vers ui: %w", errdefs.ErrUnauthorized))
+		return
+	}
 	if s.ui == nil {
-		s.writeError(w, r, fmt.Errorf("this daemon serves no web UI"))
+		s.writeError(w, r, fmt.Errorf("this daemon serves no web UI: %w", errdefs.ErrUnavailable))
 		return
 	}
 	addr, err := s.ui.ensure()

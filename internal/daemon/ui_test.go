@@ -95,6 +95,12 @@ func TestUILogin(t *testing.T) {
 	if res, err := browser.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a session making a login: %v %v, want 403", res.StatusCode, err)
 	}
+	// Past the guard too, the route itself refuses a session.
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/ui/login", nil).WithContext(ui.WithSession(context.Background())))
+	if w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "/ui/login?t=") {
+		t.Fatalf("POST /v1/ui/login with a session, past the guard: %d %s, want 401 and no login", w.Code, w.Body)
+	}
 }
 
 // TestWebSocketsRefuseForeignOrigins: the daemon's own WebSockets refuse a

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -91,8 +92,22 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, "/ui/"):
 		servePage(w, r, sess)
 	default:
-		g.API.ServeHTTP(w, r)
+		g.API.ServeHTTP(w, r.WithContext(WithSession(r.Context())))
 	}
+}
+
+type sessionKey struct{}
+
+// WithSession marks ctx as a request's that a browser's session let in.
+func WithSession(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sessionKey{}, true)
+}
+
+// BySession reports whether a request reached the API with a browser's
+// session (rather than the bearer token or the socket).
+func BySession(ctx context.Context) bool {
+	v, _ := ctx.Value(sessionKey{}).(bool)
+	return v
 }
 
 // sameOrigin refuses a request for another host name than the

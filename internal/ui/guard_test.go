@@ -29,6 +29,9 @@ func newGuard(t *testing.T) (*Guard, *clock, *int) {
 		Addr: testAddr, Token: bearer.NewMatcher(testToken), Sessions: NewSessions(c.now),
 		API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			calls++
+			if BySession(r.Context()) != (r.Header.Get("Authorization") == "") {
+				t.Errorf("%s %s: BySession %v with Authorization %q", r.Method, r.URL, BySession(r.Context()), r.Header.Get("Authorization"))
+			}
 			io.WriteString(w, "api")
 		}),
 	}
