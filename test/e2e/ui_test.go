@@ -241,7 +241,19 @@ func TestUI(t *testing.T) {
 	if _, ok := p.find(root); !ok {
 		t.Errorf("the kill of %s took %s too", kid, root)
 	}
-	p.must("kill", root)
+
+	// A change made elsewhere (the CLI) shows in the page within a second.
+	other := uniqueAlias(t, "uic")
+	p.must("branch", root, "--alias", other)
+	branched := time.Now()
+	do(t, ctx, "see the CLI's branch", chromedp.WaitVisible(node(other)))
+	if d := time.Since(branched); d > time.Second {
+		t.Errorf("the page showed the CLI's branch %s after it, want within 1s", d)
+	} else {
+		t.Logf("the page showed the CLI's branch %.0f ms after it returned", float64(d.Microseconds())/1000)
+	}
+	p.must("kill", "-r", root)
+	do(t, ctx, "see the CLI's kill", chromedp.WaitNotPresent(node(root)))
 }
 
 // fakeAPI serves what the page asks of versd: the events (a hello with
