@@ -223,7 +223,8 @@ func TestUI(t *testing.T) {
 	do(t, ctx, "resize the window", chromedp.EmulateViewport(900, 560))
 	waitFor(t, "the terminal to follow the window", 30*time.Second, func() bool { return sizeNow() != before })
 
-	typeLine(t, ctx, "sleep 300")
+	typeLine(t, ctx, "echo slee$((2+3)); sleep 300")
+	waitScreen("the long command started", regexp.MustCompile(`(?m)^slee5\s*$`))
 	eval[bool](t, ctx, `(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)
 	do(t, ctx, "Ctrl-C", chromedp.KeyEvent("c", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
 	typeLine(t, ctx, "echo after-$((1+1))")
