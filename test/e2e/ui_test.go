@@ -136,19 +136,44 @@ func TestUIAuth(t *testing.T) {
 }
 
 // typeLine types line and Enter in the terminal shown. The text is
-// inserted as a keyboard of another script would, which xterm.js takes
-// once (a key event per character is read twice: its key and its char).
+// inserted as a keyboard of another script would, and Enter is a bare key
+// press: xterm.js takes each once (a key event with its text is read
+// twice, as the key and as the character).
 func typeLine(t *testing.T, ctx context.Context, line string) {
 	t.Helper()
-	// xterm.js reads the keys from a textarea it keeps out of sight.
-	eval[bool](t, ctx, `(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)
-	do(t, ctx, "type "+line,
+	do(t, ctx, "type "+line, focusTerminal(),
 		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 			_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: line})
 			return err
 		}),
-		chromedp.KeyEvent("\r"))
+		press("Enter", "Enter", 13, 0))
 }
+
+// focusTerminal gives the keys to the terminal shown: xterm.js reads them
+// from a textarea it keeps out of sight.
+func focusTerminal() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)(ctx, t)
+		return err
+	})
+}
+
+// press is one key down and up, without text; modifiers as CDP has them
+// (Ctrl is 2).
+func press(key, code string, vk, modifiers int64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, typ := range []input.DispatchKeyEventType{input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp} {
+			p := input.DispatchKeyEventParams{Type: typ, Key: key, Code: code, WindowsVirtualKeyCode: vk, NativeVirtualKeyCode: vk, Modifiers: modifiers}
+			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ctrlC is Ctrl-C in the terminal shown.
+func ctrlC() chromedp.Action[chromedp.Void] { return press("c", "KeyC", 67, 2) }
 
 var lines42 = regexp.MustCompile(`(?m)^42\s*$`)
 
@@ -191,6 +216,8 @@ func TestUI(t *testing.T) {
 	if msg := eval[string](t, ctx, `document.getElementById("msg").textContent`); !strings.Contains(msg, "paused") {
 		t.Errorf("after the branch the page says %q, want its figures", msg)
 	}
+	do(t, ctx, "see the branch's figures in the details",
+		chromedp.Poll[chromedp.Void](`(t => t.includes("Last branch") && /Children\s+1\s/.test(t))(document.getElementById("info").innerText)`, chromedp.WithPollingTimeout(30*time.Second)))
 	screenshot(t, ctx, "ui-tree.png")
 
 	waitScreen := func(what string, re *regexp.Regexp) string {
@@ -225,8 +252,7 @@ func TestUI(t *testing.T) {
 
 	typeLine(t, ctx, "echo slee$((2+3)); sleep 300")
 	waitScreen("the long command started", regexp.MustCompile(`(?m)^slee5\s*$`))
-	eval[bool](t, ctx, `(document.querySelector(".screen:not([hidden]) textarea.xterm-helper-textarea").focus(), true)`)
-	do(t, ctx, "Ctrl-C", chromedp.KeyEvent("c", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	do(t, ctx, "Ctrl-C", focusTerminal(), ctrlC())
 	typeLine(t, ctx, "echo after-$((1+1))")
 	waitScreen("the shell back after Ctrl-C", regexp.MustCompile(`(?m)^after-2\s*$`))
 
@@ -394,8 +420,8 @@ func TestUIPageLoad(t *testing.T) {
 	wait("the size the terminal asked", `(?m)^size \d+ \d+\s*$`)
 	typeLine(t, ctx, "echo $((6*7))")
 	wait("the typing echoed", `(?m)^# echo \$\(\(6\*7\)\)\s*$`)
-	do(t, ctx, "Ctrl-C", chromedp.KeyEvent("c", chromedp.KeyModifiers(chromedp.ModifierCtrl)))
-	wait("Ctrl-C sent", `\^C`)
+	do(t, ctx, "Ctrl-C", focusTerminal(), ctrlC())
+	wait("Ctrl-C sent, once", `(?m)^# echo \$\(\(6\*7\)\) *\n\^C *$`)
 	do(t, ctx, "resize the window", chromedp.EmulateViewport(900, 560))
 	wait("a resize sent", `(?m)^resized \d+ \d+\s*$`)
 }
