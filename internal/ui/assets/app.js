@@ -305,7 +305,7 @@ async function renderDetails() {
       : button("Pause", "act-pause", () => act("pause " + name(v), () => call("POST", vmPath(id) + "/pause"))),
     button("Kill…", "act-kill", () => kill(id)),
   );
-  pane.replaceChildren(el("h2", {}, name(v)), dl, actions);
+  pane.replaceChildren(el("h2", {}, name(v)), actions, dl); // the actions first: always in sight
   pane.dataset.vm = id;
 }
 
