@@ -197,7 +197,7 @@ func TestUI(t *testing.T) {
 	node := func(alias string) chromedp.CSS { return chromedp.CSS(`.node[data-alias="` + alias + `"]`) }
 	start := time.Now()
 	do(t, ctx, "log in and see the tree", chromedp.Navigate(l.URL), chromedp.WaitVisible(node(root)))
-	t.Logf("the page showed %s %.0f ms after the navigation began", root, float64(time.Since(start).Microseconds())/1000)
+	t.Logf("the page showed %s %.0f ms after the navigation began (the browser's start included)", root, float64(time.Since(start).Microseconds())/1000)
 	if head := eval[bool](t, ctx, `!!document.querySelector('.node[data-alias="`+root+`"] .head')`); !head {
 		t.Errorf("%s is HEAD of the project, and not marked so", root)
 	}
@@ -267,6 +267,23 @@ func TestUI(t *testing.T) {
 	}
 	if _, ok := p.find(root); !ok {
 		t.Errorf("the kill of %s took %s too", kid, root)
+	}
+
+	// Pause, resume and commit from the page.
+	stateOf := func(alias string) string { v, _ := p.find(alias); return v.State }
+	do(t, ctx, "pause", chromedp.Click(node(root)), chromedp.WaitVisible(action(rootVM.ID, "act-pause")),
+		chromedp.Click(action(rootVM.ID, "act-pause")), chromedp.WaitVisible(chromedp.CSS(string(node(root))+` .state.paused`)))
+	if st := stateOf(root); st != "paused" {
+		t.Errorf("vers status: %s is %s after the page paused it", root, st)
+	}
+	do(t, ctx, "resume", chromedp.WaitVisible(action(rootVM.ID, "act-resume")),
+		chromedp.Click(action(rootVM.ID, "act-resume")), chromedp.WaitVisible(chromedp.CSS(string(node(root))+` .state.running`)))
+	tag := uniqueAlias(t, "uit")
+	do(t, ctx, "commit", chromedp.SetValue(chromedp.CSS(`#details[data-vm="`+rootVM.ID+`"] #commit-tag`), tag),
+		chromedp.Click(action(rootVM.ID, "act-commit")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("msg").textContent.startsWith("committed ")`, chromedp.WithPollingTimeout(5*time.Minute)))
+	if out := p.must("commit", "ls"); !strings.Contains(out, tag) {
+		t.Errorf("vers commit ls does not show the page's commit %s:\n%s", tag, out)
 	}
 
 	// A change made elsewhere (the CLI) shows in the page within a second.
