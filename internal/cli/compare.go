@@ -4,24 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"vers/api"
 )
 
 // CompareOptions: `vers compare --exec CMD VM...` (or --tree/--children).
 type CompareOptions struct {
-	f         *Factory
-	Client    clientFunc
-	Exec      string
-	Fan       fanSpec
-	Timeout   time.Duration
-	Env       []string
-	Dir       string
-	MaxOutput int64
-	Format    string
+	f      *Factory
+	Client clientFunc
+	Exec   string
+	Fan    fanSpec
+	fanFlags
+	Format string
 }
 
 func NewCmdCompare(f *Factory, runF func(context.Context, *CompareOptions) error) *cobra.Command {
@@ -52,10 +46,7 @@ own saying why. --format json prints every field of every VM.`,
 	fl.StringVar(&opts.Exec, "exec", "", "the command to run in each VM (required)")
 	fl.StringVar(&opts.Fan.Tree, "tree", "", "VM and all its descendants")
 	fl.StringVar(&opts.Fan.Children, "children", "", "VM's children")
-	fl.DurationVar(&opts.Timeout, "timeout", 0, "kill the command in a VM after this long (e.g. 30s)")
-	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
-	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VMs (default /root)")
-	fl.Int64Var(&opts.MaxOutput, "max-output", defaultMaxOutput, "bytes of each stream kept per VM")
+	opts.fanFlags.bind(fl)
 	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
 	return cmd
 }
@@ -66,13 +57,9 @@ func (o *CompareOptions) check() error {
 		return fmt.Errorf(`give the command with --exec "CMD": %w`, errUsage)
 	case !o.Fan.set():
 		return fmt.Errorf("name the VMs to compare, or give --tree VM or --children VM: %w", errUsage)
-	case o.Timeout < 0:
-		return fmt.Errorf("--timeout must not be negative: %w", errUsage)
-	case o.MaxOutput <= 0:
-		return fmt.Errorf("--max-output must be positive: %w", errUsage)
 	}
-	if err := api.CheckEnv(o.Env); err != nil {
-		return fmt.Errorf("%w: %w", err, errUsage)
+	if err := o.fanFlags.check(); err != nil {
+		return err
 	}
 	return o.Fan.check()
 }
@@ -86,9 +73,7 @@ func runCompare(ctx context.Context, o *CompareOptions) error {
 	if err != nil {
 		return err
 	}
-	run := fanRun{Timeout: o.Timeout, MaxOutput: o.MaxOutput,
-		Req: api.ExecRequest{Command: o.Exec, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout)}}
-	res := run.run(ctx, c, vms)
+	res := o.fanFlags.run(o.Exec).run(ctx, c, vms)
 	if cause := context.Cause(ctx); cause != nil {
 		return cause
 	}

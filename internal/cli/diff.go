@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/aymanbagabas/go-udiff"
 	"github.com/spf13/cobra"
@@ -27,12 +26,9 @@ type DiffOptions struct {
 	Content          bool
 	ContentMax       int64
 	// The comparison of a command's outputs.
-	Exec      string
-	Timeout   time.Duration
-	Env       []string
-	Dir       string
-	MaxOutput int64
-	Format    string
+	Exec string
+	fanFlags
+	Format string
 }
 
 func NewCmdDiff(f *Factory, runF func(context.Context, *DiffOptions) error) *cobra.Command {
@@ -78,10 +74,7 @@ comparison could not be made.`,
 	fl.BoolVar(&opts.Checksum, "checksum", false, "hash every file instead of trusting unchanged metadata (reads everything)")
 	fl.BoolVar(&opts.Content, "content", false, "add a unified diff of each changed text file")
 	fl.Int64Var(&opts.ContentMax, "content-max", 256<<10, "bytes of each file --content compares")
-	fl.DurationVar(&opts.Timeout, "timeout", 0, "kill the command in a VM after this long (e.g. 30s)")
-	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
-	fl.StringVarP(&opts.Dir, "workdir", "w", "", "working directory in the VMs (default /root)")
-	fl.Int64Var(&opts.MaxOutput, "max-output", defaultMaxOutput, "bytes of each stream kept per VM")
+	opts.fanFlags.bind(fl)
 	fl.StringVar(&opts.Format, "format", "text", "output format: text or json")
 	return cmd
 }
@@ -94,13 +87,9 @@ func (o *DiffOptions) check() error {
 		return fmt.Errorf("--exec compares a command's outputs; paths, --include, --exclude, --stat, --checksum and --content are for comparing filesystems: %w", errUsage)
 	case o.ContentMax <= 0:
 		return fmt.Errorf("--content-max must be positive: %w", errUsage)
-	case o.Timeout < 0:
-		return fmt.Errorf("--timeout must not be negative: %w", errUsage)
-	case o.MaxOutput <= 0:
-		return fmt.Errorf("--max-output must be positive: %w", errUsage)
 	}
-	if err := api.CheckEnv(o.Env); err != nil {
-		return fmt.Errorf("%w: %w", err, errUsage)
+	if err := o.fanFlags.check(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -120,9 +109,7 @@ func runDiff(ctx context.Context, o *DiffOptions) error {
 	if len(vms) == 1 {
 		return fmt.Errorf("%s and %s are the same VM (%s); name two: %w", o.A, o.B, vms[0].ID, errUsage)
 	}
-	run := fanRun{Timeout: o.Timeout, MaxOutput: o.MaxOutput,
-		Req: api.ExecRequest{Command: o.Exec, Env: o.Env, Dir: o.Dir, TimeoutMS: timeoutMillis(o.Timeout)}}
-	res := run.run(ctx, c, vms)
+	res := o.fanFlags.run(o.Exec).run(ctx, c, vms)
 	if cause := context.Cause(ctx); cause != nil {
 		return cause
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"vers/api"
 	"vers/client"
 	"vers/internal/errdefs"
@@ -118,6 +120,41 @@ func subtree(all []api.VM, root api.VM) []api.VM {
 		out = append(out, subtree(all, k)...)
 	}
 	return out
+}
+
+// fanFlags are the flags of a command that runs one command in several
+// VMs (compare, diff --exec): its limits and environment in each.
+type fanFlags struct {
+	Timeout   time.Duration
+	Env       []string
+	Dir       string
+	MaxOutput int64
+}
+
+func (f *fanFlags) bind(fl *pflag.FlagSet) {
+	fl.DurationVar(&f.Timeout, "timeout", 0, "kill the command in a VM after this long (e.g. 30s)")
+	fl.StringArrayVarP(&f.Env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
+	fl.StringVarP(&f.Dir, "workdir", "w", "", "working directory in the VMs (default /root)")
+	fl.Int64Var(&f.MaxOutput, "max-output", defaultMaxOutput, "bytes of each stream kept per VM")
+}
+
+func (f *fanFlags) check() error {
+	switch {
+	case f.Timeout < 0:
+		return fmt.Errorf("--timeout must not be negative: %w", errUsage)
+	case f.MaxOutput <= 0:
+		return fmt.Errorf("--max-output must be positive: %w", errUsage)
+	}
+	if err := api.CheckEnv(f.Env); err != nil {
+		return fmt.Errorf("%w: %w", err, errUsage)
+	}
+	return nil
+}
+
+// run is how command runs in each VM.
+func (f *fanFlags) run(command string) fanRun {
+	return fanRun{Timeout: f.Timeout, MaxOutput: f.MaxOutput,
+		Req: api.ExecRequest{Command: command, Env: f.Env, Dir: f.Dir, TimeoutMS: timeoutMillis(f.Timeout)}}
 }
 
 // fanRun is one command and how to run it in each VM.
