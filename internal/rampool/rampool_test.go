@@ -3,6 +3,7 @@ package rampool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vers/internal/poll"
 )
 
 func TestPlainDirectoryIsUsedAsItIs(t *testing.T) {
@@ -70,11 +73,11 @@ func TestPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unix.Unmount(dir, 0)
+		unmount(t, dir)
 		if dev, _ := loopFor(context.Background(), filepath.Join(backing, imageName)); dev != "" {
 			exec.Command("losetup", "-d", dev).Run()
 		}
-		unix.Unmount(backing, 0)
+		unmount(t, backing)
 	})
 	if !p.Reflink {
 		t.Fatalf("no reflink pool was made:\n%s", logs.String())
@@ -147,4 +150,20 @@ func TestPool(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("deleting 64 MiB of RAM files gave back only %d bytes to the host (%d -> %d)", host0-host, host0, host)
+}
+
+// unmount unmounts dir before the test's directory is removed: a
+// filesystem just used can be busy for a moment (EBUSY), so it is tried
+// again until it is not, for a while.
+func unmount(t *testing.T, dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, 50*time.Millisecond, func() (bool, error) {
+		err := unix.Unmount(dir, 0)
+		return err == nil || errors.Is(err, unix.EINVAL), nil // EINVAL: not mounted
+	})
+	if err != nil {
+		t.Errorf("unmount %s: still busy", dir)
+		unix.Unmount(dir, unix.MNT_DETACH)
+	}
 }
