@@ -19,6 +19,17 @@ type VMInfo struct {
 	// guest; absent when none did since versd started (it is kept in
 	// versd's memory only).
 	LastPause *PauseRecord `json:"last_pause,omitempty"`
+	// Clock is how far the guest's clock is from the host's, asked of its
+	// agent; absent when the VM does not run or its agent did not answer.
+	Clock *ClockOffset `json:"clock,omitempty"`
+}
+
+// ClockOffset is a guest clock against the host's: OffsetMillis is the
+// guest's reading minus the host's at the middle of the round trip that
+// read it (positive: the guest is ahead), good to RTTMillis/2.
+type ClockOffset struct {
+	OffsetMillis float64 `json:"offset_ms"`
+	RTTMillis    float64 `json:"rtt_ms"`
 }
 
 // MemoryUse is the host memory a VM uses.

@@ -426,13 +426,55 @@ func TestInfoAndSync(t *testing.T) {
 		t.Fatalf("info %+v", info)
 	}
 	now := time.Now().Add(time.Hour)
-	if err := c.Sync(ctx, SyncRequest{Time: now, Entropy: []byte{1, 2, 3}, Hostname: "child-1"}); err != nil {
+	const id = "0123456789abcdef0123456789abcdef"
+	if err := c.Sync(ctx, SyncRequest{Time: now, Entropy: []byte{1, 2, 3}, Hostname: "child-1", MachineID: id, ResetTCP: true}); err != nil {
 		t.Fatal(err)
 	}
 	f.sys.mu.Lock()
 	defer f.sys.mu.Unlock()
-	if !f.sys.time.Equal(now) || !bytes.Equal(f.sys.entropy, []byte{1, 2, 3}) || f.sys.hostname != "child-1" {
+	if f.sys.time.Before(now) || f.sys.time.After(now.Add(time.Second)) || !bytes.Equal(f.sys.entropy, []byte{1, 2, 3}) ||
+		f.sys.hostname != "child-1" || f.sys.machine != id || f.sys.resets != 1 {
 		t.Fatalf("system got %+v", f.sys)
+	}
+}
+
+// A sync sent before the guest is up waits for it, and the clock it sets
+// is the host's moved on by that wait.
+func TestSyncWaitsForReady(t *testing.T) {
+	sys := &recordingSystem{}
+	srv := NewServer(ServerConfig{HomeDir: t.TempDir(), System: sys})
+	port := newFakePort()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.ServePort(ctx, port)
+	c, err := NewClient(port.connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sent := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- c.Sync(ctx, SyncRequest{Time: sent, Hostname: "h"}) }()
+	const wait = 300 * time.Millisecond
+	select {
+	case err := <-done:
+		t.Fatalf("sync answered before the guest was up: %v", err)
+	case <-time.After(wait):
+	}
+	srv.Ready()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	// (Less the moment the request took to arrive: without the wait it
+	// would be that moment only.)
+	if got := sys.time.Sub(sent); got < wait/2 || got > time.Since(sent) {
+		t.Fatalf("clock set %v after the host's reading, want about the %v the guest was not up", got, wait)
+	}
+	// Skipping a ResetTCP the host did not ask for.
+	if sys.resets != 0 || sys.hostname != "h" {
+		t.Fatalf("system got %+v", sys)
 	}
 }
 

@@ -19,6 +19,8 @@ type recordingSystem struct {
 	time     time.Time
 	entropy  []byte
 	hostname string
+	machine  string
+	resets   int
 }
 
 func (r *recordingSystem) SetTime(t time.Time) error {
@@ -40,6 +42,20 @@ func (r *recordingSystem) SetHostname(name string) error {
 	defer r.mu.Unlock()
 	r.hostname = name
 	return nil
+}
+
+func (r *recordingSystem) SetMachineID(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.machine = id
+	return nil
+}
+
+func (r *recordingSystem) ResetTCP() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resets++
+	return 0, nil
 }
 
 type fixture struct {

@@ -150,18 +150,35 @@ type Info struct {
 	Kernel   string        `json:"kernel"`
 	BootID   string        `json:"boot_id"`
 	Uptime   time.Duration `json:"uptime"`
+	// Time is the guest's clock as the reply was made.
+	Time time.Time `json:"time"`
 }
 
 // SyncRequest brings a guest in line with the host: after boot and after
 // every branch, so that clones never share a clock skew or an RNG state.
 type SyncRequest struct {
-	Time     time.Time `json:"time"`
-	Entropy  []byte    `json:"entropy,omitempty"`
-	Hostname string    `json:"hostname,omitempty"`
+	// Time is the host's clock as the request was sent; the guest sets its
+	// own to it plus the time the request waited in the guest.
+	Time time.Time `json:"time"`
+	// Adjust, when not zero, moves the guest's clock by that much from
+	// where it is (after Time): a correction measured by the host, which
+	// no transit delay spoils.
+	Adjust   time.Duration `json:"adjust,omitempty"`
+	Entropy  []byte        `json:"entropy,omitempty"`
+	Hostname string        `json:"hostname,omitempty"`
 	// Epoch, when set, begins a segment of that name in the guest's
 	// change journal: the host sets it in a VM that has just been made
 	// from another's state (a branch child, a restore).
 	Epoch string `json:"epoch,omitempty"`
+	// MachineID, when set, is written to /etc/machine-id if it says
+	// otherwise: each VM has its own, a branch child a new one.
+	MachineID string `json:"machine_id,omitempty"`
+	// ResetTCP is set for a guest that has just been made from a saved
+	// state: the peers of its TCP connections to other machines know
+	// nothing of this copy, so each is reset (the application sees
+	// ECONNRESET and can reconnect) instead of waiting on a peer that will
+	// never answer.
+	ResetTCP bool `json:"reset_tcp,omitempty"`
 }
 
 // ExecRequest describes a process to start in the guest.

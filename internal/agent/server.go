@@ -23,6 +23,10 @@ type System interface {
 	SetTime(t time.Time) error
 	AddEntropy(b []byte) error
 	SetHostname(name string) error
+	SetMachineID(id string) error
+	// ResetTCP resets every TCP connection to another machine and says
+	// how many it reset.
+	ResetTCP() (int, error)
 }
 
 // ServerConfig configures a guest server.
@@ -147,6 +151,18 @@ func (sess *session) handle(st *yamux.Stream) {
 		info, err := readInfo()
 		writeMsg(st, replyFor(err, reply{Info: &info}))
 	case opSync:
+		// Like info, it waits for the guest to be up: the host's first
+		// request to a booting guest. The clock it brings is moved on by
+		// that wait.
+		received := time.Now()
+		select {
+		case <-s.ready:
+		case <-sess.done:
+			return
+		}
+		if req.Sync != nil && !req.Sync.Time.IsZero() {
+			req.Sync.Time = req.Sync.Time.Add(time.Since(received))
+		}
 		writeMsg(st, replyFor(s.sync(req.Sync), reply{}))
 	case opRead:
 		s.readFile(st, req.Path)
@@ -204,6 +220,11 @@ func (s *Server) sync(r *SyncRequest) error {
 			return fmt.Errorf("set time: %w", err)
 		}
 	}
+	if r.Adjust != 0 {
+		if err := s.cfg.System.SetTime(time.Now().Add(r.Adjust)); err != nil {
+			return fmt.Errorf("adjust time: %w", err)
+		}
+	}
 	if len(r.Entropy) > 0 {
 		if err := s.cfg.System.AddEntropy(r.Entropy); err != nil {
 			return fmt.Errorf("add entropy: %w", err)
@@ -214,9 +235,22 @@ func (s *Server) sync(r *SyncRequest) error {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
+	if r.MachineID != "" {
+		if err := s.cfg.System.SetMachineID(r.MachineID); err != nil {
+			return fmt.Errorf("set machine id: %w", err)
+		}
+	}
+	reset := 0
+	if r.ResetTCP {
+		n, err := s.cfg.System.ResetTCP()
+		if err != nil {
+			return fmt.Errorf("reset tcp connections: %w", err)
+		}
+		reset = n
+	}
 	if !r.Time.IsZero() {
-		s.cfg.Logf("synced clock to %s, %d bytes of entropy, hostname %q",
-			r.Time.UTC().Format(time.RFC3339Nano), len(r.Entropy), r.Hostname)
+		s.cfg.Logf("synced clock to %s, %d bytes of entropy, hostname %q, %d tcp connections reset",
+			r.Time.UTC().Format(time.RFC3339Nano), len(r.Entropy), r.Hostname, reset)
 	}
 	return nil
 }
@@ -233,6 +267,7 @@ func readInfo() (Info, error) {
 		return info, err
 	}
 	info.Kernel = unix.ByteSliceToString(u.Release[:])
+	info.Time = time.Now()
 	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
 		info.BootID = strings.TrimSpace(string(b))
 	}

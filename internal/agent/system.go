@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -66,4 +67,28 @@ func (LinuxSystem) SetHostname(name string) error {
 		return fmt.Errorf("hostname %q is longer than 64 bytes: %w", name, ErrInvalid)
 	}
 	return unix.Sethostname([]byte(name))
+}
+
+// SetMachineID writes id to /etc/machine-id unless it holds it already.
+func (LinuxSystem) SetMachineID(id string) error { return writeMachineID("/etc/machine-id", id) }
+
+// writeMachineID replaces the file at path with id, as systemd writes it
+// (32 lowercase hex digits and a newline, read-only), in one rename.
+func writeMachineID(path, id string) error {
+	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return fmt.Errorf("machine id %q is not 32 lowercase hex digits: %w", id, ErrInvalid)
+	}
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == id {
+		return nil
+	}
+	tmp := path + ".vers-new"
+	os.Remove(tmp)
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o444); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

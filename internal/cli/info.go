@@ -100,6 +100,9 @@ func renderInfo(w io.Writer, info api.VMInfo, now time.Time) error {
 	} else {
 		row("Last pause", "- (none since versd started)")
 	}
+	if c := info.Clock; c != nil {
+		row("Guest clock", "%+.1f ms from the host's (read in %.1f ms)", c.OffsetMillis, c.RTTMillis)
+	}
 	return tw.Flush()
 }
 

@@ -442,11 +442,21 @@ func (b *branch) switched(ctx context.Context) error {
 	return nil
 }
 
-// started is one child's start: its handle, when it was ready, or why not.
+// started is one child's start: its handle, when it was ready, how long
+// each step took, or why not.
 type started struct {
-	mc    *machine
-	ready time.Duration
-	err   error
+	mc     *machine
+	ready  time.Duration
+	phases childPhases
+	err    error
+}
+
+// childPhases is where a child's start went: its RAM file made (ram),
+// its network and QEMU up to a QMP connection (qemu), the device state
+// loaded and the guest running (load), and the agent answering and synced
+// (agent).
+type childPhases struct {
+	ram, qemu, load, agent time.Duration
 }
 
 // startChildren starts every child from the snapshot at once; the ones
@@ -458,8 +468,9 @@ func (b *branch) startChildren(ctx context.Context) error {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			mc, err := b.startChild(ctx, b.kids[i], b.kidCfgs[i])
-			b.out[i] = started{mc: mc, ready: time.Since(b.start), err: err}
+			var ph childPhases
+			mc, err := b.startChild(ctx, b.kids[i], b.kidCfgs[i], &ph)
+			b.out[i] = started{mc: mc, ready: time.Since(b.start), phases: ph, err: err}
 		}(i)
 	}
 	wg.Wait()
@@ -479,17 +490,21 @@ func (b *branch) startChildren(ctx context.Context) error {
 
 // startChild boots one child from the snapshot and hands it over clean:
 // clock set, RNG reseeded, hostname its own.
-func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config) (*machine, error) {
+func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, ph *childPhases) (*machine, error) {
 	m := b.m
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
+	mark := time.Now()
+	lap := func(d *time.Duration) { now := time.Now(); *d, mark = now.Sub(mark), now }
 	if err := b.ram.childStart(b, cfg); err != nil {
 		return nil, err
 	}
+	lap(&ph.ram)
 	inst, err := m.hv.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	lap(&ph.qemu)
 	m.placeVM(row.ID, inst.PID())
 	fail := func(err error) (*machine, error) {
 		inst.Stop(context.WithoutCancel(ctx))
@@ -507,14 +522,16 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config) 
 			return fail(err)
 		}
 	}
+	lap(&ph.load)
 	if err := m.inject("branch.child-start"); err != nil {
 		return fail(err)
 	}
 	mc := newMachine(inst)
-	if err := m.connect(ctx, mc, row, childAgentTimeout); err != nil {
+	if err := m.connect(ctx, mc, row, childAgentTimeout, true); err != nil {
 		kept := m.keepConsole(cfg)
 		return fail(fmt.Errorf("child agent: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500)))
 	}
+	lap(&ph.agent)
 	return mc, nil
 }
 
@@ -564,17 +581,20 @@ func (b *branch) record(ctx context.Context) error {
 
 func (b *branch) result() BranchResult {
 	res := BranchResult{Parent: b.m.toAPI(b.parent), SnapshotID: b.snap.ID, Pause: b.pause}
+	var first childPhases
 	for i, k := range b.kids {
 		res.Children = append(res.Children, b.m.toAPI(k))
 		if i == 0 || b.out[i].ready < res.FirstReady {
-			res.FirstReady = b.out[i].ready
+			res.FirstReady, first = b.out[i].ready, b.out[i].phases
 		}
 		res.AllReady = max(res.AllReady, b.out[i].ready)
 	}
 	b.m.log.Info("branched", "parent", b.parent.ID, "snapshot", b.snap.ID, "children", len(b.kids), "ram", b.ram.name(),
 		"pause_ms", b.pause.Milliseconds(), "first_ready_ms", res.FirstReady.Milliseconds(), "all_ready_ms", res.AllReady.Milliseconds(),
 		"prepare_ms", b.prepared.Sub(b.start).Milliseconds(), "freeze_ms", b.frozen.Sub(b.prepared).Milliseconds(),
-		"state_ms", b.saved.Sub(b.frozen).Milliseconds(), "children_ms", time.Since(b.saved).Milliseconds())
+		"state_ms", b.saved.Sub(b.frozen).Milliseconds(), "children_ms", time.Since(b.saved).Milliseconds(),
+		"first_ram_ms", first.ram.Milliseconds(), "first_qemu_ms", first.qemu.Milliseconds(),
+		"first_load_ms", first.load.Milliseconds(), "first_agent_ms", first.agent.Milliseconds())
 	return res
 }
 

@@ -168,7 +168,7 @@ func (m *Manager) boot(ctx context.Context, row store.VM, cfg qemu.Config, undo 
 	undo.Add(func() { inst.Stop(bg); m.unplaceVM(row.ID) })
 	m.placeVM(row.ID, inst.PID())
 	mc := newMachine(inst)
-	if err := m.connect(ctx, mc, row, m.cfg.BootTimeout); err != nil {
+	if err := m.connect(ctx, mc, row, m.cfg.BootTimeout, false); err != nil {
 		kept := m.keepConsole(cfg)
 		return nil, fmt.Errorf("vm did not come up: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500))
 	}

@@ -19,8 +19,9 @@ import (
 // perVM are the files vers writes differently in each VM; a difference
 // there is vers's, not the user's.
 var perVM = map[string]string{
-	"/etc/hostname": "vers writes each VM's hostname (its alias) here when it boots",
-	"/etc/hosts":    "vers keeps the 127.0.1.1 line naming each VM's hostname (its alias)",
+	"/etc/hostname":   "vers writes each VM's hostname (its alias) here when it boots",
+	"/etc/hosts":      "vers keeps the 127.0.1.1 line naming each VM's hostname (its alias)",
+	"/etc/machine-id": "vers gives each VM a machine id of its own",
 }
 
 // diffSide is one VM of a diff and what its guest listed.

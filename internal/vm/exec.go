@@ -77,7 +77,7 @@ func (m *Manager) session(ctx context.Context, ref string) (*agent.Client, store
 	if c := mc.currentAgent(); c != nil {
 		return c, row, mc, nil
 	}
-	if err := m.connect(ctx, mc, row, agentDialTimeout); err != nil {
+	if err := m.connect(ctx, mc, row, agentDialTimeout, false); err != nil {
 		if mc.inst.Exited() {
 			m.markDead(context.WithoutCancel(ctx), row, reasonExited)
 			return nil, row, nil, fmt.Errorf("vm %s has stopped; `vers kill %s` removes it: %w", label(row), label(row), errdefs.ErrConflict)

@@ -556,9 +556,11 @@ func (h *fakeHV) holderOf(parent *fakeInst) *fakeInst {
 
 type nopSystem struct{}
 
-func (nopSystem) SetTime(time.Time) error  { return nil }
-func (nopSystem) AddEntropy([]byte) error  { return nil }
-func (nopSystem) SetHostname(string) error { return nil }
+func (nopSystem) SetTime(time.Time) error   { return nil }
+func (nopSystem) AddEntropy([]byte) error   { return nil }
+func (nopSystem) SetHostname(string) error  { return nil }
+func (nopSystem) SetMachineID(string) error { return nil }
+func (nopSystem) ResetTCP() (int, error)    { return 0, nil }
 
 // fakeRAM copies where the RAM filesystem clones.
 type fakeRAM struct {

@@ -56,7 +56,29 @@ func (m *Manager) Info(ctx context.Context, ref string) (api.VMInfo, error) {
 		rec := p.(api.PauseRecord)
 		info.LastPause = &rec
 	}
+	if row.State == api.StateRunning {
+		info.Clock = m.clockOffset(ctx, row.ID)
+	}
 	return info, nil
+}
+
+// clockInfoTimeout bounds the agent round trip of a VM's clock reading:
+// info must answer even when the guest does not.
+const clockInfoTimeout = 5 * time.Second
+
+// clockOffset reads VM id's guest clock through its agent, or nil.
+func (m *Manager) clockOffset(ctx context.Context, id string) *api.ClockOffset {
+	ctx, cancel := context.WithTimeout(ctx, clockInfoTimeout)
+	defer cancel()
+	c, _, _, err := m.session(ctx, id)
+	if err != nil {
+		return nil
+	}
+	r, _, err := readClock(ctx, c)
+	if err != nil {
+		return nil
+	}
+	return &r
 }
 
 // currentMachine is the machine row runs as now (the running process's
@@ -74,6 +96,7 @@ func (m *Manager) currentMachine(row store.VM) (qemu.Config, int) {
 // in memory only: a restarted versd knows no pause until the next one.
 func (m *Manager) notePause(id, op string, pause time.Duration) {
 	m.pauses.Store(id, api.PauseRecord{Op: op, PauseMillis: float64(pause.Microseconds()) / 1000, At: time.Now()})
+	m.trimClockLater(id)
 }
 
 func (m *Manager) readPSS(pid int) (int64, error) {

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"errors"
+	"math"
 	"os"
 	"testing"
 
@@ -34,6 +35,11 @@ func TestInfo(t *testing.T) {
 	if st, err := os.Stat(info.Disk.Overlay); err != nil || info.Disk.OverlayBytes != allocated(info.Disk.Overlay) || st.Size() == 0 {
 		t.Fatalf("overlay %s: %v, %d bytes", info.Disk.Overlay, err, info.Disk.OverlayBytes)
 	}
+	// The fake guest's agent runs on this host's clock: no offset beyond
+	// the round trip.
+	if c := info.Clock; c == nil || c.RTTMillis <= 0 || math.Abs(c.OffsetMillis) > c.RTTMillis/2+1 {
+		t.Fatalf("clock %+v", info.Clock)
+	}
 
 	res, err := e.m.Branch(e.ctx(), "root", "kid", 1)
 	if err != nil {
@@ -62,7 +68,7 @@ func TestInfo(t *testing.T) {
 	}
 	clear(pids)
 	kid, err = e.m.Info(e.ctx(), "kid")
-	if err != nil || kid.State != api.StateSleeping || kid.Memory.PSSBytes != 0 || len(pids) != 0 {
+	if err != nil || kid.State != api.StateSleeping || kid.Memory.PSSBytes != 0 || len(pids) != 0 || kid.Clock != nil {
 		t.Fatalf("sleeping child: %+v, %v, pss read of %v", kid, err, pids)
 	}
 

@@ -140,11 +140,14 @@ var errExited = errors.New("the VM stopped before its agent answered (QEMU exite
 const exitPoll = 100 * time.Millisecond
 
 // connect dials the agent of mc, waits until the guest is up and brings its
-// clock, entropy and hostname in line with the host. A QEMU that exits
+// clock, entropy, hostname and machine id in line with the host; fromState
+// says the guest was just made from a saved state (a branch child, a
+// restore, a wake), whose TCP connections to other machines are reset
+// (docs/branching.md, "What a child can rely on"). A QEMU that exits
 // meanwhile (a guest that panicked or powered off) ends the wait at once.
 // (A branch child's guest resumes inside its parent's session; the agent
 // ends it when the new session begins: see internal/agent.)
-func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration) error {
+func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeout time.Duration, fromState bool) error {
 	dctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("no answer from the guest agent after %s: %w", timeout, errdefs.ErrTimeout))
 	defer cancel()
 	wctx, cancelWatch := context.WithCancelCause(dctx)
@@ -165,18 +168,20 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := c.Info(wctx); err != nil {
-		c.Close()
-		return fail(fmt.Errorf("guest agent: %w", err))
-	}
 	seed := make([]byte, 64)
 	rand.Read(seed)
 	// Every session begins a segment of the guest's change journal: a
 	// branch child's journal is its parent's up to here (vers diff).
 	epoch := row.ID + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := c.Sync(wctx, agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row), Epoch: epoch}); err != nil {
+	sync := agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row), Epoch: epoch,
+		MachineID: machineID(row.ID), ResetTCP: fromState}
+	if err := c.Sync(wctx, sync); err != nil {
 		c.Close()
 		return fail(fmt.Errorf("guest agent sync: %w", err))
+	}
+	if _, err := trimClock(wctx, c); err != nil {
+		c.Close()
+		return fail(fmt.Errorf("guest agent clock: %w", err))
 	}
 	mc.setAgent(c)
 	return nil

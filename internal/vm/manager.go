@@ -13,6 +13,8 @@ package vm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -310,6 +312,14 @@ func hostname(row store.VM) string {
 		return row.Alias
 	}
 	return "vm-" + row.ID[:8]
+}
+
+// machineID is the /etc/machine-id of VM id: its own, so a branch child
+// has a new one, and the same at every boot and wake of the VM. It is
+// derived rather than the id itself, which systemd asks not to expose.
+func machineID(id string) string {
+	sum := sha256.Sum256([]byte("vers machine-id\x00" + id))
+	return hex.EncodeToString(sum[:16])
 }
 
 // agentDialTimeout bounds a dial of a running VM's agent (one that has

@@ -88,6 +88,9 @@ func (m *Manager) Resume(ctx context.Context, ref string) (api.VM, error) {
 		}
 	}
 	m.log.Info("vm resumed", "id", row.ID, "alias", row.Alias, "was", st)
+	if st != "running" {
+		m.trimClockLater(row.ID)
+	}
 	if changed {
 		m.publishVM(api.EventVMState, row, "resumed")
 	}

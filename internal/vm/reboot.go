@@ -66,7 +66,7 @@ func (m *Manager) reboot(ctx context.Context, row store.VM, old *machine) error 
 	m.placeVM(row.ID, inst.PID())
 	mc := newMachine(inst)
 	mc.resets = old.resets
-	if err := m.connect(ctx, mc, row, m.cfg.BootTimeout); err != nil {
+	if err := m.connect(ctx, mc, row, m.cfg.BootTimeout, false); err != nil {
 		inst.Stop(context.WithoutCancel(ctx))
 		return fmt.Errorf("vm did not come up after its reboot: %w", err)
 	}

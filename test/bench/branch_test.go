@@ -367,15 +367,7 @@ func poolBytes() (int64, bool) { return rampool.ImageBytes(hostRAMPoolDir()) }
 // files already, so the sum may count them twice: it errs high.
 func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) fanoutMem {
 	h.b.Helper()
-	out, _ := h.must("status", "--format", "json")
-	var vms []api.VM
-	if err := json.Unmarshal([]byte(out), &vms); err != nil {
-		h.b.Fatalf("vers status --format json: %v: %q", err, out)
-	}
-	pids := map[string]int{}
-	for _, v := range vms {
-		pids[v.ID] = v.PID
-	}
+	pids := h.pids()
 	pss := func(id string) float64 {
 		pid := pids[id]
 		if pid <= 0 {
@@ -416,6 +408,22 @@ func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) 
 	}
 	res.snapMiB = float64(st.Blocks*512) / (1 << 20)
 	return res
+}
+
+// pids maps every VM's id to its QEMU's pid, read from `vers status
+// --format json` as a user would.
+func (h *home) pids() map[string]int {
+	h.b.Helper()
+	out, _ := h.must("status", "--format", "json")
+	var vms []api.VM
+	if err := json.Unmarshal([]byte(out), &vms); err != nil {
+		h.b.Fatalf("vers status --format json: %v: %q", err, out)
+	}
+	pids := map[string]int{}
+	for _, v := range vms {
+		pids[v.ID] = v.PID
+	}
+	return pids
 }
 
 // resident is how many bytes of the file at path are in the page cache.

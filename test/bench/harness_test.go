@@ -189,9 +189,15 @@ func (h *home) env() []string {
 // vers runs the CLI in the project directory and returns its stdout, how
 // long it took, and an error with its stderr when it does not exit 0.
 func (h *home) vers(ctx context.Context, args ...string) (string, time.Duration, error) {
+	return h.versIn(ctx, "", args...)
+}
+
+// versIn is vers with stdin read from in.
+func (h *home) versIn(ctx context.Context, in string, args ...string) (string, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vers"), args...)
 	cmd.Dir = h.project
 	cmd.Env = h.env()
+	cmd.Stdin = strings.NewReader(in)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

@@ -123,10 +123,19 @@ func SetHostname(name string) error {
 	if err := unix.Sethostname([]byte(name)); err != nil {
 		return err
 	}
-	os.WriteFile("/etc/hostname", []byte(name+"\n"), 0o644)
+	writeIfChanged("/etc/hostname", name+"\n")
 	b, _ := os.ReadFile("/etc/hosts")
-	os.WriteFile("/etc/hosts", []byte(hostsWith(string(b), name)), 0o644)
+	writeIfChanged("/etc/hosts", hostsWith(string(b), name))
 	return nil
+}
+
+// writeIfChanged writes text to path unless it holds it already: a guest
+// reconnected to a restarted daemon keeps its files untouched.
+func writeIfChanged(path, text string) {
+	if b, err := os.ReadFile(path); err == nil && string(b) == text {
+		return
+	}
+	os.WriteFile(path, []byte(text), 0o644)
 }
 
 // hostsWith returns an /etc/hosts text whose 127.0.1.1 line names name.
