@@ -316,7 +316,10 @@ func fakeAPI(t *testing.T, vms []api.VM) http.Handler {
 		<-conn.CloseRead(r.Context()).Done()
 	})
 	mux.HandleFunc("GET /v1/heads", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[7].ID}})
+		json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[len(vms)/2].ID}})
+	})
+	mux.HandleFunc("GET /v1/commits", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(fakeCommits(vms))
 	})
 	mux.HandleFunc("GET /v1/vms/{ref}/info", func(w http.ResponseWriter, r *http.Request) {
 		for _, v := range vms {
@@ -405,7 +408,7 @@ func TestUIPageLoad(t *testing.T) {
 		t.Errorf("the page took %.0f ms to show %d VMs, want at most 1000", drawn, len(vms))
 	}
 	do(t, ctx, "see HEAD marked", chromedp.WaitVisible(chromedp.CSS(".node .head")))
-	nested := eval[int](t, ctx, `document.querySelectorAll("#tree .node").length`)
+	nested := eval[int](t, ctx, `document.querySelectorAll("#tree .node[data-id]").length`)
 	under := eval[bool](t, ctx, `!!document.querySelector('.node[data-id="`+vms[0].ID+`"] + ul .node[data-id="`+vms[1].ID+`"]')`)
 	heads := eval[int](t, ctx, `document.querySelectorAll(".node .head").length`)
 	if nested != len(vms) || !under || heads != 1 {
@@ -441,6 +444,72 @@ func TestUIPageLoad(t *testing.T) {
 	wait("Ctrl-C sent, once", `(?m)^# echo \$\(\(6\*7\)\) *\n\^C *$`)
 	do(t, ctx, "resize the window", chromedp.EmulateViewport(900, 560))
 	wait("a resize sent", `(?m)^resized \d+ \d+\s*$`)
+}
+
+// fakeCommits are a commit of every fifth VM, tagged.
+func fakeCommits(vms []api.VM) []api.Commit {
+	var out []api.Commit
+	for i := 0; i < len(vms); i += 5 {
+		out = append(out, api.Commit{
+			ID: fmt.Sprintf("%064x", i+1), Kind: api.CommitKindCommit, Tags: []string{fmt.Sprintf("ready-%02d", i)},
+			SourceVM: vms[i].ID, SourceAlias: vms[i].Alias, CreatedAt: vms[i].CreatedAt.Add(30 * time.Second),
+			MemMiB: 512, VCPUs: 1, FsMiB: 1024, LogicalBytes: 1 << 30, AddedBytes: 40 << 20,
+		})
+	}
+	return out
+}
+
+// layout measures the tree as drawn: nodes whose boxes overlap, nodes too
+// small to read or whose name is cut, children not indented right of
+// their parent or drawn above it, and the names' font size.
+const layout = `(() => {
+	const nodes = [...document.querySelectorAll("#tree .node")];
+	const box = nodes.map((n) => n.getBoundingClientRect());
+	let overlaps = 0, small = 0, cut = 0, misplaced = 0;
+	for (let i = 0; i < box.length; i++) {
+		for (let j = i + 1; j < box.length; j++) {
+			const a = box[i], b = box[j];
+			if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) overlaps++;
+		}
+		if (box[i].height < 16) small++;
+		const name = nodes[i].querySelector(".name");
+		if (!name || name.scrollWidth > name.clientWidth + 1 || name.getBoundingClientRect().width < 8) cut++;
+		const parentLi = nodes[i].parentElement.parentElement.closest("li");
+		if (parentLi) {
+			const p = parentLi.firstElementChild.getBoundingClientRect();
+			if (box[i].left <= p.left || box[i].top < p.bottom - 0.5) misplaced++;
+		}
+	}
+	const font = nodes.length ? parseFloat(getComputedStyle(nodes[0].querySelector(".name")).fontSize) : 0;
+	return {nodes: nodes.length, overlaps, small, cut, misplaced, font};
+})()`
+
+type treeLayout struct {
+	Nodes, Overlaps, Small, Cut, Misplaced int
+	Font                                   float64
+}
+
+// TestUILayout: with 1 VM and with 100 (and their commits), every node of
+// the tree is drawn apart from the others, big enough to read, its name
+// whole, each child indented under its parent. The API is a fake.
+func TestUILayout(t *testing.T) {
+	ctx := browser(t)
+	for _, n := range []int{1, 100} {
+		vms := fakeTree(n)
+		login := servePage(t, fakeAPI(t, vms))
+		want := n + len(fakeCommits(vms))
+		do(t, ctx, fmt.Sprintf("load the page with %d VMs", n), chromedp.Navigate(login),
+			chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+vms[n-1].ID+`"]`)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll("#tree .node").length === %d`, want), chromedp.WithPollingTimeout(10*time.Second)))
+		l := eval[treeLayout](t, ctx, layout)
+		t.Logf("%d VMs: %+v", n, l)
+		if l.Nodes != want || l.Overlaps != 0 || l.Small != 0 || l.Cut != 0 || l.Misplaced != 0 || l.Font < 12 {
+			t.Errorf("%d VMs and %d commits: %+v; want %d nodes, none overlapping, small, cut or misplaced, a font of 12px or more", n, want-n, l, want)
+		}
+		if n == 100 {
+			screenshot(t, ctx, "ui-tree-100.png")
+		}
+	}
 }
 
 // fakeTree is n VMs: a root with branches, some of them branched again.
