@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -527,4 +528,111 @@ func fakeTree(n int) []api.VM {
 		}
 	}
 	return vms
+}
+
+// TestUICompare: from the page, with real VMs — the HEAD of a named
+// project directory moves (vers status there says so, the other
+// directory's stays); a diff of two branches that differ by a file names
+// it; a command across the tree comes back as a table with the agreeing
+// VMs grouped; the console log shows what the guest wrote to its serial
+// port; a commit appears as a node under its VM and a VM runs from it.
+func TestUICompare(t *testing.T) {
+	requireVMs(t)
+	ctx := browser(t)
+	p, other := newProject(t), newProject(t)
+	p.must("init")
+	other.must("init")
+	root, a, b := uniqueAlias(t, "ucr"), uniqueAlias(t, "uca"), uniqueAlias(t, "ucb")
+	p.must("run", "--vm-alias", root)
+	other.must("checkout", root) // versd knows both directories now
+	p.must("execute", root, "echo base > /root/notes")
+	p.must("branch", root, "--alias", a)
+	p.must("branch", root, "--alias", b)
+	p.must("execute", a, "echo only in a > /root/only-in-a; echo a-line >> /root/notes")
+	p.must("execute", root, "echo vers-console-mark > /dev/ttyS0")
+	rootVM, _ := p.find(root)
+	aVM, _ := p.find(a)
+	bVM, _ := p.find(b)
+	t.Cleanup(func() { p.vers("kill", "-r", root) })
+	l := p.uiLogin()
+
+	node := func(id string) chromedp.CSS { return chromedp.CSS(`.node[data-id="` + id + `"]`) }
+	in := func(id, sel string) chromedp.CSS { return chromedp.CSS(`#details[data-vm="` + id + `"] ` + sel) }
+	do(t, ctx, "log in and see the tree", chromedp.Navigate(l.URL), chromedp.WaitVisible(node(bVM.ID)))
+
+	// Checkout: b becomes the HEAD of the other directory, by name.
+	do(t, ctx, "check b out in the other directory", chromedp.Click(node(bVM.ID)), chromedp.WaitVisible(in(bVM.ID, "#checkout-dir")))
+	dirs := eval[[]string](t, ctx, `[...document.querySelectorAll("#checkout-dir option")].map((o) => o.value)`)
+	if !slices.Contains(dirs, other.dir) || !slices.Contains(dirs, p.dir) {
+		t.Fatalf("the chooser lists %v, want both project directories %s and %s", dirs, p.dir, other.dir)
+	}
+	do(t, ctx, "choose the directory and check out", chromedp.SetValue(in(bVM.ID, "#checkout-dir"), other.dir),
+		chromedp.Click(in(bVM.ID, "#act-checkout")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+bVM.ID+`"] .head[title="HEAD of `+other.dir+`"]`)))
+	if v, _ := other.find(b); !v.Head {
+		t.Errorf("vers status in %s: %s is not HEAD after the page's checkout", other.dir, b)
+	}
+	if v, _ := p.find(root); !v.Head {
+		t.Errorf("vers status in %s: HEAD moved from %s, but the page moved the other directory's", p.dir, root)
+	}
+	if still := eval[bool](t, ctx, `!!document.querySelector('.node[data-id="`+rootVM.ID+`"] .head[title="HEAD of `+other.dir+`"]')`); still {
+		t.Errorf("%s is still marked HEAD of %s", root, other.dir)
+	}
+
+	// The diff of b against a: a has a file b has not, and a line more in
+	// another.
+	do(t, ctx, "diff b and a", chromedp.SetValue(in(bVM.ID, "#diff-other"), aVM.ID),
+		chromedp.Click(in(bVM.ID, "#diff-content")), chromedp.Click(in(bVM.ID, "#act-diff")),
+		chromedp.WaitVisible(chromedp.CSS(`#diff-table tr[data-path="/root/only-in-a"]`)))
+	if kind := eval[string](t, ctx, `document.querySelector('#diff-table tr[data-path="/root/only-in-a"]').dataset.kind`); kind != "added" {
+		t.Errorf("/root/only-in-a is %q in the diff of %s to %s, want added", kind, b, a)
+	}
+	if kind := eval[string](t, ctx, `(document.querySelector('#diff-table tr[data-path="/root/notes"]') || {dataset: {}}).dataset.kind`); kind != "changed" {
+		t.Errorf("/root/notes is %q in the diff, want changed", kind)
+	}
+	if stat := eval[string](t, ctx, `document.getElementById("diff-stat").textContent`); !strings.HasPrefix(stat, "1 added, 0 removed, 1 changed") {
+		t.Errorf("the diff says %q, want 1 added, 0 removed, 1 changed", stat)
+	}
+	if text := eval[string](t, ctx, `document.getElementById("results").innerText`); !strings.Contains(text, "+a-line") {
+		t.Errorf("the content diff lacks the file's line:\n%s", text)
+	}
+
+	// A command across root's tree: root and b agree, a differs.
+	do(t, ctx, "run a command across the tree", chromedp.Click(node(rootVM.ID)), chromedp.WaitVisible(in(rootVM.ID, "#fan-cmd")),
+		chromedp.SetValue(in(rootVM.ID, "#fan-cmd"), "cat /root/only-in-a 2>/dev/null || echo none"),
+		chromedp.Click(in(rootVM.ID, "#act-fanout")), chromedp.WaitVisible(chromedp.ID("fan-table")))
+	groups := eval[[][]string](t, ctx, `[...document.querySelectorAll("#fan-table tbody")].map((g) => [...g.querySelectorAll("tr[data-vm]")].map((r) => r.dataset.vm))`)
+	want := [][]string{{rootVM.ID, bVM.ID}, {aVM.ID}}
+	if fmt.Sprint(groups) != fmt.Sprint(want) {
+		t.Errorf("the table's groups %v, want %v (root and b agree, a apart)", groups, want)
+	}
+	if text := eval[string](t, ctx, `document.getElementById("fan-table").innerText`); !strings.Contains(text, "none") || !strings.Contains(text, "only in a") {
+		t.Errorf("the table lacks the outputs:\n%s", text)
+	}
+	screenshot(t, ctx, "ui-compare.png")
+
+	// The console log.
+	do(t, ctx, "show the console log", chromedp.Click(in(rootVM.ID, "#act-console")),
+		chromedp.Poll[chromedp.Void](`(document.getElementById("console-log") || {textContent: ""}).textContent.includes("vers-console-mark")`, chromedp.WithPollingTimeout(30*time.Second)))
+
+	// A commit: a node under its VM, and a VM started from it.
+	tag, runner := uniqueAlias(t, "uct"), uniqueAlias(t, "ucx")
+	slow, cancel := context.WithTimeout(ctx, 5*time.Minute) // a commit and a start under TCG
+	defer cancel()
+	do(t, slow, "commit root", chromedp.SetValue(in(rootVM.ID, "#commit-tag"), tag), chromedp.Click(in(rootVM.ID, "#act-commit")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+rootVM.ID+`"] + ul > li > .commitnode`)))
+	cid := eval[string](t, ctx, `document.querySelector('.node[data-id="`+rootVM.ID+`"] + ul > li > .commitnode').dataset.commit`)
+	if out := p.must("commit", "ls"); !strings.Contains(out, tag) || !strings.Contains(out, cid[:12]) {
+		t.Errorf("vers commit ls lacks the page's commit %s (%s):\n%s", tag, cid[:12], out)
+	}
+	do(t, slow, "run from the commit", chromedp.Click(chromedp.CSS(`.commitnode[data-commit="`+cid+`"]`)),
+		chromedp.WaitVisible(in("commit:"+cid, "#act-run-commit")), chromedp.SetValue(in("commit:"+cid, "#run-alias"), runner),
+		chromedp.Click(in("commit:"+cid, "#act-run-commit")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-alias="`+runner+`"]`)))
+	if v, ok := p.find(runner); !ok || v.State != api.StateRunning {
+		t.Errorf("vers status: the VM run from the commit is %+v", v)
+	}
+	p.must("kill", runner)
+	p.must("commit", "rm", cid)
+	do(t, ctx, "see the commit go", chromedp.WaitNotPresent(chromedp.CSS(`.commitnode[data-commit="`+cid+`"]`)))
 }
