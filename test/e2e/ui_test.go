@@ -606,6 +606,9 @@ func TestUICompare(t *testing.T) {
 	if fmt.Sprint(groups) != fmt.Sprint(want) {
 		t.Errorf("the table's groups %v, want %v (root and b agree, a apart)", groups, want)
 	}
+	if lines := eval[int](t, ctx, `new Set([...document.querySelectorAll("#fan-table tr[data-vm]")].map((r) => Math.round(r.getBoundingClientRect().top))).size`); lines != 3 {
+		t.Errorf("the table's 3 rows are drawn on %d lines", lines)
+	}
 	if text := eval[string](t, ctx, `document.getElementById("fan-table").innerText`); !strings.Contains(text, "none") || !strings.Contains(text, "only in a") {
 		t.Errorf("the table lacks the outputs:\n%s", text)
 	}

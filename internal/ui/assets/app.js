@@ -71,10 +71,11 @@ function connectEvents() {
 function applyEvent(e) {
   switch (e.type) {
     case "hello":
+      // The first tree is drawn with its HEAD marks and commits, not
+      // before them: nothing moves under the pointer once it shows.
       state.vms = new Map((e.vms || []).map((v) => [v.id, v]));
-      loadHeads();
-      loadCommits();
-      break;
+      Promise.all([loadHeads(), loadCommits()]).finally(scheduleRender);
+      return;
     case "vm.created": case "vm.state": case "vm.branched":
       if (e.vm) state.vms.set(e.vm.id, e.vm);
       for (const k of e.children || []) state.vms.set(k.id, k);
@@ -87,7 +88,7 @@ function applyEvent(e) {
       if (e.vm_id) state.heads.set(e.dir, e.vm_id); else state.heads.delete(e.dir);
       break;
     case "commit.created": case "tag.set": case "tag.removed":
-      loadCommits();
+      loadCommits().then(scheduleRender);
       return;
     case "commit.removed":
       state.commits.delete(e.commit);
@@ -101,15 +102,29 @@ function applyEvent(e) {
   }
 }
 
-// Commits are listed again at each change: an event names a commit, and
+// loadCommits lists the commits; the caller draws the tree. Commits are
+// listed again at each change: an event names a commit, and
 // the page shows its tags and sizes too.
+// A change while a list is in flight lists them once more after it.
 let commitsLoading = null;
+let commitsAgain = false;
 function loadCommits() {
-  commitsLoading = commitsLoading || call("GET", "/v1/commits").then((list) => {
-    state.commits = new Map((list || []).filter((c) => c.kind === "commit").map((c) => [c.id, c]));
-    scheduleRender();
+  if (commitsLoading) {
+    commitsAgain = true;
+    return commitsLoading;
+  }
+  commitsLoading = (async () => {
+    do {
+      commitsAgain = false;
+      try {
+        const list = await call("GET", "/v1/commits");
+        state.commits = new Map((list || []).filter((c) => c.kind === "commit").map((c) => [c.id, c]));
+      } catch (e) {
+        say("commits: " + e.message, true);
+      }
+    } while (commitsAgain);
     if (state.selected.startsWith("commit:")) scheduleDetails();
-  }).catch((e) => say("commits: " + e.message, true)).finally(() => { commitsLoading = null; });
+  })().finally(() => { commitsLoading = null; });
   return commitsLoading;
 }
 
@@ -117,7 +132,6 @@ async function loadHeads() {
   try {
     const heads = await call("GET", "/v1/heads");
     state.heads = new Map((heads || []).filter((h) => h.vm_id).map((h) => [h.dir, h.vm_id]));
-    scheduleRender();
   } catch (e) {
     say("heads: " + e.message, true);
   }
@@ -502,7 +516,7 @@ async function fanOut(id, command) {
     const rows = r.results.filter((row) => row.group === gi + 1);
     const first = rows[0];
     const out = first.error ? first.error.message : (first.stdout + (first.stderr ? (first.stdout ? "\n" : "") + first.stderr : "")).trimEnd();
-    const tbody = el("tbody", { className: "group" },
+    const tbody = el("tbody", { className: "fan-group" },
       el("tr", { className: "group-head" }, el("td", { colSpan: 4 },
         `${g.vms.length} VM${g.vms.length === 1 ? "" : "s"}: ${first.error ? first.error.code : "exit " + g.exit_code}${first.timed_out ? " (timed out)" : ""}`)));
     tbody.dataset.group = gi + 1;
