@@ -59,3 +59,28 @@ type ExecDiff struct {
 	StdoutDiff string    `json:"stdout_diff,omitempty"`
 	StderrDiff string    `json:"stderr_diff,omitempty"`
 }
+
+// FanoutRequest is the body of POST /v1/fanout: run Command (with bash -c)
+// in the VMs named by exactly one of On, Children (a VM's children) and
+// Tree (a VM and all its descendants), at once, as `vers execute --tree`
+// does, and answer one FanoutResult. TimeoutMS bounds the command in each
+// VM (default DefaultFanoutTimeoutMS, at most MaxFanoutTimeoutMS);
+// MaxOutput the bytes of each stream kept per VM (default 1 MiB).
+type FanoutRequest struct {
+	Command   string   `json:"command"`
+	On        []string `json:"on,omitempty"`
+	Children  string   `json:"children,omitempty"`
+	Tree      string   `json:"tree,omitempty"`
+	Env       []string `json:"env,omitempty"`
+	Dir       string   `json:"dir,omitempty"`
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+	MaxOutput int64    `json:"max_output,omitempty"`
+}
+
+// Limits of a FanoutRequest.
+const (
+	DefaultFanoutTimeoutMS = 60_000
+	MaxFanoutTimeoutMS     = 3_600_000
+	MaxFanoutOutput        = 16 << 20
+	MaxFanoutVMs           = 256
+)

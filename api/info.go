@@ -22,6 +22,9 @@ type VMInfo struct {
 	// Clock is how far the guest's clock is from the host's, asked of its
 	// agent; absent when the VM does not run or its agent did not answer.
 	Clock *ClockOffset `json:"clock,omitempty"`
+	// LastBranch is the last branch of it since versd started (kept in
+	// versd's memory only).
+	LastBranch *BranchRecord `json:"last_branch,omitempty"`
 }
 
 // ClockOffset is a guest clock against the host's: OffsetMillis is the
@@ -54,6 +57,17 @@ type DiskUse struct {
 	Overlay      string `json:"overlay,omitempty"`
 	OverlayBytes int64  `json:"overlay_bytes"`
 	ChainLength  int    `json:"chain_length"`
+}
+
+// BranchRecord is one branch of a VM: how long its guest was stopped (0
+// for a VM that was paused already) and how long after the branch began
+// the first and the last child accepted commands.
+type BranchRecord struct {
+	Children         []string  `json:"children"`
+	PauseMillis      float64   `json:"pause_ms"`
+	FirstReadyMillis int64     `json:"first_ready_ms"`
+	AllReadyMillis   int64     `json:"all_ready_ms"`
+	At               time.Time `json:"at"`
 }
 
 // PauseRecord is one stop of a VM's guest by a branch or a commit.

@@ -12,6 +12,7 @@ import (
 
 	"vers/api"
 	"vers/internal/errdefs"
+	"vers/internal/fanout"
 )
 
 // DiffOptions: `vers diff A B [PATH...]` and `vers diff A B --exec CMD`.
@@ -102,7 +103,7 @@ func runDiff(ctx context.Context, o *DiffOptions) error {
 	if o.Exec == "" {
 		return o.runFS(ctx, c)
 	}
-	vms, err := fanSpec{On: []string{o.A, o.B}}.targets(ctx, c)
+	vms, err := fanSpec{fanout.Spec{On: []string{o.A, o.B}}}.targets(ctx, c)
 	if err != nil {
 		return err
 	}

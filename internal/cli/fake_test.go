@@ -15,6 +15,7 @@ import (
 	"vers/api"
 	"vers/client"
 	"vers/internal/errdefs"
+	"vers/internal/fanout"
 	"vers/internal/project"
 )
 
@@ -137,6 +138,9 @@ func (d *fakeDaemon) VMInfo(ctx context.Context, ref string) (api.VMInfo, error)
 			info.Children = append(info.Children, k.ID)
 		}
 	}
+	if len(info.Children) > 0 {
+		info.LastBranch = &api.BranchRecord{Children: info.Children, PauseMillis: 12.5, FirstReadyMillis: 310, AllReadyMillis: 420, At: time.Now()}
+	}
 	return info, nil
 }
 func (d *fakeDaemon) ValidateVM(_ context.Context, req api.CreateVMRequest) error {
@@ -174,7 +178,7 @@ func (d *fakeDaemon) DeleteVM(_ context.Context, ref string, recursive bool) (ap
 	gone := []string{v.ID}
 	if recursive {
 		gone = nil
-		for _, x := range subtree(d.vms, v) {
+		for _, x := range fanout.Subtree(d.vms, v) {
 			gone = append([]string{x.ID}, gone...)
 		}
 	}

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,24 +18,16 @@ import (
 	"vers/api"
 	"vers/client"
 	"vers/internal/errdefs"
+	"vers/internal/fanout"
 )
 
-// fanParallel bounds the commands in flight at once; the rest wait their
-// turn, so a tree of a hundred VMs does not open a hundred sessions at once.
-const fanParallel = 16
-
 // defaultMaxOutput is how much of each of a row's streams is kept.
-const defaultMaxOutput = 1 << 20
+const defaultMaxOutput = fanout.DefaultMaxOutput
 
-// fanSpec says which VMs a fan-out runs in: the VMs named, the children of
-// one, or one and all its descendants.
-type fanSpec struct {
-	On       []string
-	Children string
-	Tree     string
-}
+// fanSpec says which VMs a fan-out runs in (--on, --children, --tree).
+type fanSpec struct{ fanout.Spec }
 
-func (s fanSpec) set() bool { return len(s.On) > 0 || s.Children != "" || s.Tree != "" }
+func (s fanSpec) set() bool { return s.Set() }
 
 func (s fanSpec) check() error {
 	n := 0
@@ -55,71 +45,9 @@ func (s fanSpec) check() error {
 	return nil
 }
 
-// targets resolves the spec into VMs, before anything runs: a name that
-// matches no VM fails the whole call.
+// targets resolves the spec into VMs, before anything runs.
 func (s fanSpec) targets(ctx context.Context, c Daemon) ([]api.VM, error) {
-	if len(s.On) > 0 {
-		var vms []api.VM
-		seen := map[string]bool{}
-		for _, ref := range s.On {
-			v, err := c.GetVM(ctx, ref)
-			if err != nil {
-				return nil, fmt.Errorf("--on %s: %w", ref, err)
-			}
-			if !seen[v.ID] {
-				seen[v.ID] = true
-				vms = append(vms, v)
-			}
-		}
-		return vms, nil
-	}
-	ref, flag := s.Tree, "--tree"
-	if s.Children != "" {
-		ref, flag = s.Children, "--children"
-	}
-	root, err := c.GetVM(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", flag, ref, err)
-	}
-	all, err := c.ListVMs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s.Children != "" {
-		kids := childrenOf(all, root.ID)
-		if len(kids) == 0 {
-			return nil, fmt.Errorf("vm %s has no children; `vers status %s` shows it: %w", label(root), label(root), errdefs.ErrNotFound)
-		}
-		return kids, nil
-	}
-	return subtree(all, root), nil
-}
-
-// childrenOf is parent's children, oldest first.
-func childrenOf(all []api.VM, parent string) []api.VM {
-	var kids []api.VM
-	for _, v := range all {
-		if v.ParentID == parent {
-			kids = append(kids, v)
-		}
-	}
-	slices.SortFunc(kids, func(a, b api.VM) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return kids
-}
-
-// subtree is root and its descendants, depth first, as `vers status`
-// draws them.
-func subtree(all []api.VM, root api.VM) []api.VM {
-	out := []api.VM{root}
-	for _, k := range childrenOf(all, root.ID) {
-		out = append(out, subtree(all, k)...)
-	}
-	return out
+	return s.Spec.Targets(ctx, c, "--")
 }
 
 // fanFlags are the flags of a command that runs one command in several
@@ -166,30 +94,12 @@ type fanRun struct {
 	MaxOutput int64
 }
 
-// run runs the command in every VM, at most fanParallel at once, and
+// run runs the command in every VM, at most fanout.Parallel at once, and
 // returns the rows in the order of vms, grouped.
 func (r fanRun) run(ctx context.Context, c Daemon, vms []api.VM) api.FanoutResult {
-	rows := make([]api.FanoutRow, len(vms))
-	sem := make(chan struct{}, fanParallel)
-	var wg sync.WaitGroup
-	for i, v := range vms {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				rows[i] = r.one(ctx, c, v)
-			case <-ctx.Done():
-				rows[i] = failedRow(v, 0, context.Cause(ctx))
-			}
-		})
-	}
-	wg.Wait()
-	res := api.FanoutResult{Command: r.Req.Command, Results: rows}
-	res.Groups = groupRows(res.Results)
-	for _, row := range rows {
-		res.ExitCode = max(res.ExitCode, row.ExitCode)
-	}
-	return res
+	one := func(ctx context.Context, v api.VM) api.FanoutRow { return r.one(ctx, c, v) }
+	failed := func(v api.VM, err error) api.FanoutRow { return failedRow(v, 0, err) }
+	return fanout.Run(ctx, r.Req.Command, vms, one, failed)
 }
 
 // one runs the command in v.
@@ -206,7 +116,7 @@ func (r fanRun) one(ctx context.Context, c Daemon, v api.VM) api.FanoutRow {
 	if limit <= 0 {
 		limit = defaultMaxOutput
 	}
-	stdout, stderr := &cappedBuffer{max: limit}, &cappedBuffer{max: limit}
+	stdout, stderr := &fanout.CappedBuffer{Max: limit}, &fanout.CappedBuffer{Max: limit}
 	res, err := c.Exec(ctx, v.ID, r.Req, client.ExecIO{Stdout: stdout, Stderr: stderr})
 	took := time.Since(start)
 	if err != nil {
@@ -218,7 +128,7 @@ func (r fanRun) one(ctx context.Context, c Daemon, v api.VM) api.FanoutRow {
 	return api.FanoutRow{
 		VM: vmRef(v), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
 		Stdout: stdout.String(), Stderr: stderr.String(), DurationMillis: took.Milliseconds(),
-		DroppedBytes: stdout.dropped + stderr.dropped,
+		DroppedBytes: stdout.Dropped() + stderr.Dropped(),
 	}
 }
 
@@ -241,7 +151,7 @@ func failedRow(v api.VM, took time.Duration, err error) api.FanoutRow {
 		Error: &api.Error{Code: errorCode(err), Message: message(err)}}
 }
 
-func vmRef(v api.VM) api.VMRef { return api.VMRef{ID: v.ID, Alias: v.Alias} }
+func vmRef(v api.VM) api.VMRef { return fanout.Ref(v) }
 
 // refLabel names a VM in a table: its alias, or its short id; a VM a diff
 // started from a commit by the commit.
@@ -254,50 +164,6 @@ func refLabel(r api.VMRef) string {
 	}
 	return shortID(r.ID)
 }
-
-// resultKey is what makes two rows the same result.
-func resultKey(r api.FanoutRow) string {
-	if r.Error != nil {
-		return "error\x00" + r.Error.Code + "\x00" + r.Error.Message
-	}
-	return fmt.Sprintf("%d\x00%t\x00%s\x00%s", r.ExitCode, r.TimedOut, r.Stdout, r.Stderr)
-}
-
-// groupRows sets each row's Group and returns the groups, numbered in the
-// order of their first row.
-func groupRows(rows []api.FanoutRow) []api.FanoutGroup {
-	index := map[string]int{}
-	var groups []api.FanoutGroup
-	for i := range rows {
-		k := resultKey(rows[i])
-		g, ok := index[k]
-		if !ok {
-			groups = append(groups, api.FanoutGroup{ExitCode: rows[i].ExitCode})
-			g = len(groups)
-			index[k] = g
-		}
-		groups[g-1].VMs = append(groups[g-1].VMs, rows[i].VM)
-		rows[i].Group = g
-	}
-	return groups
-}
-
-// cappedBuffer keeps the first max bytes written to it and counts the rest.
-type cappedBuffer struct {
-	max     int64
-	buf     []byte
-	dropped int64
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	keep := min(int64(len(p)), max(b.max-int64(len(b.buf)), 0))
-	b.buf = append(b.buf, p[:keep]...)
-	b.dropped += int64(len(p)) - keep
-	return len(p), nil
-}
-
-// String is the text kept, as valid UTF-8 (as execute's JSON has it).
-func (b *cappedBuffer) String() string { return strings.ToValidUTF8(string(b.buf), "\uFFFD") }
 
 // runFanout is execute with --on, --children or --tree: the command in
 // every VM named, at once, then one table (or one api.FanoutResult). vers

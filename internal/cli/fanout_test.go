@@ -269,13 +269,7 @@ func TestDiffExec(t *testing.T) {
 	}
 }
 
-func TestCappedBufferAndSummary(t *testing.T) {
-	b := &cappedBuffer{max: 5}
-	io.WriteString(b, "abc")
-	io.WriteString(b, "defg")
-	if b.String() != "abcde" || b.dropped != 2 {
-		t.Errorf("%q, dropped %d", b.String(), b.dropped)
-	}
+func TestRowSummary(t *testing.T) {
 	long := strings.Repeat("é", 80)
 	if s := rowSummary(api.FanoutRow{Stdout: long + "\nx\n"}); !strings.HasSuffix(s, "…  (+1 lines)") || len([]rune(s)) != summaryWidth+len("  (+1 lines)") {
 		t.Errorf("summary %q", s)

@@ -103,6 +103,14 @@ func renderInfo(w io.Writer, info api.VMInfo, now time.Time) error {
 	if c := info.Clock; c != nil {
 		row("Guest clock", "%+.1f ms from the host's (read in %.1f ms)", c.OffsetMillis, c.RTTMillis)
 	}
+	if b := info.LastBranch; b != nil {
+		kids := fmt.Sprintf("%d children", len(b.Children))
+		if len(b.Children) == 1 {
+			kids = "1 child"
+		}
+		row("Last branch", "%s, paused %.1f ms; first child ready in %d ms, all in %d ms (%s)",
+			kids, b.PauseMillis, b.FirstReadyMillis, b.AllReadyMillis, formatAge(now, b.At))
+	}
 	return tw.Flush()
 }
 

@@ -226,8 +226,8 @@ func cancelledCtx() context.Context {
 // TestInfoText: the readable block names what a script would read.
 func TestInfoText(t *testing.T) {
 	e := newEnv(t)
-	e.expect(0, []string{"info", "db-root"}, "Children:   "+otherID, "")
-	for _, want := range []string{"ID:         " + rootID, "Accelerator", "300 MiB PSS", "chain of 2 file(s)", "none since versd started"} {
+	e.expect(0, []string{"info", "db-root"}, "Children:    "+otherID, "")
+	for _, want := range []string{"ID:          " + rootID, "Accelerator", "300 MiB PSS", "chain of 2 file(s)", "none since versd started"} {
 		if want == "Accelerator" {
 			want = "tcg"
 		}
@@ -235,7 +235,13 @@ func TestInfoText(t *testing.T) {
 			t.Errorf("info lacks %q:\n%s", want, e.out)
 		}
 	}
+	if !strings.Contains(e.out.String(), "Last branch: 1 child, paused 12.5 ms; first child ready in 310 ms, all in 420 ms") {
+		t.Errorf("info lacks the last branch's figures:\n%s", e.out)
+	}
 	e.expect(0, []string{"info", otherID}, "branch of "+rootID, "")
+	if strings.Contains(e.out.String(), "Last branch") {
+		t.Errorf("a VM never branched has a last branch:\n%s", e.out)
+	}
 }
 
 // TestExecuteJSON: execute --format json prints one object once the command

@@ -13,6 +13,7 @@ import (
 	"vers/api"
 	"vers/client"
 	"vers/internal/errdefs"
+	"vers/internal/fanout"
 	"vers/internal/mcpserver"
 )
 
@@ -265,7 +266,7 @@ func (m *mcpVerbs) Compare(ctx context.Context, a mcpserver.CompareArgs, timeout
 	if err != nil {
 		return api.FanoutResult{}, err
 	}
-	spec := fanSpec{On: a.VMs, Tree: a.Tree, Children: a.Children}
+	spec := fanSpec{fanout.Spec{On: a.VMs, Tree: a.Tree, Children: a.Children}}
 	if err := spec.check(); err != nil {
 		return api.FanoutResult{}, err
 	}

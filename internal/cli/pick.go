@@ -13,6 +13,7 @@ import (
 
 	"vers/api"
 	"vers/internal/errdefs"
+	"vers/internal/fanout"
 	"vers/internal/project"
 )
 
@@ -83,10 +84,10 @@ func pickVM(ctx context.Context, f *Factory, c Daemon, vm string, dry, force boo
 		return api.PickResult{}, nil, err
 	}
 	var siblings, doomed []api.VM
-	for _, s := range childrenOf(all, keep.ParentID) {
+	for _, s := range fanout.Children(all, keep.ParentID) {
 		if s.ID != keep.ID {
 			siblings = append(siblings, s)
-			doomed = append(doomed, subtree(all, s)...)
+			doomed = append(doomed, fanout.Subtree(all, s)...)
 		}
 	}
 	p, _ := f.Project() // outside a project, no HEAD of its own

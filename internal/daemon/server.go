@@ -33,8 +33,13 @@ type Server struct {
 	trees Trees
 	// tunnels is vms too, for GET /v1/vms/{ref}/tunnel (tunnel.go).
 	tunnels Tunnels
-	images  *Images
-	log     *slog.Logger
+	// fanouts is vms, for POST /v1/fanout (fanout.go).
+	fanouts Fanouts
+	// consoles and heads are vms too (console.go, compare.go).
+	consoles Consoles
+	heads    Heads
+	images   *Images
+	log      *slog.Logger
 	// eventSrc feeds GET /v1/events (events.go).
 	eventSrc EventSource
 
@@ -51,7 +56,7 @@ type Server struct {
 }
 
 func New(vms *vm.Manager, images *Images, log *slog.Logger) *Server {
-	return &Server{vms: vms, commits: vms, trees: vms, tunnels: vmTunnels{vms}, images: images, log: log}
+	return &Server{vms: vms, commits: vms, trees: vms, tunnels: vmTunnels{vms}, fanouts: vmFanouts{vms}, consoles: vms, heads: vms, images: images, log: log}
 }
 
 // routes is every operation the API serves; api/openapi.yaml describes the same set.
@@ -72,6 +77,7 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 		"GET /v1/vms/{ref}/tree":    s.readTree,
 		"PUT /v1/vms/{ref}/tree":    s.writeTree,
 		"GET /v1/vms/{ref}/tunnel":  s.tunnel,
+		"GET /v1/vms/{ref}/console": s.console,
 		"GET /v1/images":            s.listImages,
 
 		"POST /v1/images/{name}/build": s.buildImage,
@@ -97,9 +103,12 @@ func (s *Server) routes() map[string]http.HandlerFunc {
 
 		"GET /v1/events": s.events,
 
-		"GET /v1/heads": s.listHeads,
-		"POST /v1/diff": s.diffVMs,
-		"PUT /v1/heads": s.setHead,
+		"GET /v1/heads":   s.listHeads,
+		"POST /v1/diff":   s.diffVMs,
+		"POST /v1/fanout": s.runFanout,
+		"PUT /v1/heads":   s.setHead,
+
+		"POST /v1/heads/checkout": s.checkoutHead,
 
 		"POST /v1/ui/login": s.uiLogin,
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -17,6 +19,7 @@ import (
 
 	"vers/api"
 	"vers/internal/events"
+	"vers/internal/project"
 	"vers/internal/ui"
 )
 
@@ -123,4 +126,80 @@ func TestWebSocketsRefuseForeignOrigins(t *testing.T) {
 		t.Fatalf("events without Origin (a Go client): %v", err)
 	}
 	conn.CloseNow()
+}
+
+// TestUIRoutesWithSession: the routes the page added (checkout, fan-out,
+// console) take a browser's session on the UI listener as the others do:
+// a change needs the CSRF token and the page's Origin; a read from another
+// origin is refused.
+func TestUIRoutesWithSession(t *testing.T) {
+	s := uiServer(t)
+	dir := t.TempDir()
+	if _, err := project.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	heads := &fakeHeads{heads: []api.Head{{Dir: dir, VMID: "a-id"}}}
+	fan, _ := fanoutServer(t)
+	s.heads, s.fanouts, s.consoles = heads, fan.fanouts, fakeConsoles{"a": "boot\n"}
+	l := newLogin(t, s)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.Get(l.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := regexp.MustCompile(`name="vers-csrf" content="([0-9a-f]{64})"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token in the page: %.300s", page)
+	}
+	csrf, base := string(m[1]), "http://"+l.Addr
+	send := func(method, path, body, origin, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if token != "" {
+			req.Header.Set(ui.CSRFHeader, token)
+		}
+		res, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	checkout := fmt.Sprintf(`{"dir":%q,"vm":"b"}`, dir)
+	fanBody := `{"command":"true","on":["root"]}`
+	tests := []struct {
+		name                       string
+		method, path, body, origin string
+		token                      string
+		want                       int
+	}{
+		{"checkout without the CSRF token", "POST", "/v1/heads/checkout", checkout, base, "", 403},
+		{"checkout with a wrong CSRF token", "POST", "/v1/heads/checkout", checkout, base, strings.Repeat("0", 64), 403},
+		{"checkout from a foreign origin", "POST", "/v1/heads/checkout", checkout, "http://evil.example", csrf, 403},
+		{"checkout without Origin", "POST", "/v1/heads/checkout", checkout, "", csrf, 403},
+		{"fan-out without the CSRF token", "POST", "/v1/fanout", fanBody, base, "", 403},
+		{"fan-out from a foreign origin", "POST", "/v1/fanout", fanBody, "http://evil.example", csrf, 403},
+		{"console from a foreign origin", "GET", "/v1/vms/a/console", "", "http://evil.example", "", 403},
+		{"console", "GET", "/v1/vms/a/console", "", "", "", 200},
+		{"fan-out", "POST", "/v1/fanout", fanBody, base, csrf, 200},
+		{"checkout", "POST", "/v1/heads/checkout", checkout, base, csrf, 200},
+	}
+	for _, tt := range tests {
+		if got := send(tt.method, tt.path, tt.body, tt.origin, tt.token); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if len(heads.set) != 1 {
+		t.Errorf("HEAD recorded %d times, want once (only the checkout let through): %v", len(heads.set), heads.set)
+	}
+	if head, _ := (&project.Project{Dir: dir}).Head(); head != "b-id" {
+		t.Errorf("HEAD of %s is %q after the checkout, want b-id", dir, head)
+	}
 }

@@ -88,3 +88,39 @@ func (c Config) ConsoleTail(n int64) string {
 	prev := fileTail(c.OldSerialLog(), n-int64(len(cur)))
 	return strings.TrimSpace(prev + "\n" + cur)
 }
+
+// ConsoleEnd is the last n bytes of the console log that is kept (the
+// part RotateConsole moved aside, then the current one), as they are; a
+// VM that has written none yet has an empty log.
+func (c Config) ConsoleEnd(n int64) ([]byte, error) {
+	cur, err := tailBytes(c.SerialLog(), n)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(cur)) >= n {
+		return cur, nil
+	}
+	prev, err := tailBytes(c.OldSerialLog(), n-int64(len(cur)))
+	if err != nil {
+		return nil, err
+	}
+	return append(prev, cur...), nil
+}
+
+// tailBytes is the last n bytes of path; nothing when it does not exist.
+func tailBytes(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(fi.Size()-n, 0)
+	return io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
+}

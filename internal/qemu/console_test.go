@@ -115,3 +115,17 @@ func TestRotateConsoleWhileWriting(t *testing.T) {
 		t.Fatalf("log of %d bytes after a check, cap %d", fi.Size(), max)
 	}
 }
+
+func TestConsoleEnd(t *testing.T) {
+	cfg := consoleConfig(t)
+	if b, err := cfg.ConsoleEnd(10); err != nil || len(b) != 0 {
+		t.Fatalf("no log yet: %q %v", b, err)
+	}
+	os.WriteFile(cfg.OldSerialLog(), []byte("old part\n"), 0o600)
+	os.WriteFile(cfg.SerialLog(), []byte("  new part\n"), 0o600)
+	for n, want := range map[int64]string{5: "part\n", 11: "  new part\n", 14: "rt\n  new part\n", 100: "old part\n  new part\n"} {
+		if b, err := cfg.ConsoleEnd(n); err != nil || string(b) != want {
+			t.Errorf("last %d bytes: %q %v, want %q", n, b, err, want)
+		}
+	}
+}

@@ -58,7 +58,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var sess Session
-	if c, err := r.Cookie(CookieName); err == nil {
+	if c, err := r.Cookie(CookieName(g.Addr)); err == nil {
 		sess, _ = g.Sessions.Lookup(c.Value)
 	}
 	if sess.CSRF == "" {
@@ -133,7 +133,7 @@ func (g *Guard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: id, Path: "/",
+		Name: CookieName(g.Addr), Value: id, Path: "/",
 		Expires: sess.Expires, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 	w.Header().Set("Referrer-Policy", "no-referrer")

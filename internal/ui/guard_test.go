@@ -2,8 +2,11 @@ package ui
 
 import (
 	"io"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -74,8 +77,8 @@ func login(t *testing.T, g *Guard) (*http.Cookie, Session) {
 func TestLoginCookie(t *testing.T) {
 	g, _, _ := newGuard(t)
 	c, sess := login(t, g)
-	if c.Name != CookieName || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
-		t.Errorf("cookie %+v: want %s, HttpOnly, SameSite=Strict, Path=/", c, CookieName)
+	if c.Name != CookieName(testAddr) || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
+		t.Errorf("cookie %+v: want %s, HttpOnly, SameSite=Strict, Path=/", c, CookieName(testAddr))
 	}
 	if len(c.Value) != 64 || len(sess.CSRF) != 64 || c.Value == sess.CSRF {
 		t.Errorf("session id %q and CSRF token %q: want two different 64-digit tokens", c.Value, sess.CSRF)
@@ -113,7 +116,7 @@ func TestRefusals(t *testing.T) {
 		{"asset without a session", req("GET", "/ui/vendor/xterm.js"), false, 401},
 		{"API without a session", req("GET", "/v1/vms"), false, 401},
 		{"change without a session", req("POST", "/v1/vms/a/pause", "Origin", self, CSRFHeader, sess.CSRF), false, 401},
-		{"unknown session", req("GET", "/v1/vms", "Cookie", CookieName+"="+strings.Repeat("a", 64)), false, 401},
+		{"unknown session", req("GET", "/v1/vms", "Cookie", CookieName(testAddr)+"="+strings.Repeat("a", 64)), false, 401},
 		{"wrong bearer token, even with a session", req("GET", "/v1/vms", "Authorization", "Bearer "+strings.Repeat("x", 32)), true, 401},
 		{"change without a CSRF token", req("POST", "/v1/vms/a/pause", "Origin", self), true, 403},
 		{"change with a wrong CSRF token", req("DELETE", "/v1/vms/a", "Origin", self, CSRFHeader, strings.Repeat("0", 64)), true, 403},
@@ -211,6 +214,66 @@ func TestNoSessionsBeyondLoopback(t *testing.T) {
 	for _, r := range []*http.Request{req("GET", "/ui/login?t="+tok), req("GET", "/ui/"), req("GET", "/v1/vms")} {
 		if w := do(g, r); w.Code != http.StatusUnauthorized || *calls != 0 {
 			t.Errorf("%s without sessions: %d, want 401", r.URL, w.Code)
+		}
+	}
+}
+
+func TestCookieName(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:7777": "vers_session_7777",
+		"[::1]:8080":     "vers_session_8080",
+		"127.0.0.1":      "vers_session_0",
+	} {
+		if got := CookieName(addr); got != want {
+			t.Errorf("CookieName(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+// TestTwoListenersOneBrowser: a browser keeps one cookie jar for 127.0.0.1
+// whatever the port, so two versds there must not replace each other's
+// session. The jar of net/http/cookiejar scopes cookies as browsers do.
+func TestTwoListenersOneBrowser(t *testing.T) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	var bases []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &Guard{Addr: ln.Addr().String(), Token: bearer.NewMatcher(testToken), Sessions: NewSessions(nil),
+			API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "api") })}
+		srv := &http.Server{Handler: g}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		base := "http://" + g.Addr
+		tok, _ := g.Sessions.NewLogin()
+		res, err := browser.Get(base + "/ui/login?t=" + tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("login at %s: %d, want the page", base, res.StatusCode)
+		}
+		bases = append(bases, base)
+	}
+	u, _ := url.Parse(bases[0])
+	if n := len(jar.Cookies(u)); n != 2 {
+		t.Errorf("the browser keeps %d cookies for 127.0.0.1, want one per listener", n)
+	}
+	for _, base := range bases {
+		res, err := browser.Get(base + "/v1/vms")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s after logging in to both: %d, want 200 (its session cookie was replaced)", base, res.StatusCode)
 		}
 	}
 }

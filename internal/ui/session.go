@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"sync"
 	"time"
 )
@@ -20,8 +21,9 @@ const (
 	LoginTTL = 2 * time.Minute
 	// SessionTTL is how long a session lasts from its login.
 	SessionTTL = 12 * time.Hour
-	// CookieName is the session cookie's.
-	CookieName = "vers_session"
+	// cookiePrefix starts the session cookie's name; the listener's port
+	// ends it (CookieName).
+	cookiePrefix = "vers_session_"
 	// CSRFHeader carries the session's CSRF token on every request that
 	// changes state; the page reads it from its <meta name="vers-csrf">.
 	CSRFHeader = "X-Vers-CSRF"
@@ -49,6 +51,18 @@ func NewSessions(now func() time.Time) *Sessions {
 		now = time.Now
 	}
 	return &Sessions{now: now, logins: map[[sha256.Size]byte]time.Time{}, sessions: map[[sha256.Size]byte]Session{}}
+}
+
+// CookieName is the name of the session cookie of the listener at addr
+// (HOST:PORT). Browsers scope cookies by host and not by port, so two
+// versds on 127.0.0.1 would otherwise replace each other's session: each
+// listener's cookie is named after its port.
+func CookieName(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		port = "0"
+	}
+	return cookiePrefix + port
 }
 
 func randomToken() string {

@@ -141,6 +141,7 @@ func (m *Manager) Branch(ctx context.Context, ref, alias string, count int) (Bra
 		m.notePause(parent.ID, "branch", b.pause)
 	}
 	res := b.result()
+	m.noteBranch(res)
 	m.publishBranch(res)
 	return res, nil
 }

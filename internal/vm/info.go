@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"vers/api"
+	"vers/internal/errdefs"
 	"vers/internal/qemu"
 	"vers/internal/store"
 )
@@ -59,6 +60,10 @@ func (m *Manager) Info(ctx context.Context, ref string) (api.VMInfo, error) {
 	if row.State == api.StateRunning {
 		info.Clock = m.clockOffset(ctx, row.ID)
 	}
+	if b, ok := m.branches.Load(row.ID); ok {
+		rec := b.(api.BranchRecord)
+		info.LastBranch = &rec
+	}
 	return info, nil
 }
 
@@ -97,6 +102,44 @@ func (m *Manager) currentMachine(row store.VM) (qemu.Config, int) {
 func (m *Manager) notePause(id, op string, pause time.Duration) {
 	m.pauses.Store(id, api.PauseRecord{Op: op, PauseMillis: float64(pause.Microseconds()) / 1000, At: time.Now()})
 	m.trimClockLater(id)
+}
+
+// noteBranch records the figures of a branch, in memory as notePause.
+func (m *Manager) noteBranch(res BranchResult) {
+	rec := api.BranchRecord{
+		Children:         make([]string, 0, len(res.Children)),
+		PauseMillis:      float64(res.Pause.Microseconds()) / 1000,
+		FirstReadyMillis: res.FirstReady.Milliseconds(), AllReadyMillis: res.AllReady.Milliseconds(),
+		At: time.Now(),
+	}
+	for _, k := range res.Children {
+		rec.Children = append(rec.Children, k.ID)
+	}
+	m.branches.Store(res.Parent.ID, rec)
+}
+
+// ConsoleMax bounds what Console returns.
+const ConsoleMax = 1 << 20
+
+// Console is the last n bytes (1 to ConsoleMax) of VM ref's console log:
+// what its kernel and init wrote to the serial port.
+func (m *Manager) Console(ctx context.Context, ref string, n int64) ([]byte, error) {
+	if n <= 0 || n > ConsoleMax {
+		return nil, fmt.Errorf("%d bytes of the console: give 1 to %d: %w", n, ConsoleMax, errdefs.ErrInvalid)
+	}
+	row, err := m.store.ResolveVM(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	cfg, _ := m.currentMachine(row)
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("vm %s has no console log on this host: %w", label(row), errdefs.ErrNotFound)
+	}
+	b, err := cfg.ConsoleEnd(n)
+	if err != nil {
+		return nil, fmt.Errorf("console log of vm %s: %w", label(row), err)
+	}
+	return b, nil
 }
 
 func (m *Manager) readPSS(pid int) (int64, error) {

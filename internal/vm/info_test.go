@@ -55,11 +55,15 @@ func TestInfo(t *testing.T) {
 	if info.LastPause == nil || info.LastPause.Op != "branch" || info.Disk.ChainLength != 3 {
 		t.Fatalf("after a branch: pause %+v, chain %d", info.LastPause, info.Disk.ChainLength)
 	}
+	if b := info.LastBranch; b == nil || len(b.Children) != 1 || b.Children[0] != res.Children[0].ID ||
+		b.AllReadyMillis != res.AllReady.Milliseconds() || b.FirstReadyMillis != res.FirstReady.Milliseconds() || b.PauseMillis != info.LastPause.PauseMillis {
+		t.Fatalf("last branch %+v, branched %+v", b, res)
+	}
 	kid, err := e.m.Info(e.ctx(), "kid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if kid.ParentID != root.ID || kid.Disk.ChainLength != 3 || kid.LastPause != nil {
+	if kid.ParentID != root.ID || kid.Disk.ChainLength != 3 || kid.LastPause != nil || kid.LastBranch != nil {
 		t.Fatalf("child: %+v", kid)
 	}
 
@@ -84,5 +88,32 @@ func TestParsePSS(t *testing.T) {
 	}
 	if _, err := parsePSS([]byte("Rss: 1 kB\n")); err == nil {
 		t.Fatal("no Pss line: no error")
+	}
+}
+
+// TestConsole: a VM's console log is read from its end, at most the bytes
+// asked for; a count out of range and an unknown VM are refused.
+func TestConsole(t *testing.T) {
+	e := newEnv(t, true)
+	root := e.create("root")
+	row, err := e.m.store.ResolveVM(e.ctx(), root.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := e.m.currentMachine(row)
+	if err := os.WriteFile(cfg.SerialLog(), []byte("[    0.000000] Linux version 6.1\nvers-agent: ready\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.m.Console(e.ctx(), "root", 18)
+	if err != nil || string(b) != "vers-agent: ready\n" {
+		t.Fatalf("the console's end: %q %v", b, err)
+	}
+	for _, n := range []int64{0, -1, ConsoleMax + 1} {
+		if _, err := e.m.Console(e.ctx(), "root", n); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%d bytes: %v, want invalid", n, err)
+		}
+	}
+	if _, err := e.m.Console(e.ctx(), "nope", 10); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("console of no VM: %v", err)
 	}
 }

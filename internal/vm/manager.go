@@ -103,6 +103,9 @@ type Manager struct {
 	// pauses holds, per VM id, the last pause a branch or commit of it made
 	// (an api.PauseRecord, info.go); in memory only, empty after a restart.
 	pauses sync.Map
+	// branches holds, per VM id, its last branch (api.BranchRecord), in
+	// memory as pauses.
+	branches sync.Map
 	// pss, when set (tests), reads a process's PSS instead of /proc.
 	pss func(pid int) (int64, error)
 }

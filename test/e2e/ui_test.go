@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -316,7 +317,10 @@ func fakeAPI(t *testing.T, vms []api.VM) http.Handler {
 		<-conn.CloseRead(r.Context()).Done()
 	})
 	mux.HandleFunc("GET /v1/heads", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[7].ID}})
+		json.NewEncoder(w).Encode([]api.Head{{Dir: "/home/me/project", VMID: vms[len(vms)/2].ID}})
+	})
+	mux.HandleFunc("GET /v1/commits", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(fakeCommits(vms))
 	})
 	mux.HandleFunc("GET /v1/vms/{ref}/info", func(w http.ResponseWriter, r *http.Request) {
 		for _, v := range vms {
@@ -405,7 +409,7 @@ func TestUIPageLoad(t *testing.T) {
 		t.Errorf("the page took %.0f ms to show %d VMs, want at most 1000", drawn, len(vms))
 	}
 	do(t, ctx, "see HEAD marked", chromedp.WaitVisible(chromedp.CSS(".node .head")))
-	nested := eval[int](t, ctx, `document.querySelectorAll("#tree .node").length`)
+	nested := eval[int](t, ctx, `document.querySelectorAll("#tree .node[data-id]").length`)
 	under := eval[bool](t, ctx, `!!document.querySelector('.node[data-id="`+vms[0].ID+`"] + ul .node[data-id="`+vms[1].ID+`"]')`)
 	heads := eval[int](t, ctx, `document.querySelectorAll(".node .head").length`)
 	if nested != len(vms) || !under || heads != 1 {
@@ -443,6 +447,72 @@ func TestUIPageLoad(t *testing.T) {
 	wait("a resize sent", `(?m)^resized \d+ \d+\s*$`)
 }
 
+// fakeCommits are a commit of every fifth VM, tagged.
+func fakeCommits(vms []api.VM) []api.Commit {
+	var out []api.Commit
+	for i := 0; i < len(vms); i += 5 {
+		out = append(out, api.Commit{
+			ID: fmt.Sprintf("%064x", i+1), Kind: api.CommitKindCommit, Tags: []string{fmt.Sprintf("ready-%02d", i)},
+			SourceVM: vms[i].ID, SourceAlias: vms[i].Alias, CreatedAt: vms[i].CreatedAt.Add(30 * time.Second),
+			MemMiB: 512, VCPUs: 1, FsMiB: 1024, LogicalBytes: 1 << 30, AddedBytes: 40 << 20,
+		})
+	}
+	return out
+}
+
+// layout measures the tree as drawn: nodes whose boxes overlap, nodes too
+// small to read or whose name is cut, children not indented right of
+// their parent or drawn above it, and the names' font size.
+const layout = `(() => {
+	const nodes = [...document.querySelectorAll("#tree .node")];
+	const box = nodes.map((n) => n.getBoundingClientRect());
+	let overlaps = 0, small = 0, cut = 0, misplaced = 0;
+	for (let i = 0; i < box.length; i++) {
+		for (let j = i + 1; j < box.length; j++) {
+			const a = box[i], b = box[j];
+			if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) overlaps++;
+		}
+		if (box[i].height < 16) small++;
+		const name = nodes[i].querySelector(".name");
+		if (!name || name.scrollWidth > name.clientWidth + 1 || name.getBoundingClientRect().width < 8) cut++;
+		const parentLi = nodes[i].parentElement.parentElement.closest("li");
+		if (parentLi) {
+			const p = parentLi.firstElementChild.getBoundingClientRect();
+			if (box[i].left <= p.left || box[i].top < p.bottom - 0.5) misplaced++;
+		}
+	}
+	const font = nodes.length ? parseFloat(getComputedStyle(nodes[0].querySelector(".name")).fontSize) : 0;
+	return {nodes: nodes.length, overlaps, small, cut, misplaced, font};
+})()`
+
+type treeLayout struct {
+	Nodes, Overlaps, Small, Cut, Misplaced int
+	Font                                   float64
+}
+
+// TestUILayout: with 1 VM and with 100 (and their commits), every node of
+// the tree is drawn apart from the others, big enough to read, its name
+// whole, each child indented under its parent. The API is a fake.
+func TestUILayout(t *testing.T) {
+	ctx := browser(t)
+	for _, n := range []int{1, 100} {
+		vms := fakeTree(n)
+		login := servePage(t, fakeAPI(t, vms))
+		want := n + len(fakeCommits(vms))
+		do(t, ctx, fmt.Sprintf("load the page with %d VMs", n), chromedp.Navigate(login),
+			chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+vms[n-1].ID+`"]`)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll("#tree .node").length === %d`, want), chromedp.WithPollingTimeout(10*time.Second)))
+		l := eval[treeLayout](t, ctx, layout)
+		t.Logf("%d VMs: %+v", n, l)
+		if l.Nodes != want || l.Overlaps != 0 || l.Small != 0 || l.Cut != 0 || l.Misplaced != 0 || l.Font < 12 {
+			t.Errorf("%d VMs and %d commits: %+v; want %d nodes, none overlapping, small, cut or misplaced, a font of 12px or more", n, want-n, l, want)
+		}
+		if n == 100 {
+			screenshot(t, ctx, "ui-tree-100.png")
+		}
+	}
+}
+
 // fakeTree is n VMs: a root with branches, some of them branched again.
 func fakeTree(n int) []api.VM {
 	vms := make([]api.VM, n)
@@ -458,4 +528,114 @@ func fakeTree(n int) []api.VM {
 		}
 	}
 	return vms
+}
+
+// TestUICompare: from the page, with real VMs — the HEAD of a named
+// project directory moves (vers status there says so, the other
+// directory's stays); a diff of two branches that differ by a file names
+// it; a command across the tree comes back as a table with the agreeing
+// VMs grouped; the console log shows what the guest wrote to its serial
+// port; a commit appears as a node under its VM and a VM runs from it.
+func TestUICompare(t *testing.T) {
+	requireVMs(t)
+	ctx := browser(t)
+	p, other := newProject(t), newProject(t)
+	p.must("init")
+	other.must("init")
+	root, a, b := uniqueAlias(t, "ucr"), uniqueAlias(t, "uca"), uniqueAlias(t, "ucb")
+	p.must("run", "--vm-alias", root)
+	other.must("checkout", root) // versd knows both directories now
+	p.must("execute", root, "echo base > /root/notes")
+	p.must("branch", root, "--alias", a)
+	p.must("branch", root, "--alias", b)
+	p.must("execute", a, "echo only in a > /root/only-in-a; echo a-line >> /root/notes")
+	p.must("execute", root, "echo vers-console-mark > /dev/ttyS0")
+	rootVM, _ := p.find(root)
+	aVM, _ := p.find(a)
+	bVM, _ := p.find(b)
+	t.Cleanup(func() { p.vers("kill", "-r", root) })
+	l := p.uiLogin()
+
+	node := func(id string) chromedp.CSS { return chromedp.CSS(`.node[data-id="` + id + `"]`) }
+	in := func(id, sel string) chromedp.CSS { return chromedp.CSS(`#details[data-vm="` + id + `"] ` + sel) }
+	do(t, ctx, "log in and see the tree", chromedp.Navigate(l.URL), chromedp.WaitVisible(node(bVM.ID)))
+
+	// Checkout: b becomes the HEAD of the other directory, by name.
+	do(t, ctx, "check b out in the other directory", chromedp.Click(node(bVM.ID)), chromedp.WaitVisible(in(bVM.ID, "#checkout-dir")))
+	dirs := eval[[]string](t, ctx, `[...document.querySelectorAll("#checkout-dir option")].map((o) => o.value)`)
+	if !slices.Contains(dirs, other.dir) || !slices.Contains(dirs, p.dir) {
+		t.Fatalf("the chooser lists %v, want both project directories %s and %s", dirs, p.dir, other.dir)
+	}
+	do(t, ctx, "choose the directory and check out", chromedp.SetValue(in(bVM.ID, "#checkout-dir"), other.dir),
+		chromedp.Click(in(bVM.ID, "#act-checkout")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+bVM.ID+`"] .head[title="HEAD of `+other.dir+`"]`)))
+	if v, _ := other.find(b); !v.Head {
+		t.Errorf("vers status in %s: %s is not HEAD after the page's checkout", other.dir, b)
+	}
+	if v, _ := p.find(root); !v.Head {
+		t.Errorf("vers status in %s: HEAD moved from %s, but the page moved the other directory's", p.dir, root)
+	}
+	if still := eval[bool](t, ctx, `!!document.querySelector('.node[data-id="`+rootVM.ID+`"] .head[title="HEAD of `+other.dir+`"]')`); still {
+		t.Errorf("%s is still marked HEAD of %s", root, other.dir)
+	}
+
+	// The diff of b against a: a has a file b has not, and a line more in
+	// another.
+	do(t, ctx, "diff b and a", chromedp.SetValue(in(bVM.ID, "#diff-other"), aVM.ID),
+		chromedp.Click(in(bVM.ID, "#diff-content")), chromedp.Click(in(bVM.ID, "#act-diff")),
+		chromedp.WaitVisible(chromedp.CSS(`#diff-table tr[data-path="/root/only-in-a"]`)))
+	if kind := eval[string](t, ctx, `document.querySelector('#diff-table tr[data-path="/root/only-in-a"]').dataset.kind`); kind != "added" {
+		t.Errorf("/root/only-in-a is %q in the diff of %s to %s, want added", kind, b, a)
+	}
+	if kind := eval[string](t, ctx, `(document.querySelector('#diff-table tr[data-path="/root/notes"]') || {dataset: {}}).dataset.kind`); kind != "changed" {
+		t.Errorf("/root/notes is %q in the diff, want changed", kind)
+	}
+	if stat := eval[string](t, ctx, `document.getElementById("diff-stat").textContent`); !strings.HasPrefix(stat, "1 added, 0 removed, 1 changed") {
+		t.Errorf("the diff says %q, want 1 added, 0 removed, 1 changed", stat)
+	}
+	if text := eval[string](t, ctx, `document.getElementById("results").innerText`); !strings.Contains(text, "+a-line") {
+		t.Errorf("the content diff lacks the file's line:\n%s", text)
+	}
+
+	// A command across root's tree: root and b agree, a differs.
+	do(t, ctx, "run a command across the tree", chromedp.Click(node(rootVM.ID)), chromedp.WaitVisible(in(rootVM.ID, "#fan-cmd")),
+		chromedp.SetValue(in(rootVM.ID, "#fan-cmd"), "cat /root/only-in-a 2>/dev/null || echo none"),
+		chromedp.Click(in(rootVM.ID, "#act-fanout")), chromedp.WaitVisible(chromedp.ID("fan-table")))
+	groups := eval[[][]string](t, ctx, `[...document.querySelectorAll("#fan-table tbody")].map((g) => [...g.querySelectorAll("tr[data-vm]")].map((r) => r.dataset.vm))`)
+	want := [][]string{{rootVM.ID, bVM.ID}, {aVM.ID}}
+	if fmt.Sprint(groups) != fmt.Sprint(want) {
+		t.Errorf("the table's groups %v, want %v (root and b agree, a apart)", groups, want)
+	}
+	if lines := eval[int](t, ctx, `new Set([...document.querySelectorAll("#fan-table tr[data-vm]")].map((r) => Math.round(r.getBoundingClientRect().top))).size`); lines != 3 {
+		t.Errorf("the table's 3 rows are drawn on %d lines", lines)
+	}
+	if text := eval[string](t, ctx, `document.getElementById("fan-table").innerText`); !strings.Contains(text, "none") || !strings.Contains(text, "only in a") {
+		t.Errorf("the table lacks the outputs:\n%s", text)
+	}
+	screenshot(t, ctx, "ui-compare.png")
+
+	// The console log.
+	do(t, ctx, "show the console log", chromedp.Click(in(rootVM.ID, "#act-console")),
+		chromedp.Poll[chromedp.Void](`(document.getElementById("console-log") || {textContent: ""}).textContent.includes("vers-console-mark")`, chromedp.WithPollingTimeout(30*time.Second)))
+
+	// A commit: a node under its VM, and a VM started from it.
+	tag, runner := uniqueAlias(t, "uct"), uniqueAlias(t, "ucx")
+	slow, cancel := context.WithTimeout(ctx, 5*time.Minute) // a commit and a start under TCG
+	defer cancel()
+	do(t, slow, "commit root", chromedp.SetValue(in(rootVM.ID, "#commit-tag"), tag), chromedp.Click(in(rootVM.ID, "#act-commit")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+rootVM.ID+`"] + ul > li > .commitnode`)))
+	cid := eval[string](t, ctx, `document.querySelector('.node[data-id="`+rootVM.ID+`"] + ul > li > .commitnode').dataset.commit`)
+	if out := p.must("commit", "ls"); !strings.Contains(out, tag) || !strings.Contains(out, cid[:12]) {
+		t.Errorf("vers commit ls lacks the page's commit %s (%s):\n%s", tag, cid[:12], out)
+	}
+	do(t, slow, "run from the commit", chromedp.Click(chromedp.CSS(`.commitnode[data-commit="`+cid+`"]`)),
+		chromedp.WaitVisible(in("commit:"+cid, "#act-run-commit")), chromedp.SetValue(in("commit:"+cid, "#run-alias"), runner),
+		chromedp.Click(in("commit:"+cid, "#act-run-commit")),
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-alias="`+runner+`"]`)))
+	if v, ok := p.find(runner); !ok || v.State != api.StateRunning {
+		t.Errorf("vers status: the VM run from the commit is %+v", v)
+	}
+	p.must("kill", runner)
+	p.must("commit", "rm", cid)
+	do(t, ctx, "see the commit go", chromedp.WaitNotPresent(chromedp.CSS(`.commitnode[data-commit="`+cid+`"]`)))
 }

@@ -9,7 +9,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   vms: new Map(),   // id -> VM
   heads: new Map(), // project dir -> VM id
-  selected: "",
+  commits: new Map(), // id -> commit (GET /v1/commits)
+  selected: "", // a VM id, or "commit:" and a commit id
   lastBranch: null, // the answer of the last branch made here
 };
 
@@ -70,9 +71,11 @@ function connectEvents() {
 function applyEvent(e) {
   switch (e.type) {
     case "hello":
+      // The first tree is drawn with its HEAD marks and commits, not
+      // before them: nothing moves under the pointer once it shows.
       state.vms = new Map((e.vms || []).map((v) => [v.id, v]));
-      loadHeads();
-      break;
+      Promise.all([loadHeads(), loadCommits()]).finally(scheduleRender);
+      return;
     case "vm.created": case "vm.state": case "vm.branched":
       if (e.vm) state.vms.set(e.vm.id, e.vm);
       for (const k of e.children || []) state.vms.set(k.id, k);
@@ -84,6 +87,12 @@ function applyEvent(e) {
     case "head.moved":
       if (e.vm_id) state.heads.set(e.dir, e.vm_id); else state.heads.delete(e.dir);
       break;
+    case "commit.created": case "tag.set": case "tag.removed":
+      loadCommits().then(scheduleRender);
+      return;
+    case "commit.removed":
+      state.commits.delete(e.commit);
+      break;
     default:
       return;
   }
@@ -93,11 +102,36 @@ function applyEvent(e) {
   }
 }
 
+// loadCommits lists the commits; the caller draws the tree. Commits are
+// listed again at each change: an event names a commit, and
+// the page shows its tags and sizes too.
+// A change while a list is in flight lists them once more after it.
+let commitsLoading = null;
+let commitsAgain = false;
+function loadCommits() {
+  if (commitsLoading) {
+    commitsAgain = true;
+    return commitsLoading;
+  }
+  commitsLoading = (async () => {
+    do {
+      commitsAgain = false;
+      try {
+        const list = await call("GET", "/v1/commits");
+        state.commits = new Map((list || []).filter((c) => c.kind === "commit").map((c) => [c.id, c]));
+      } catch (e) {
+        say("commits: " + e.message, true);
+      }
+    } while (commitsAgain);
+    if (state.selected.startsWith("commit:")) scheduleDetails();
+  })().finally(() => { commitsLoading = null; });
+  return commitsLoading;
+}
+
 async function loadHeads() {
   try {
     const heads = await call("GET", "/v1/heads");
     state.heads = new Map((heads || []).filter((h) => h.vm_id).map((h) => [h.dir, h.vm_id]));
-    scheduleRender();
   } catch (e) {
     say("heads: " + e.message, true);
   }
@@ -155,6 +189,28 @@ function renderTree() {
     if (!headsOf.has(id)) headsOf.set(id, []);
     headsOf.get(id).push(dir);
   }
+  const commitsOf = new Map(); // VM id -> its commits, oldest first
+  const orphans = []; // commits of VMs that are gone
+  const byTime = [...state.commits.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+  for (const c of byTime) {
+    if (c.source_vm && state.vms.has(c.source_vm)) {
+      if (!commitsOf.has(c.source_vm)) commitsOf.set(c.source_vm, []);
+      commitsOf.get(c.source_vm).push(c);
+    } else {
+      orphans.push(c);
+    }
+  }
+  const commitNode = (c) => {
+    const row = el("div", { className: "node commitnode" + ("commit:" + c.id === state.selected ? " selected" : ""), tabIndex: 0 },
+      el("span", { className: "glyph" }, "◆"),
+      el("span", { className: "name" }, (c.tags || []).length ? c.tags.join(", ") : c.id.slice(0, 12)),
+      el("span", { className: "id" }, c.id.slice(0, 12)),
+      el("span", { className: "state" }, "commit"),
+      el("span", { className: "age" }, age(c.created_at)));
+    row.dataset.commit = c.id;
+    row.title = "commit " + c.id + (c.source_alias || c.source_vm ? " of " + (c.source_alias || c.source_vm) : "");
+    return el("li", {}, row);
+  };
   const node = (v) => {
     const li = document.createElement("li");
     const row = document.createElement("div");
@@ -192,15 +248,16 @@ function renderTree() {
       row.append(h);
     }
     li.append(row);
-    const ks = kids.get(v.id);
-    if (ks) {
+    const ks = kids.get(v.id) || [];
+    const cs = commitsOf.get(v.id) || [];
+    if (ks.length || cs.length) {
       const ul = document.createElement("ul");
-      ul.append(...ks.map(node));
+      ul.append(...cs.map(commitNode), ...ks.map(node));
       li.append(ul);
     }
     return li;
   };
-  $("tree").replaceChildren(...roots.map(node));
+  $("tree").replaceChildren(...roots.map(node), ...orphans.map(commitNode));
   $("empty").hidden = state.vms.size > 0;
   $("count").textContent = state.vms.size + " VM" + (state.vms.size === 1 ? "" : "s");
   const dirs = [...state.heads.keys()].sort();
@@ -211,7 +268,8 @@ function renderTree() {
     p.textContent = "HEAD of " + d + " → " + (v ? name(v) : state.heads.get(d).slice(0, 12));
     return p;
   }));
-  if (state.selected && !state.vms.has(state.selected)) select("");
+  const sel = state.selected;
+  if (sel && (sel.startsWith("commit:") ? !state.commits.has(sel.slice(7)) : !state.vms.has(sel))) select("");
   if (!drawnOnce) {
     drawnOnce = true;
     performance.mark("vers-tree"); // the first tree: how long the page took to show it
@@ -220,11 +278,11 @@ function renderTree() {
 
 $("tree").addEventListener("click", (ev) => {
   const row = ev.target.closest(".node");
-  if (row) select(row.dataset.id);
+  if (row) select(row.dataset.commit ? "commit:" + row.dataset.commit : row.dataset.id);
 });
 $("tree").addEventListener("dblclick", (ev) => {
   const row = ev.target.closest(".node");
-  if (row) openTerminal(row.dataset.id);
+  if (row && row.dataset.id) openTerminal(row.dataset.id);
 });
 
 function select(id) {
@@ -255,6 +313,10 @@ function el(tag, attrs, ...kids) {
 async function renderDetails() {
   const pane = $("details");
   const id = state.selected;
+  if (id.startsWith("commit:")) {
+    renderCommit(pane, id.slice(7));
+    return;
+  }
   const v = state.vms.get(id);
   if (!v) {
     pane.replaceChildren(el("p", { className: "hint" }, "Select a VM; double-click opens a terminal."));
@@ -276,6 +338,8 @@ async function renderDetails() {
     ["Machine", `${v.vcpu_count} vCPU, ${v.mem_size_mib} MiB RAM, ${v.fs_size_vm_mib} MiB disk`],
   ];
   if (v.origin_commit) rows.push(["Commit", v.origin_commit]);
+  const dirs = [...state.heads].filter(([, vm]) => vm === id).map(([d]) => d);
+  if (dirs.length) rows.push(["HEAD of", dirs.join(", ")]);
   if (info) {
     rows.push(["Children", String((info.children || []).length)]);
     rows.push(["Accelerator", info.accelerator || "-"]);
@@ -283,19 +347,50 @@ async function renderDetails() {
     rows.push(["Disk", mib(info.disk.overlay_bytes) + " own layer, chain of " + info.disk.chain_length]);
     if (info.last_pause) rows.push(["Last pause", info.last_pause.pause_ms.toFixed(1) + " ms (" + info.last_pause.op + ")"]);
   }
-  const b = state.lastBranch;
-  if (b && b.parent.id === id) {
-    rows.push(["Last branch", `paused ${b.pause_ms.toFixed(1)} ms; first child ready ${b.first_ready_ms} ms, all ${b.all_ready_ms} ms`]);
+  // versd keeps the last branch's figures; this page's own answer stands
+  // in for a versd that has none.
+  let b = info && info.last_branch;
+  if (!b && state.lastBranch && state.lastBranch.parent.id === id) {
+    const r = state.lastBranch;
+    b = { children: r.children.map((k) => k.id), pause_ms: r.pause_ms, first_ready_ms: r.first_ready_ms, all_ready_ms: r.all_ready_ms };
+  }
+  if (b) {
+    const n = b.children.length;
+    rows.push(["Last branch", `${n} ${n === 1 ? "child" : "children"}, paused ${b.pause_ms.toFixed(1)} ms; first child ready ${b.first_ready_ms} ms, all ${b.all_ready_ms} ms`]);
   }
   const dl = el("dl", { id: "info" });
   for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, val));
 
   // What was typed stays when the pane is drawn again for the same VM.
-  const kept = (inputID, dflt) => (pane.dataset.vm === id && $(inputID) ? $(inputID).value : dflt);
+  const same = pane.dataset.vm === id;
+  const kept = (inputID, dflt) => (same && $(inputID) ? $(inputID).value : dflt);
+  const keptCheck = (inputID) => (same && $(inputID) ? $(inputID).checked : false);
   const alias = el("input", { id: "branch-alias", placeholder: "alias (optional)", size: 14, value: kept("branch-alias", "") });
   const count = el("input", { id: "branch-count", type: "number", min: 1, max: 64, size: 3, value: kept("branch-count", 1) });
   const tag = el("input", { id: "commit-tag", placeholder: "tag (optional)", size: 14, value: kept("commit-tag", "") });
-  const button = (label, id, fn) => el("button", { id, onclick: fn }, label);
+  const button = (label, bid, fn, title) => el("button", { id: bid, onclick: fn, title: title || "" }, label);
+
+  // Checkout names the project directory whose HEAD it moves: one of those
+  // versd knows (GET /v1/heads).
+  const known = [...state.heads.keys()].sort();
+  const dirSel = el("select", { id: "checkout-dir", title: "the project directory whose HEAD moves" },
+    ...known.map((d) => el("option", { value: d, selected: kept("checkout-dir", known[0]) === d }, d + (state.heads.get(d) === id ? " (HEAD here)" : ""))));
+  const checkout = known.length
+    ? el("span", { className: "group" }, dirSel, button("Checkout", "act-checkout", () => checkoutIn(dirSel.value, id), "move the chosen directory's HEAD to this VM"))
+    : el("span", { className: "hint" }, "no project directory known: `vers checkout` in one");
+
+  const others = [...state.vms.values()].filter((o) => o.id !== id).sort((a, b2) => (name(a) < name(b2) ? -1 : 1));
+  const otherSel = el("select", { id: "diff-other", title: "the VM to compare with" },
+    ...others.map((o) => el("option", { value: o.id, selected: kept("diff-other", "") === o.id }, name(o))));
+  const content = el("input", { id: "diff-content", type: "checkbox", checked: keptCheck("diff-content") });
+  const diff = others.length
+    ? el("span", { className: "group" }, otherSel,
+      el("label", { title: "a text diff of each changed file" }, content, "content"),
+      button("Diff", "act-diff", () => diffVMs(id, otherSel.value, content.checked), "what differs between the two filesystems"))
+    : null;
+  const cmd = el("input", { id: "fan-cmd", placeholder: "command for this VM and all below it", size: 30, value: kept("fan-cmd", "") });
+  cmd.onkeydown = (ev) => { if (ev.key === "Enter") fanOut(id, cmd.value); };
+
   const actions = el("div", { className: "actions" },
     button("Terminal", "act-terminal", () => openTerminal(id)),
     el("span", { className: "group" }, alias, count, button("Branch", "act-branch", () => branch(id, alias.value, +count.value || 1))),
@@ -305,8 +400,153 @@ async function renderDetails() {
       : button("Pause", "act-pause", () => act("pause " + name(v), () => call("POST", vmPath(id) + "/pause"))),
     button("Kill…", "act-kill", () => kill(id)),
   );
-  pane.replaceChildren(el("h2", {}, name(v)), actions, dl); // the actions first: always in sight
+  const compare = el("div", { className: "actions" },
+    checkout, diff || "",
+    el("span", { className: "group" }, cmd, button("Run in subtree", "act-fanout", () => fanOut(id, cmd.value), "run the command in this VM and every VM below it, at once")),
+    button("Console log", "act-console", () => showConsole(id), "the end of what its kernel and init wrote to the serial port"),
+  );
+  pane.replaceChildren(el("h2", {}, name(v)), actions, compare, dl); // the actions first: always in sight
   pane.dataset.vm = id;
+}
+
+// renderCommit shows a commit, and starts a VM from it.
+function renderCommit(pane, cid) {
+  const c = state.commits.get(cid);
+  if (!c) {
+    pane.replaceChildren(el("p", { className: "hint" }, "The commit is gone."));
+    delete pane.dataset.vm;
+    return;
+  }
+  const src = state.vms.get(c.source_vm);
+  const rows = [
+    ["Commit", c.id], ["Tags", (c.tags || []).join(", ") || "-"], ["Message", c.message || "-"],
+    ["Made of", src ? name(src) : (c.source_alias || c.source_vm || "-") + (src ? "" : " (gone)")],
+    ["Created", new Date(c.created_at).toLocaleString() + " (" + age(c.created_at) + " ago)"],
+    ["Machine", `${c.vcpu_count} vCPU, ${c.mem_size_mib} MiB RAM, ${c.fs_size_vm_mib} MiB disk`],
+    ["Size", mib(c.logical_bytes) + " as a VM sees it, " + mib(c.added_bytes) + " added to the store"],
+  ];
+  const dl = el("dl", { id: "info" });
+  for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, val));
+  const keep = pane.dataset.vm === "commit:" + cid && $("run-alias") ? $("run-alias").value : "";
+  const alias = el("input", { id: "run-alias", placeholder: "alias (optional)", size: 14, value: keep });
+  const actions = el("div", { className: "actions" },
+    el("span", { className: "group" }, alias,
+      el("button", { id: "act-run-commit", onclick: () => runCommit(c, alias.value), title: "a new VM from the instant of the commit" }, "Run from commit")));
+  pane.replaceChildren(el("h2", {}, "commit " + ((c.tags || [])[0] || c.id.slice(0, 12))), actions, dl);
+  pane.dataset.vm = "commit:" + cid;
+}
+
+async function runCommit(c, alias) {
+  const r = await act("run from commit " + c.id.slice(0, 12), () => call("POST", "/v1/commits/" + encodeURIComponent(c.id) + "/run", { alias: alias.trim() }));
+  if (!r) return;
+  say(`started ${r.vms.map(name).join(", ")} from commit ${c.id.slice(0, 12)}: ready in ${r.all_ready_ms} ms`);
+  if (r.vms.length) select(r.vms[0].id);
+}
+
+async function checkoutIn(dir, id) {
+  const v = state.vms.get(id);
+  const h = await act("checkout " + name(v) + " in " + dir, () => call("POST", "/v1/heads/checkout", { dir, vm: id }));
+  if (h) say(`HEAD of ${h.dir} → ${name(v)}`);
+}
+
+// ---- results: a diff, a command across a subtree, a console log
+
+function showResult(title, ...body) {
+  const pane = $("results");
+  const close = el("button", { className: "close", title: "close", onclick: () => { pane.hidden = true; } }, "×");
+  pane.replaceChildren(el("div", { className: "result-head" }, el("h3", {}, title), close), ...body);
+  pane.hidden = false;
+}
+
+const kindMark = { added: "A", removed: "D", changed: "M" };
+
+function changeRow(c, expected) {
+  const size = (e) => (e && e.type === "file" ? e.size + " B" : e ? e.type : "");
+  const what = c.kind === "changed" ? (c.what || []).join(", ") + (c.a && c.b && c.a.size !== c.b.size ? ` (${size(c.a)} → ${size(c.b)})` : "")
+    : size(c.kind === "added" ? c.b : c.a);
+  const tr = el("tr", { className: c.kind + (expected ? " expected" : "") },
+    el("td", { className: "kind" }, kindMark[c.kind] || c.kind), el("td", { className: "path" }, c.path), el("td", {}, what),
+    el("td", { className: "note" }, c.note || ""));
+  tr.dataset.kind = c.kind;
+  tr.dataset.path = c.path;
+  return tr;
+}
+
+async function diffVMs(a, b, content) {
+  const [va, vb] = [state.vms.get(a), state.vms.get(b)];
+  if (!va || !vb) return;
+  const d = await act(`diff ${name(va)} ${name(vb)}`, () => call("POST", "/v1/diff", { a, b, content }));
+  if (!d) return;
+  const label = (r) => r.commit ? "commit " + r.commit.slice(0, 12) : r.alias || r.id.slice(0, 12);
+  const st = d.stat;
+  const table = el("table", { id: "diff-table", className: "result" },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "path"), el("th", {}, "what differs"), el("th", {}, ""))),
+    el("tbody", {}, ...d.changes.map((c) => changeRow(c, false)), ...(d.expected || []).map((c) => changeRow(c, true))));
+  const body = [
+    el("p", { id: "diff-stat" }, `${st.added} added, ${st.removed} removed, ${st.changed} changed (${d.method}, ${d.duration_ms} ms)`),
+    d.changes.length || (d.expected || []).length ? table : el("p", { className: "hint" }, "No difference."),
+  ];
+  for (const f of d.content || []) {
+    body.push(el("h4", {}, f.path + (f.binary ? " (binary)" : "") + (f.truncated ? " (only its start compared)" : "")));
+    if (f.diff) body.push(el("pre", { className: "filediff" }, f.diff));
+  }
+  for (const e of d.errors || []) body.push(el("p", { className: "error" }, e));
+  showResult(`${label(d.a)} → ${label(d.b)}`, ...body);
+  say(`diff ${label(d.a)} ${label(d.b)}: ${st.added} added, ${st.removed} removed, ${st.changed} changed`);
+}
+
+// fanOut runs command in id and every VM below it, in versd (POST
+// /v1/fanout), which groups the rows as vers compare does.
+async function fanOut(id, command) {
+  const v = state.vms.get(id);
+  if (!v) return;
+  if (!command.trim()) {
+    say("give the command to run", true);
+    return;
+  }
+  const r = await act(`run in ${name(v)} and below`, () => call("POST", "/v1/fanout", { command, tree: id }));
+  if (!r) return;
+  const label = (ref) => ref.alias || ref.id.slice(0, 12);
+  const table = el("table", { id: "fan-table", className: "result" },
+    el("thead", {}, el("tr", {}, el("th", {}, "VM"), el("th", {}, "exit"), el("th", {}, "time"), el("th", {}, "output"))));
+  // One section per group, the largest first; each group's output once.
+  const order = r.groups.map((g, i) => i).sort((x, y) => r.groups[y].vms.length - r.groups[x].vms.length);
+  for (const gi of order) {
+    const g = r.groups[gi];
+    const rows = r.results.filter((row) => row.group === gi + 1);
+    const first = rows[0];
+    const out = first.error ? first.error.message : (first.stdout + (first.stderr ? (first.stdout ? "\n" : "") + first.stderr : "")).trimEnd();
+    const tbody = el("tbody", { className: "fan-group" },
+      el("tr", { className: "group-head" }, el("td", { colSpan: 4 },
+        `${g.vms.length} VM${g.vms.length === 1 ? "" : "s"}: ${first.error ? first.error.code : "exit " + g.exit_code}${first.timed_out ? " (timed out)" : ""}`)));
+    tbody.dataset.group = gi + 1;
+    rows.forEach((row, k) => {
+      const tr = el("tr", {}, el("td", {}, label(row.vm)), el("td", {}, String(row.exit_code)), el("td", {}, row.duration_ms + " ms"),
+        k === 0 ? el("td", { rowSpan: rows.length, className: "out" }, el("pre", {}, out || "(no output)")) : "");
+      tr.dataset.vm = row.vm.id;
+      tbody.append(tr);
+    });
+    table.append(tbody);
+  }
+  const n = r.groups.length;
+  showResult(`${command} — in ${name(v)} and below`,
+    el("p", { id: "fan-stat" }, `${r.results.length} VMs, ${n} result${n === 1 ? "" : "s"}${n === 1 ? ": all agree" : ""}`), table);
+  say(`ran in ${r.results.length} VMs: ${n} result${n === 1 ? "" : "s"}`);
+}
+
+async function showConsole(id) {
+  const v = state.vms.get(id);
+  if (!v) return;
+  try {
+    const res = await fetch(vmPath(id) + "/console?bytes=65536");
+    const text = await res.text();
+    if (!res.ok) throw new Error(JSON.parse(text).message || res.status);
+    const pre = el("pre", { id: "console-log" }, text || "(the console log is empty)");
+    showResult("console log of " + name(v) + " (its last 64 KiB)", pre);
+    pre.scrollTop = pre.scrollHeight;
+  } catch (e) {
+    say("console log: " + e.message, true);
+  }
 }
 
 async function branch(id, alias, count) {
