@@ -128,14 +128,21 @@ func (p *Project) Head() (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// SetHead points HEAD at the VM id (atomically; "" clears it).
+// SetHead points HEAD at the VM id (atomically; "" clears it). It writes
+// only inside the project directory: a .vers that is a link out of it is
+// refused (versd moves HEADs for the web UI, as root).
 func (p *Project) SetHead(id string) error {
-	if err := os.MkdirAll(filepath.Join(p.Dir, StateDir), 0o755); err != nil {
+	root, err := os.OpenRoot(p.Dir)
+	if err != nil {
 		return err
 	}
-	tmp := p.headPath() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+	defer root.Close()
+	if err := root.MkdirAll(StateDir, 0o755); err != nil {
 		return err
 	}
-	return os.Rename(tmp, p.headPath())
+	head := filepath.Join(StateDir, "HEAD")
+	if err := root.WriteFile(head+".tmp", []byte(id+"\n"), 0o644); err != nil {
+		return err
+	}
+	return root.Rename(head+".tmp", head)
 }

@@ -102,3 +102,20 @@ func TestHead(t *testing.T) {
 		t.Fatalf("head = %q", h)
 	}
 }
+
+// A .vers that links out of the project directory is not written through.
+func TestSetHeadStaysInside(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	Init(dir)
+	p, _ := Load(dir)
+	os.RemoveAll(filepath.Join(dir, StateDir))
+	if err := os.Symlink(outside, filepath.Join(dir, StateDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetHead("abc"); err == nil {
+		t.Fatal("SetHead wrote through a link out of the project")
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("written outside: %v", entries)
+	}
+}
