@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,27 +17,11 @@ const mib = 1 << 20
 
 // VirtualSizeMiB is the virtual size of a disk image, in MiB rounded up.
 func VirtualSizeMiB(ctx context.Context, path string) (int, error) {
-	n, err := virtualSize(ctx, path)
+	n, err := imageSize(path)
 	if err != nil {
 		return 0, err
 	}
 	return int((n + mib - 1) / mib), nil
-}
-
-// virtualSize reads an image's virtual size in bytes. -U (force share) lets
-// it read the header of an image a running QEMU holds locked.
-func virtualSize(ctx context.Context, path string) (int64, error) {
-	out, err := runImg(ctx, "info", "-U", "--output=json", path)
-	if err != nil {
-		return 0, err
-	}
-	var info struct {
-		VirtualSize *int64 `json:"virtual-size"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil || info.VirtualSize == nil {
-		return 0, fmt.Errorf("qemu-img info %s: unexpected output %q", path, out)
-	}
-	return *info.VirtualSize, nil
 }
 
 // CreateOverlay creates a qcow2 image at path whose backing file is backing
@@ -52,7 +35,7 @@ func CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMi
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("create overlay %s: %w", path, fs.ErrExist)
 	}
-	vsize, err := virtualSize(ctx, backing)
+	vsize, err := imageSize(backing)
 	if err != nil {
 		return fmt.Errorf("create overlay %s: %w", path, err)
 	}
@@ -64,12 +47,7 @@ func CreateOverlay(ctx context.Context, backing, backingFmt, path string, sizeMi
 				path, ErrInvalid, sizeMiB, backing, (vsize+mib-1)/mib)
 		}
 	}
-	// -u: the size is known, so qemu-img need not open the backing chain
-	// (which a running QEMU may hold locked, and which grows with branches).
-	_, err = runImg(ctx, "create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, "-u",
-		path, strconv.FormatInt(size, 10))
-	if err != nil {
-		os.Remove(path)
+	if err := writeOverlay(path, backing, backingFmt, size); err != nil {
 		return fmt.Errorf("create overlay %s: %w", path, err)
 	}
 	return nil

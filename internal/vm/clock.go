@@ -64,14 +64,17 @@ func trimClock(ctx context.Context, c *agent.Client) (api.ClockOffset, error) {
 // its vCPUs were stopped for a while: its agent session, if it has one, is
 // used, none is made.
 func (m *Manager) trimClockLater(id string) {
-	mc := m.machine(id)
-	if mc == nil {
-		return
+	if mc := m.machine(id); mc != nil {
+		if c := mc.currentAgent(); c != nil {
+			m.trimClockWith(id, c)
+		}
 	}
-	c := mc.currentAgent()
-	if c == nil {
-		return
-	}
+}
+
+// trimClockWith trims a guest's clock through c in the background, with a
+// deadline: off the path of whatever waits for the VM, and done long
+// before a first command could be sent to it.
+func (m *Manager) trimClockWith(id string, c *agent.Client) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), clockTrimTimeout)
 		defer cancel()

@@ -121,7 +121,7 @@ func TestCloneContract(t *testing.T) {
 		}
 		return chunks(root) >= at+10
 	})
-	p.must("execute", root, "pkill -f /root/tcp.sh; true")
+	p.must("execute", root, "pkill -f 'bash /root/tcp[.]sh'; true")
 
 	// Outbound networking in every VM at once.
 	vms := append([]string{root}, kids...)
