@@ -173,6 +173,9 @@ func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent stor
 	if err := within(ctx, freezeTimeout, b.freeze); err != nil {
 		return nil, err
 	}
+	if c := mc.currentAgent(); c != nil && !b.paused {
+		m.trimClockWith(parent.ID, c) // its clock stood still in the pause
+	}
 	if err := b.startChildren(ctx); err != nil {
 		return nil, err
 	}

@@ -29,9 +29,15 @@ const (
 	clockTrimTimeout = 10 * time.Second
 )
 
+// guestClock is the part of an agent session the clock needs.
+type guestClock interface {
+	Info(ctx context.Context) (agent.Info, error)
+	Sync(ctx context.Context, s agent.SyncRequest) error
+}
+
 // readClock reads the guest clock through c against the host's at the
 // middle of the round trip.
-func readClock(ctx context.Context, c *agent.Client) (api.ClockOffset, time.Duration, error) {
+func readClock(ctx context.Context, c guestClock) (api.ClockOffset, time.Duration, error) {
 	t0 := time.Now()
 	gi, err := c.Info(ctx)
 	rtt := time.Since(t0)
@@ -48,7 +54,7 @@ func readClock(ctx context.Context, c *agent.Client) (api.ClockOffset, time.Dura
 // trimClock brings the guest clock of c within clockTolerance of the
 // host's, or as close as clockRounds corrections get it, and returns the
 // last reading.
-func trimClock(ctx context.Context, c *agent.Client) (api.ClockOffset, error) {
+func trimClock(ctx context.Context, c guestClock) (api.ClockOffset, error) {
 	for round := 0; ; round++ {
 		reading, off, err := readClock(ctx, c)
 		if err != nil || off.Abs() <= clockTolerance || round == clockRounds {

@@ -101,7 +101,6 @@ func (m *Manager) currentMachine(row store.VM) (qemu.Config, int) {
 // in memory only: a restarted versd knows no pause until the next one.
 func (m *Manager) notePause(id, op string, pause time.Duration) {
 	m.pauses.Store(id, api.PauseRecord{Op: op, PauseMillis: float64(pause.Microseconds()) / 1000, At: time.Now()})
-	m.trimClockLater(id)
 }
 
 // noteBranch records the figures of a branch, in memory as notePause.
