@@ -9,7 +9,8 @@
 #   VERS_BENCH_OUT=FILE also keep the raw `go test -bench` output in FILE
 #
 # BenchmarkBranch, BenchmarkCommit and BenchmarkCompare are fixed experiments (~2 min each) on
-# 1 GiB VMs: each runs once.
+# 1 GiB VMs: each runs once. BenchmarkTutorialBranch builds the tutorial's db-root through
+# `vers connect` (apt-get from the Debian mirror) and branches it, up to --count 100 (~15 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -41,6 +42,7 @@ bench BenchmarkTunnel "${VERS_BENCH_TUNNEL_N:-3}"
 bench BenchmarkBranch 1
 bench BenchmarkCommit 1
 bench BenchmarkCompare 1
+bench BenchmarkTutorialBranch 1
 
 echo
 echo "==> results"

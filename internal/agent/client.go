@@ -25,21 +25,32 @@ type Client struct {
 // dialRetry is the pause between two connection attempts in Dial.
 const dialRetry = 50 * time.Millisecond
 
-// helloTimeout bounds one hello attempt: a guest that is still booting, or a
-// stale session left over on the guest side, gets a fresh connection after it.
-const helloTimeout = 2 * time.Second
+// helloTimeout bounds the first hello attempt: a guest that is still
+// booting, or a stale session left over on the guest side, gets a fresh
+// connection after it. Each later attempt waits twice as long as the one
+// before (up to maxHelloTimeout): a guest that is only slow — one of fifty
+// children starting at once on two cores — must not be made to begin its
+// session again and again, never finishing one.
+const (
+	helloTimeout    = 2 * time.Second
+	maxHelloTimeout = 16 * time.Second
+)
 
 // Dial connects to the guest agent through the unix socket at socketPath (QEMU's
 // chardev) and waits until the agent answers a hello. It retries (socket
 // missing, refused, no answer) until ctx ends.
 func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	var last error
+	wait := helloTimeout
 	for {
-		c, err := dialOnce(ctx, socketPath)
+		c, err := dialOnce(ctx, socketPath, wait)
 		if err == nil {
 			return c, nil
 		}
 		last = err
+		if errors.Is(err, errNoHello) {
+			wait = min(2*wait, maxHelloTimeout)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("dial agent at %s: %w (last error: %v)", socketPath, ctx.Err(), last)
@@ -48,7 +59,10 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	}
 }
 
-func dialOnce(ctx context.Context, socketPath string) (*Client, error) {
+// errNoHello: the socket connected but the agent did not answer in time.
+var errNoHello = errors.New("no hello from the agent")
+
+func dialOnce(ctx context.Context, socketPath string, wait time.Duration) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
@@ -59,11 +73,14 @@ func dialOnce(ctx context.Context, socketPath string) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	hctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var rep reply
 	if err := c.call(hctx, request{Op: opHello}, &rep); err != nil {
 		c.Close()
+		if hctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("hello: %w after %s", errNoHello, wait)
+		}
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	c.version = rep.Version

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +208,48 @@ func TestDialSessionEnds(t *testing.T) {
 	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("read after the session ended: %v; want ErrClosed", err)
 	}
+}
+
+// TestDialSlowGuest: a guest that needs longer than one hello attempt to
+// answer each new connection (a child among many starting at once) is
+// waited for longer at each attempt, and answers one.
+func TestDialSlowGuest(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	srv := NewServer(ServerConfig{HomeDir: dir, Logf: t.Logf})
+	srv.Ready()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow := helloTimeout + time.Second // more than the first attempt waits
+	var accepted atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				select { // the guest's work to begin a session
+				case <-time.After(slow):
+				case <-ctx.Done():
+					conn.Close()
+					return
+				}
+				srv.ServeConn(ctx, conn)
+			}()
+		}
+	}()
+	dctx, dcancel := context.WithTimeout(ctx, 4*slow)
+	defer dcancel()
+	c, err := Dial(dctx, sock)
+	if err != nil {
+		t.Fatalf("dial a slow guest: %v (after %d connections)", err, accepted.Load())
+	}
+	c.Close()
 }

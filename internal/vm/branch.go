@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ type BranchResult struct {
 }
 
 // MaxBranchCount bounds --count.
-const MaxBranchCount = 64
+const MaxBranchCount = 128
 
 // Deadlines of the phases, whatever the caller's context allows: every
 // wait on QEMU or the guest ends.
@@ -463,15 +464,31 @@ type childPhases struct {
 	ram, qemu, load, agent time.Duration
 }
 
-// startChildren starts every child from the snapshot at once; the ones
-// that started are undone if any failed.
+// startChildren starts the children from the snapshot, ChildStarts of
+// them at a time; the ones that started are undone if any failed. A
+// child's start is mostly CPU (its QEMU, the guest resuming, the agent's
+// handover): fifty at once on two cores would each take fifty times as
+// long, past their deadlines, and the first would be ready no sooner than
+// the last. A child's deadlines begin when its start does.
 func (b *branch) startChildren(ctx context.Context) error {
 	b.out = make([]started, len(b.kids))
+	n := b.m.cfg.ChildStarts
+	if n <= 0 {
+		n = 2 * runtime.NumCPU()
+	}
+	slots := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for i := range b.kids {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
+				b.out[i] = started{ready: time.Since(b.start), err: ctx.Err()}
+				return
+			}
 			var ph childPhases
 			mc, err := b.startChild(ctx, b.kids[i], b.kidCfgs[i], &ph)
 			b.out[i] = started{mc: mc, ready: time.Since(b.start), phases: ph, err: err}

@@ -39,6 +39,8 @@ type fakeHV struct {
 	// exitOnStart makes the next Start's process exit at once (a guest that
 	// panics while booting).
 	exitOnStart bool
+	// onStart, when set, runs at each Start, outside the lock.
+	onStart func(cfg qemu.Config)
 }
 
 func newFakeHV() *fakeHV {
@@ -96,6 +98,9 @@ func (h *fakeHV) Start(ctx context.Context, cfg qemu.Config) (Instance, error) {
 	}
 	if err := h.op(ctx, "Start", kindOf(cfg)); err != nil {
 		return nil, err
+	}
+	if h.onStart != nil {
+		h.onStart(cfg)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

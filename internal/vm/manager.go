@@ -60,6 +60,9 @@ type Config struct {
 	Chunks *chunk.Store
 	// Events gets every change (events.go); nil drops them.
 	Events Events
+	// ChildStarts bounds the children of one branch that start at once; 0
+	// is twice the host's CPUs (see startChildren).
+	ChildStarts int
 }
 
 // Groups puts VM processes in block I/O groups of their own.

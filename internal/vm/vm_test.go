@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"vers/internal/agent"
 	"vers/internal/errdefs"
 	"vers/internal/poll"
+	"vers/internal/qemu"
 	"vers/internal/store"
 )
 
@@ -701,5 +703,34 @@ func TestNetworkModes(t *testing.T) {
 	}
 	if got := e.hv.inst(res.Children[0].ID).Config().Network; got != "none" {
 		t.Errorf("a child of a VM without network has network %q", got)
+	}
+}
+
+// TestBranchStartsChildrenFewAtATime: no more than ChildStarts children of
+// one branch start at once, and all of them start.
+func TestBranchStartsChildrenFewAtATime(t *testing.T) {
+	e := newEnv(t, true)
+	e.create("root")
+	e.m.cfg.ChildStarts = 3
+	var inflight, most atomic.Int32
+	e.hv.onStart = func(cfg qemu.Config) {
+		if kindOf(cfg) != "child" {
+			return
+		}
+		n := inflight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // a start's work; all would overlap without the bound
+		inflight.Add(-1)
+	}
+	res, err := e.m.Branch(e.ctx(), "root", "k", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Children) != 8 {
+		t.Fatalf("%d children, want 8", len(res.Children))
+	}
+	if got := most.Load(); got != 3 {
+		t.Fatalf("at most %d children started at once, want 3", got)
 	}
 }
