@@ -248,8 +248,22 @@ func (h *home) countBranch(b *testing.B, ref string, n int, coldP50 time.Duratio
 	for i, ch := range fan.Children {
 		ids[i] = ch.ID
 	}
-	// Every child answers: one fan-out execute over all of them.
-	h.must("execute", "--on", strings.Join(ids, ","), "true")
+	// How many children answer: one fan-out execute over all of them. On a
+	// host the children overload (each idle TCG guest costs a few percent
+	// of a core) some may not in time; that is a figure, not a failure.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	fout, fanD, _ := h.vers(ctx, "execute", "--on", strings.Join(ids, ","), "--format", "json", "true")
+	cancel()
+	var fr api.FanoutResult
+	if err := json.Unmarshal([]byte(fout), &fr); err != nil {
+		b.Fatalf("vers execute --on --format json: %v: %q", err, fout)
+	}
+	answered := 0
+	for _, r := range fr.Results {
+		if r.Error == nil && r.ExitCode == 0 {
+			answered++
+		}
+	}
 	time.Sleep(tutorialIdle)
 	pss, parent := h.childrenPSS(fan, ref)
 	var sum float64
@@ -267,11 +281,13 @@ func (h *home) countBranch(b *testing.B, ref string, n int, coldP50 time.Duratio
 	if coldP50 > 0 {
 		b.ReportMetric(ratio(wall, coldP50), "cli/cold-p50")
 	}
+	b.ReportMetric(float64(answered), "answered")
+	b.ReportMetric(ms(fanD), "fanout-true-ms")
 	b.ReportMetric(sum/float64(n), "child-pss-mean-MiB")
 	b.ReportMetric(slices.Max(pss), "child-pss-max-MiB")
 	b.ReportMetric(parent, "parent-pss-MiB")
-	b.Logf("--count %d: CLI %s, first ready %d ms, all ready %d ms, children's PSS %.0f MiB (max %.1f MiB each)",
-		n, wall.Round(time.Millisecond), fan.FirstReadyMillis, fan.AllReadyMillis, sum, slices.Max(pss))
+	b.Logf("--count %d: CLI %s, first ready %d ms, all ready %d ms, %d of %d ran `true` in %s, children's PSS %.0f MiB (max %.1f MiB each)",
+		n, wall.Round(time.Millisecond), fan.FirstReadyMillis, fan.AllReadyMillis, answered, n, fanD.Round(time.Millisecond), sum, slices.Max(pss))
 }
 
 // childrenPSS is each child's QEMU PSS and the parent's, in MiB, read by
