@@ -22,6 +22,7 @@ import (
 
 	"vers/api"
 	"vers/internal/bearer"
+	"vers/internal/tutorial"
 	"vers/internal/ui"
 )
 
@@ -219,7 +220,6 @@ func TestUI(t *testing.T) {
 	}
 	do(t, ctx, "see the branch's figures in the details",
 		chromedp.Poll[chromedp.Void](`(t => t.includes("Last branch") && /Children\s+1\s/.test(t))(document.getElementById("info").innerText)`, chromedp.WithPollingTimeout(30*time.Second)))
-	screenshot(t, ctx, "ui-tree.png")
 
 	waitScreen := func(what string, re *regexp.Regexp) string {
 		t.Helper()
@@ -638,4 +638,56 @@ func TestUICompare(t *testing.T) {
 	p.must("kill", runner)
 	p.must("commit", "rm", cid)
 	do(t, ctx, "see the commit go", chromedp.WaitNotPresent(chromedp.CSS(`.commitnode[data-commit="`+cid+`"]`)))
+}
+
+// TestUITutorialTree: the tutorial's seven VMs, branched with the CLI as
+// the tutorial branches them (without its setup), in a project directory
+// named as the tutorial's might be, drawn by the page each under its
+// parent, HEAD marked; the screenshot is docs/ui-tree.png.
+func TestUITutorialTree(t *testing.T) {
+	requireVMs(t)
+	ctx := browser(t)
+	p := &project{t: t, dir: filepath.Join(t.TempDir(), "ecommerce")}
+	if err := os.Mkdir(p.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.must("init")
+	p.must("run", "--vm-alias", tutorial.Root)
+	defer p.vers("kill", tutorial.Root, "-r")
+	for _, m := range tutorial.Migrations {
+		p.must("branch", "--alias", m.Alias)
+	}
+	p.must("checkout", tutorial.Premium)
+	p.must("branch", "--alias", tutorial.Risky)
+	p.must("checkout", tutorial.Risky)
+	p.must("branch", "--alias", tutorial.ApproachA)
+	p.must("branch", "--alias", tutorial.ApproachB)
+
+	node := func(alias string) string { return `.node[data-alias="` + alias + `"]` }
+	under := func(path ...string) chromedp.CSS {
+		sel := make([]string, len(path))
+		for i, a := range path {
+			sel[i] = node(a)
+		}
+		return chromedp.CSS(strings.Join(sel, " + ul "))
+	}
+	l := p.uiLogin()
+	do(t, ctx, "see the tutorial's tree", chromedp.Navigate(l.URL),
+		chromedp.WaitVisible(under(tutorial.Root, tutorial.Premium, tutorial.Risky, tutorial.ApproachA)),
+		chromedp.WaitVisible(under(tutorial.Root, tutorial.Premium, tutorial.Risky, tutorial.ApproachB)),
+		chromedp.WaitVisible(under(tutorial.Root, tutorial.Inventory)),
+		chromedp.WaitVisible(under(tutorial.Root, tutorial.Analytics)))
+	if n := eval[int](t, ctx, `document.querySelectorAll(".node[data-alias]").length`); n != 7 {
+		t.Errorf("the page draws %d VMs, want the tutorial's 7", n)
+	}
+	if head := eval[bool](t, ctx, `!!document.querySelector('`+node(tutorial.Risky)+` .head')`); !head {
+		t.Errorf("%s is HEAD and not marked so", tutorial.Risky)
+	}
+	// The directory is named by the end of its path, not where it lives.
+	if line := eval[string](t, ctx, `document.getElementById("heads").innerText`); !strings.Contains(line, "HEAD of ecommerce → "+tutorial.Risky) {
+		t.Errorf("the HEAD line says %q", line)
+	}
+	do(t, ctx, "select db-root", chromedp.Click(chromedp.CSS(node(tutorial.Root))),
+		chromedp.WaitVisible(chromedp.CSS(`#details[data-vm] #act-branch`)))
+	screenshot(t, ctx, "ui-tree.png")
 }

@@ -265,7 +265,8 @@ function renderTree() {
     const p = document.createElement("div");
     const v = state.vms.get(state.heads.get(d));
     p.className = "headline";
-    p.textContent = "HEAD of " + d + " → " + (v ? name(v) : state.heads.get(d).slice(0, 12));
+    p.textContent = "HEAD of " + dirLabel(d) + " → " + (v ? name(v) : state.heads.get(d).slice(0, 12));
+    p.title = d;
     return p;
   }));
   const sel = state.selected;
@@ -303,6 +304,18 @@ function scheduleDetails() {
 
 const mib = (b) => (b / (1 << 20)).toFixed(1) + " MiB";
 
+// dirLabel names a project directory by the shortest end of its path that
+// no other known directory shares (its whole path is in the title).
+function dirLabel(d) {
+  const others = [...state.heads.keys()].filter((o) => o !== d);
+  const parts = d.split("/").filter(Boolean);
+  for (let n = 1; n <= parts.length; n++) {
+    const tail = parts.slice(-n).join("/");
+    if (!others.some((o) => o === tail || o.endsWith("/" + tail))) return tail;
+  }
+  return d;
+}
+
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
   Object.assign(e, attrs || {});
@@ -339,7 +352,7 @@ async function renderDetails() {
   ];
   if (v.origin_commit) rows.push(["Commit", v.origin_commit]);
   const dirs = [...state.heads].filter(([, vm]) => vm === id).map(([d]) => d);
-  if (dirs.length) rows.push(["HEAD of", dirs.join(", ")]);
+  if (dirs.length) rows.push(["HEAD of", dirs.map(dirLabel).join(", ")]);
   if (info) {
     rows.push(["Children", String((info.children || []).length)]);
     rows.push(["Accelerator", info.accelerator || "-"]);
@@ -374,7 +387,7 @@ async function renderDetails() {
   // versd knows (GET /v1/heads).
   const known = [...state.heads.keys()].sort();
   const dirSel = el("select", { id: "checkout-dir", title: "the project directory whose HEAD moves" },
-    ...known.map((d) => el("option", { value: d, selected: kept("checkout-dir", known[0]) === d }, d + (state.heads.get(d) === id ? " (HEAD here)" : ""))));
+    ...known.map((d) => el("option", { value: d, title: d, selected: kept("checkout-dir", known[0]) === d }, dirLabel(d) + (state.heads.get(d) === id ? " (HEAD here)" : ""))));
   const checkout = known.length
     ? el("span", { className: "group" }, dirSel, button("Checkout", "act-checkout", () => checkoutIn(dirSel.value, id), "move the chosen directory's HEAD to this VM"))
     : el("span", { className: "hint" }, "no project directory known: `vers checkout` in one");
@@ -446,7 +459,7 @@ async function runCommit(c, alias) {
 async function checkoutIn(dir, id) {
   const v = state.vms.get(id);
   const h = await act("checkout " + name(v) + " in " + dir, () => call("POST", "/v1/heads/checkout", { dir, vm: id }));
-  if (h) say(`HEAD of ${h.dir} → ${name(v)}`);
+  if (h) say(`HEAD of ${dirLabel(h.dir)} → ${name(v)}`);
 }
 
 // ---- results: a diff, a command across a subtree, a console log
