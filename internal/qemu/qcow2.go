@@ -104,7 +104,7 @@ func overlayImage(backing, backingFmt string, size int64) []byte {
 	be := binary.BigEndian
 	h := img[:qcow2HeaderLen]
 	copy(h[0:4], qcow2Magic)
-	be.PutUint32(h[4:], 3)                // version
+	be.PutUint32(h[4:], 3)                 // version
 	be.PutUint32(h[20:], qcow2ClusterBits) // cluster_bits
 	be.PutUint64(h[24:], uint64(size))     // size
 	be.PutUint32(h[32:], 0)                // crypt_method

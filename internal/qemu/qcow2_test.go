@@ -70,7 +70,7 @@ func TestWriteOverlay(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, backing, format string
-		size                 int64
+		size                  int64
 	}{
 		{"on qcow2", base, "qcow2", 64 * mib},
 		{"grown", base, "qcow2", 2048 * mib},
