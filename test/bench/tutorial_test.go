@@ -61,6 +61,11 @@ func BenchmarkTutorialBranch(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := h.start()
+	health, err := c.Health(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("accelerator: %s", health.Accel)
 
 	var cold samples
 	coldBoot := func() {
