@@ -286,6 +286,7 @@ func TestUI(t *testing.T) {
 	if out := p.must("commit", "ls"); !strings.Contains(out, tag) {
 		t.Errorf("vers commit ls does not show the page's commit %s:\n%s", tag, out)
 	}
+	defer p.vers("commit", "rm", tag) // the daemon is shared with later tests
 
 	// A change made elsewhere (the CLI) shows in the page within a second.
 	other := uniqueAlias(t, "uic")
