@@ -427,8 +427,14 @@ func TestInfoAndSync(t *testing.T) {
 	}
 	now := time.Now().Add(time.Hour)
 	const id = "0123456789abcdef0123456789abcdef"
-	if err := c.Sync(ctx, SyncRequest{Time: now, Entropy: []byte{1, 2, 3}, Hostname: "child-1", MachineID: id, ResetTCP: true}); err != nil {
+	before := time.Now()
+	clock, err := c.SyncClock(ctx, SyncRequest{Time: now, Entropy: []byte{1, 2, 3}, Hostname: "child-1", MachineID: id, ResetTCP: true})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// This agent's clock is the test's (its System records, not sets).
+	if clock.Before(before) || clock.After(time.Now()) {
+		t.Errorf("the sync's reply reads the guest clock %v, outside the call [%v, %v]", clock, before, time.Now())
 	}
 	f.sys.mu.Lock()
 	defer f.sys.mu.Unlock()

@@ -203,8 +203,21 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 // Sync sets the guest clock, adds host entropy to the guest kernel's RNG
 // (credited) and sets the hostname if s.Hostname is not empty.
 func (c *Client) Sync(ctx context.Context, s SyncRequest) error {
+	_, err := c.SyncClock(ctx, s)
+	return err
+}
+
+// SyncClock is Sync that also returns the guest's clock as it answered
+// (zero from an agent that does not say).
+func (c *Client) SyncClock(ctx context.Context, s SyncRequest) (time.Time, error) {
 	var rep reply
-	return c.call(ctx, request{Op: opSync, Sync: &s}, &rep)
+	if err := c.call(ctx, request{Op: opSync, Sync: &s}, &rep); err != nil {
+		return time.Time{}, err
+	}
+	if rep.Clock == nil {
+		return time.Time{}, nil
+	}
+	return *rep.Clock, nil
 }
 
 // ReadFile opens a file in the guest and streams it to its end. The caller

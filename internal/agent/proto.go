@@ -234,6 +234,8 @@ type reply struct {
 	Info    *Info       `json:"info,omitempty"`
 	File    *FileInfo   `json:"file,omitempty"`
 	Tree    *TreeResult `json:"tree,omitempty"`
+	// Clock is the guest's clock as it answered a sync.
+	Clock *time.Time `json:"clock,omitempty"`
 }
 
 // err turns a failed reply into an error wrapping the matching package

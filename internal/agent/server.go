@@ -163,7 +163,9 @@ func (sess *session) handle(st *yamux.Stream) {
 		if req.Sync != nil && !req.Sync.Time.IsZero() {
 			req.Sync.Time = req.Sync.Time.Add(time.Since(received))
 		}
-		writeMsg(st, replyFor(s.sync(req.Sync), reply{}))
+		err := s.sync(req.Sync)
+		now := time.Now()
+		writeMsg(st, replyFor(err, reply{Clock: &now}))
 	case opRead:
 		s.readFile(st, req.Path)
 	case opWrite:

@@ -175,13 +175,23 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	epoch := row.ID + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
 	sync := agent.SyncRequest{Time: time.Now(), Entropy: seed, Hostname: hostname(row), Epoch: epoch,
 		MachineID: machineID(row.ID), ResetTCP: fromState}
-	if err := c.Sync(wctx, sync); err != nil {
+	guest, err := c.SyncClock(wctx, sync)
+	if err != nil {
 		c.Close()
 		return fail(fmt.Errorf("guest agent sync: %w", err))
 	}
+	// The clock the sync set is behind by the time its request took to
+	// reach the guest (in a fresh child, hundreds of milliseconds): the
+	// reply's reading, against the host's now, says by how much, and one
+	// relative step (over code the sync just ran) corrects it. The finer
+	// trim runs in the background.
+	if off := guest.Sub(time.Now()); !guest.IsZero() && off.Abs() > clockTolerance {
+		if err := c.Sync(wctx, agent.SyncRequest{Adjust: -off}); err != nil {
+			c.Close()
+			return fail(fmt.Errorf("guest agent clock: %w", err))
+		}
+	}
 	mc.setAgent(c)
-	// The sync's clock arrived late by its transit: corrected at once, but
-	// not waited for.
 	m.trimClockWith(row.ID, c)
 	return nil
 }
