@@ -185,7 +185,7 @@ func (m *Manager) connect(ctx context.Context, mc *machine, row store.VM, timeou
 	// reply's reading, against the host's now, says by how much, and one
 	// relative step (over code the sync just ran) corrects it. The finer
 	// trim runs in the background.
-	if off := guest.Sub(time.Now()); !guest.IsZero() && off.Abs() > clockTolerance {
+	if off := time.Until(guest); !guest.IsZero() && off.Abs() > clockTolerance {
 		if err := c.Sync(wctx, agent.SyncRequest{Adjust: -off}); err != nil {
 			c.Close()
 			return fail(fmt.Errorf("guest agent clock: %w", err))
