@@ -448,16 +448,8 @@ func TestInfoAndSync(t *testing.T) {
 // is the host's moved on by that wait.
 func TestSyncWaitsForReady(t *testing.T) {
 	sys := &recordingSystem{}
-	srv := NewServer(ServerConfig{HomeDir: t.TempDir(), System: sys})
-	port := newFakePort()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.ServePort(ctx, port)
-	c, err := NewClient(port.connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx := context.Background()
+	srv, c := servePort(t, ServerConfig{HomeDir: t.TempDir(), System: sys})
 	sent := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- c.Sync(ctx, SyncRequest{Time: sent, Hostname: "h"}) }()
@@ -485,16 +477,8 @@ func TestSyncWaitsForReady(t *testing.T) {
 }
 
 func TestInfoWaitsForReady(t *testing.T) {
-	srv := NewServer(ServerConfig{HomeDir: t.TempDir()})
-	port := newFakePort()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.ServePort(ctx, port)
-	c, err := NewClient(port.connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx := context.Background()
+	srv, c := servePort(t, ServerConfig{HomeDir: t.TempDir()})
 	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelShort()
 	if _, err := c.Info(short); !errors.Is(err, context.DeadlineExceeded) {
@@ -582,4 +566,21 @@ func TestDialRetries(t *testing.T) {
 	if _, err := Dial(short, filepath.Join(dir, "never.sock")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("dial of a missing socket: %v", err)
 	}
+}
+
+// servePort runs a server of cfg, not yet ready, on a fake port and
+// returns it and a client of it; both end with the test.
+func servePort(t *testing.T, cfg ServerConfig) (*Server, *Client) {
+	t.Helper()
+	srv := NewServer(cfg)
+	port := newFakePort()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go srv.ServePort(ctx, port)
+	c, err := NewClient(port.connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
 }

@@ -60,14 +60,7 @@ func TestUILogin(t *testing.T) {
 		t.Fatalf("a second login %+v: want the same listener, another token", again)
 	}
 
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	res, err := browser.Get(l.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	browser, res, page := openLogin(t, l.URL)
 	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/ui/" || !strings.Contains(string(page), `name="vers-csrf"`) {
 		t.Fatalf("the login URL led to %s: %d %.200s", res.Request.URL, res.StatusCode, page)
 	}
@@ -142,14 +135,7 @@ func TestUIRoutesWithSession(t *testing.T) {
 	fan, _ := fanoutServer(t)
 	s.heads, s.fanouts, s.consoles = heads, fan.fanouts, fakeConsoles{"a": "boot\n"}
 	l := newLogin(t, s)
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
-	res, err := browser.Get(l.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	browser, _, page := openLogin(t, l.URL)
 	m := regexp.MustCompile(`name="vers-csrf" content="([0-9a-f]{64})"`).FindSubmatch(page)
 	if m == nil {
 		t.Fatalf("no CSRF token in the page: %.300s", page)
@@ -202,4 +188,19 @@ func TestUIRoutesWithSession(t *testing.T) {
 	if head, _ := (&project.Project{Dir: dir}).Head(); head != "b-id" {
 		t.Errorf("HEAD of %s is %q after the checkout, want b-id", dir, head)
 	}
+}
+
+// openLogin follows a login URL as a browser does, keeping its cookies,
+// and returns that browser, the last response and the page it ended on.
+func openLogin(t *testing.T, url string) (*http.Client, *http.Response, []byte) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err := browser.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return browser, res, page
 }

@@ -367,23 +367,12 @@ func poolBytes() (int64, bool) { return rampool.ImageBytes(hostRAMPoolDir()) }
 // files already, so the sum may count them twice: it errs high.
 func (h *home) fanoutMemory(fan api.BranchResponse, rootID string, pool0 int64) fanoutMem {
 	h.b.Helper()
-	pids := h.pids()
-	pss := func(id string) float64 {
-		pid := pids[id]
-		if pid <= 0 {
-			h.b.Fatalf("vers status shows no pid for VM %s", id)
-		}
-		m, err := readMem(pid)
-		if err != nil {
-			h.b.Fatalf("memory of VM %s (pid %d): %v", id, pid, err)
-		}
-		return m.pssMiB()
-	}
 	var res fanoutMem
-	for _, ch := range fan.Children {
-		res.childrenMiB += pss(ch.ID)
+	kids, root := h.childrenPSS(fan, rootID)
+	for _, x := range kids {
+		res.childrenMiB += x
 	}
-	res.rootMiB = pss(rootID)
+	res.rootMiB = root
 	if h.ramDir == "" {
 		for _, ch := range fan.Children {
 			n, err := resident(filepath.Join(hostRAMDir(), ch.ID+".ram"))

@@ -301,6 +301,9 @@ func (h *home) childrenPSS(fan api.BranchResponse, parent string) ([]float64, fl
 	h.b.Helper()
 	pid := h.pids()
 	pss := func(id string) float64 {
+		if pid[id] <= 0 {
+			h.b.Fatalf("vers status shows no pid for VM %s", id)
+		}
 		m, err := readMem(pid[id])
 		if err != nil {
 			h.b.Fatalf("memory of VM %s (pid %d): %v", id, pid[id], err)
