@@ -98,6 +98,56 @@ func requireVMs(t *testing.T) {
 		}
 		t.Skip(skipWhy)
 	}
+	before := vmProcesses()
+	t.Cleanup(func() { checkNoLeftVMs(t, before) })
+}
+
+// vmProcesses are the QEMU and passt processes on the host, by pid, with
+// their command lines.
+func vmProcesses() map[int]string {
+	found := map[int]string{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if name := filepath.Base(args[0]); strings.HasPrefix(name, "qemu-system") || name == "passt" {
+			found[pid] = strings.Join(args, " ")
+		}
+	}
+	return found
+}
+
+// checkNoLeftVMs fails a test that leaves a QEMU or passt process running
+// that was not there when it began (the suite runs one test at a time, so
+// each one it finds is this test's), and ends them: a VM left in the
+// shared daemon slows every test after it.
+func checkNoLeftVMs(t *testing.T, before map[int]string) {
+	t.Helper()
+	left := map[int]string{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		clear(left)
+		for pid, cmd := range vmProcesses() {
+			if _, ok := before[pid]; !ok {
+				left[pid] = cmd
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for pid, cmd := range left {
+		t.Errorf("the test left a process running (pid %d): %.300s", pid, cmd)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // cleanupHome stops the test daemon and every VM it left.

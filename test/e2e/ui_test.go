@@ -567,9 +567,19 @@ func TestUICompare(t *testing.T) {
 	if !slices.Contains(dirs, other.dir) || !slices.Contains(dirs, p.dir) {
 		t.Fatalf("the chooser lists %v, want both project directories %s and %s", dirs, p.dir, other.dir)
 	}
+	// The pane is drawn again for the HEAD that moved: in place, so that
+	// the form's elements (a click on its way to one) stay.
+	eval[bool](t, ctx, `(document.getElementById("diff-other").dataset.mark = "kept") === "kept"`)
 	do(t, ctx, "choose the directory and check out", chromedp.SetValue(in(bVM.ID, "#checkout-dir"), other.dir),
 		chromedp.Click(in(bVM.ID, "#act-checkout")),
-		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+bVM.ID+`"] .head[title="HEAD of `+other.dir+`"]`)))
+		chromedp.WaitVisible(chromedp.CSS(`.node[data-id="`+bVM.ID+`"] .head[title="HEAD of `+other.dir+`"]`)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("info").innerText.includes("HEAD of")`, chromedp.WithPollingTimeout(10*time.Second)))
+	if mark := eval[string](t, ctx, `document.getElementById("diff-other").dataset.mark || ""`); mark != "kept" {
+		t.Errorf("the details pane was made anew when the HEAD moved, not updated in place")
+	}
+	if chosen := eval[string](t, ctx, `document.getElementById("checkout-dir").value`); chosen != other.dir {
+		t.Errorf("the directory chooser went back to %q after the checkout, want %q", chosen, other.dir)
+	}
 	if v, _ := other.find(b); !v.Head {
 		t.Errorf("vers status in %s: %s is not HEAD after the page's checkout", other.dir, b)
 	}

@@ -374,52 +374,76 @@ async function renderDetails() {
   const dl = el("dl", { id: "info" });
   for (const [k, val] of rows) dl.append(el("dt", {}, k), el("dd", {}, val));
 
-  // What was typed stays when the pane is drawn again for the same VM.
-  const same = pane.dataset.vm === id;
-  const kept = (inputID, dflt) => (same && $(inputID) ? $(inputID).value : dflt);
-  const keptCheck = (inputID) => (same && $(inputID) ? $(inputID).checked : false);
-  const alias = el("input", { id: "branch-alias", placeholder: "alias (optional)", size: 14, value: kept("branch-alias", "") });
-  const count = el("input", { id: "branch-count", type: "number", min: 1, max: 64, size: 3, value: kept("branch-count", 1) });
-  const tag = el("input", { id: "commit-tag", placeholder: "tag (optional)", size: 14, value: kept("commit-tag", "") });
+  // The form is made once per VM and then updated in place: what was typed
+  // or chosen stays, and so do the elements a click is on its way to.
+  if (pane.dataset.vm !== id || !$("vm-actions")) buildForm(pane, id);
+  $("vm-name").textContent = name(v);
+  const known = [...state.heads.keys()].sort();
+  setOptions($("checkout-dir"), known.map((d) => ({ value: d, title: d, label: dirLabel(d) + (state.heads.get(d) === id ? " (HEAD here)" : "") })));
+  $("checkout-group").hidden = !known.length;
+  $("checkout-none").hidden = !!known.length;
+  const others = [...state.vms.values()].filter((o) => o.id !== id).sort((a, b2) => (name(a) < name(b2) ? -1 : 1));
+  setOptions($("diff-other"), others.map((o) => ({ value: o.id, title: o.id, label: name(o) })));
+  $("diff-group").hidden = !others.length;
+  const paused = v.state === "paused";
+  const pr = $("act-pause") || $("act-resume");
+  pr.id = paused ? "act-resume" : "act-pause";
+  pr.textContent = paused ? "Resume" : "Pause";
+  pr.onclick = paused
+    ? () => act("resume " + name(v), () => call("POST", vmPath(id) + "/resume"))
+    : () => act("pause " + name(v), () => call("POST", vmPath(id) + "/pause"));
+  $("info").replaceWith(dl);
+}
+
+// buildForm lays out a VM's details pane: its name, its actions, the
+// comparisons and a place for its info. renderDetails fills what changes.
+function buildForm(pane, id) {
+  const alias = el("input", { id: "branch-alias", placeholder: "alias (optional)", size: 14 });
+  const count = el("input", { id: "branch-count", type: "number", min: 1, max: 64, size: 3, value: 1 });
+  const tag = el("input", { id: "commit-tag", placeholder: "tag (optional)", size: 14 });
   const button = (label, bid, fn, title) => el("button", { id: bid, onclick: fn, title: title || "" }, label);
 
   // Checkout names the project directory whose HEAD it moves: one of those
   // versd knows (GET /v1/heads).
-  const known = [...state.heads.keys()].sort();
-  const dirSel = el("select", { id: "checkout-dir", title: "the project directory whose HEAD moves" },
-    ...known.map((d) => el("option", { value: d, title: d, selected: kept("checkout-dir", known[0]) === d }, dirLabel(d) + (state.heads.get(d) === id ? " (HEAD here)" : ""))));
-  const checkout = known.length
-    ? el("span", { className: "group" }, dirSel, button("Checkout", "act-checkout", () => checkoutIn(dirSel.value, id), "move the chosen directory's HEAD to this VM"))
-    : el("span", { className: "hint" }, "no project directory known: `vers checkout` in one");
+  const dirSel = el("select", { id: "checkout-dir", title: "the project directory whose HEAD moves" });
+  const checkout = el("span", { id: "checkout-group", className: "group" }, dirSel,
+    button("Checkout", "act-checkout", () => checkoutIn(dirSel.value, id), "move the chosen directory's HEAD to this VM"));
+  const noDirs = el("span", { id: "checkout-none", className: "hint" }, "no project directory known: `vers checkout` in one");
 
-  const others = [...state.vms.values()].filter((o) => o.id !== id).sort((a, b2) => (name(a) < name(b2) ? -1 : 1));
-  const otherSel = el("select", { id: "diff-other", title: "the VM to compare with" },
-    ...others.map((o) => el("option", { value: o.id, selected: kept("diff-other", "") === o.id }, name(o))));
-  const content = el("input", { id: "diff-content", type: "checkbox", checked: keptCheck("diff-content") });
-  const diff = others.length
-    ? el("span", { className: "group" }, otherSel,
-      el("label", { title: "a text diff of each changed file" }, content, "content"),
-      button("Diff", "act-diff", () => diffVMs(id, otherSel.value, content.checked), "what differs between the two filesystems"))
-    : null;
-  const cmd = el("input", { id: "fan-cmd", placeholder: "command for this VM and all below it", size: 30, value: kept("fan-cmd", "") });
+  const otherSel = el("select", { id: "diff-other", title: "the VM to compare with" });
+  const content = el("input", { id: "diff-content", type: "checkbox" });
+  const diff = el("span", { id: "diff-group", className: "group" }, otherSel,
+    el("label", { title: "a text diff of each changed file" }, content, "content"),
+    button("Diff", "act-diff", () => diffVMs(id, otherSel.value, content.checked), "what differs between the two filesystems"));
+  const cmd = el("input", { id: "fan-cmd", placeholder: "command for this VM and all below it", size: 30 });
   cmd.onkeydown = (ev) => { if (ev.key === "Enter") fanOut(id, cmd.value); };
 
-  const actions = el("div", { className: "actions" },
+  const actions = el("div", { id: "vm-actions", className: "actions" },
     button("Terminal", "act-terminal", () => openTerminal(id)),
     el("span", { className: "group" }, alias, count, button("Branch", "act-branch", () => branch(id, alias.value, +count.value || 1))),
     el("span", { className: "group" }, tag, button("Commit", "act-commit", () => commit(id, tag.value))),
-    v.state === "paused"
-      ? button("Resume", "act-resume", () => act("resume " + name(v), () => call("POST", vmPath(id) + "/resume")))
-      : button("Pause", "act-pause", () => act("pause " + name(v), () => call("POST", vmPath(id) + "/pause"))),
+    button("Pause", "act-pause", null),
     button("Kill…", "act-kill", () => kill(id)),
   );
   const compare = el("div", { className: "actions" },
-    checkout, diff || "",
+    checkout, noDirs, diff,
     el("span", { className: "group" }, cmd, button("Run in subtree", "act-fanout", () => fanOut(id, cmd.value), "run the command in this VM and every VM below it, at once")),
     button("Console log", "act-console", () => showConsole(id), "the end of what its kernel and init wrote to the serial port"),
   );
-  pane.replaceChildren(el("h2", {}, name(v)), actions, compare, dl); // the actions first: always in sight
+  // The actions first: always in sight.
+  pane.replaceChildren(el("h2", { id: "vm-name" }), actions, compare, el("dl", { id: "info" }));
   pane.dataset.vm = id;
+}
+
+// setOptions makes a select's options those given, in place, keeping the
+// choice while it is still offered; an unchanged list is left alone.
+function setOptions(sel, opts) {
+  const now = [...sel.options].map((o) => [o.value, o.title, o.textContent].join("\x00"));
+  const want = opts.map((o) => [o.value, o.title, o.label].join("\x00"));
+  if (now.join("\x01") === want.join("\x01")) return;
+  const chosen = sel.value;
+  sel.replaceChildren(...opts.map((o) => el("option", { value: o.value, title: o.title }, o.label)));
+  if (opts.some((o) => o.value === chosen)) sel.value = chosen;
 }
 
 // renderCommit shows a commit, and starts a VM from it.
