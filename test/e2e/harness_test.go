@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 	"vers/internal/config"
+	"vers/internal/poll"
 )
 
 var (
@@ -130,20 +131,18 @@ func vmProcesses() map[int]string {
 // shared daemon slows every test after it.
 func checkNoLeftVMs(t *testing.T, before map[int]string) {
 	t.Helper()
-	left := map[int]string{}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		clear(left)
+	var left map[int]string
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		left = map[int]string{}
 		for pid, cmd := range vmProcesses() {
 			if _, ok := before[pid]; !ok {
 				left[pid] = cmd
 			}
 		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(left) == 0, nil
+	})
 	for pid, cmd := range left {
 		t.Errorf("the test left a process running (pid %d): %.300s", pid, cmd)
 		syscall.Kill(pid, syscall.SIGKILL)

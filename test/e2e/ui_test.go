@@ -688,7 +688,7 @@ func TestUITutorialTree(t *testing.T) {
 		chromedp.WaitVisible(under(tutorial.Root, tutorial.Premium, tutorial.Risky, tutorial.ApproachB)),
 		chromedp.WaitVisible(under(tutorial.Root, tutorial.Inventory)),
 		chromedp.WaitVisible(under(tutorial.Root, tutorial.Analytics)))
-	// (Other tests' VMs may still be going in the shared daemon: only
+	// (Other tests' rows, dead VMs among them, may remain in the shared daemon: only
 	// db-root's subtree counts.)
 	if n := eval[int](t, ctx, `document.querySelectorAll('`+node(tutorial.Root)+` + ul .node[data-alias]').length`); n != 6 {
 		t.Errorf("the page draws %d VMs below %s, want the tutorial's 6", n, tutorial.Root)
