@@ -584,3 +584,33 @@ func servePort(t *testing.T, cfg ServerConfig) (*Server, *Client) {
 	t.Cleanup(func() { c.Close() })
 	return srv, c
 }
+
+// TestExecFixedLayout: a FixedLayout process starts without address-space
+// randomization, on pipes and on a PTY, and the flag never leaks to the
+// processes started after it, whichever thread forks them.
+func TestExecFixedLayout(t *testing.T) {
+	_, c := newFixture(t)
+	const show = "cat /proc/self/personality"
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fixed, tty := i%2 == 0, i%4 < 2
+			o := run(t, c, ExecRequest{Shell: show, FixedLayout: fixed, TTY: tty}, "")
+			want := "00000000"
+			if fixed {
+				want = "00040000"
+			}
+			if o.err != nil || strings.TrimSpace(o.stdout) != want {
+				errs <- fmt.Errorf("fixed=%v tty=%v: personality %q (%v), want %s", fixed, tty, o.stdout, o.err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

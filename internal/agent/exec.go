@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -142,22 +143,66 @@ func startFailure(pl plan, err error) (int, string) {
 	return 126, fmt.Sprintf("%s: %v", pl.Argv[0], err)
 }
 
-func (s *Server) spawn(cmd *exec.Cmd) (func() unix.WaitStatus, error) {
+// spawn starts cmd, without address-space randomization when fixed is set.
+func (s *Server) spawn(cmd *exec.Cmd, fixed bool) (func() unix.WaitStatus, error) {
+	start := startDirect
 	if s.cfg.Reaper != nil {
-		return s.cfg.Reaper.start(cmd)
+		start = s.cfg.Reaper.start
 	}
-	return startDirect(cmd)
+	if !fixed {
+		return start(cmd)
+	}
+	var wait func() unix.WaitStatus
+	err := withPersonality(addrNoRandomize, func() (err error) {
+		wait, err = start(cmd)
+		return err
+	})
+	return wait, err
+}
+
+// addrNoRandomize is ADDR_NO_RANDOMIZE of <linux/personality.h>.
+const addrNoRandomize = 0x0040000
+
+// personality is personality(2); 0xffffffff only reads the current one.
+func personality(p uint) (uint, error) {
+	r, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(p), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return uint(r), nil
+}
+
+// withPersonality runs fn on a thread whose personality has flag added, so
+// that a process fn forks inherits it. A personality belongs to a thread:
+// the goroutine is locked to its thread, and stays locked (the thread ends
+// with it) if the old personality cannot be put back.
+func withPersonality(flag uint, fn func() error) error {
+	runtime.LockOSThread()
+	old, err := personality(0xffffffff)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("personality: %w", err)
+	}
+	if _, err := personality(old | flag); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("personality: %w", err)
+	}
+	ferr := fn()
+	if _, err := personality(old); err == nil {
+		runtime.UnlockOSThread()
+	}
+	return ferr
 }
 
 func (s *Server) startProcess(pl plan, x ExecRequest) (*running, error) {
 	cmd := &exec.Cmd{Path: pl.Path, Args: pl.Argv, Env: pl.Env, Dir: pl.Dir}
 	if x.TTY {
-		return s.startTTY(cmd, x.Rows, x.Cols)
+		return s.startTTY(cmd, x.Rows, x.Cols, x.FixedLayout)
 	}
-	return s.startPipes(cmd)
+	return s.startPipes(cmd, x.FixedLayout)
 }
 
-func (s *Server) startPipes(cmd *exec.Cmd) (*running, error) {
+func (s *Server) startPipes(cmd *exec.Cmd, fixed bool) (*running, error) {
 	var files []*os.File // every pipe end, for cleanup on failure
 	pipe := func() (*os.File, *os.File, error) {
 		r, w, err := os.Pipe()
@@ -187,7 +232,7 @@ func (s *Server) startPipes(cmd *exec.Cmd) (*running, error) {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	wait, err := s.spawn(cmd)
+	wait, err := s.spawn(cmd, fixed)
 	if err != nil {
 		closeFiles()
 		return nil, err
@@ -198,7 +243,7 @@ func (s *Server) startPipes(cmd *exec.Cmd) (*running, error) {
 	return &running{pid: cmd.Process.Pid, stdin: inW, outs: []*os.File{outR, errR}, wait: wait}, nil
 }
 
-func (s *Server) startTTY(cmd *exec.Cmd, rows, cols uint16) (*running, error) {
+func (s *Server) startTTY(cmd *exec.Cmd, rows, cols uint16, fixed bool) (*running, error) {
 	m, tty, err := pty.Open()
 	if err != nil {
 		return nil, err
@@ -216,7 +261,7 @@ func (s *Server) startTTY(cmd *exec.Cmd, rows, cols uint16) (*running, error) {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	wait, err := s.spawn(cmd)
+	wait, err := s.spawn(cmd, fixed)
 	if err != nil {
 		master.Close()
 		return nil, err

@@ -193,6 +193,11 @@ type ExecRequest struct {
 	Rows    uint16        `json:"rows,omitempty"`
 	Cols    uint16        `json:"cols,omitempty"`
 	Term    string        `json:"term,omitempty"` // TERM for TTY (default xterm-256color)
+	// FixedLayout starts the program without address-space randomization
+	// (ADDR_NO_RANDOMIZE, as setarch -R does); its descendants inherit it.
+	// Under TCG, QEMU translates a program's code again for every address
+	// it is loaded at, so a randomized process start costs ~4x a fixed one.
+	FixedLayout bool `json:"fixed_layout,omitempty"`
 }
 
 // Result is how a process ended. A process killed by a signal has

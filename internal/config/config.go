@@ -41,6 +41,11 @@ type Daemon struct {
 	Mirror string
 	// BootTimeout is VERS_BOOT_TIMEOUT (default 90 s).
 	BootTimeout time.Duration
+	// ExecASLR is VERS_EXEC_ASLR: "on" or "off" for address-space
+	// randomization of the programs vers starts in guests, "" to leave it
+	// to the accelerator (off under TCG, where it makes every process start
+	// ~4x slower; on under KVM).
+	ExecASLR string
 	// Debug is VERS_DEBUG: debug lines in versd.log.
 	Debug bool
 	// Failpoints is VERS_FAILPOINTS (tests only, see internal/fault).
@@ -164,6 +169,12 @@ func ForDaemon(getenv Getenv) (Daemon, error) {
 		d.Accel = v
 	default:
 		return d, fmt.Errorf("VERS_ACCEL=%q: use kvm or tcg (or leave it unset to detect)", v)
+	}
+	switch v := getenv("VERS_EXEC_ASLR"); v {
+	case "", "on", "off":
+		d.ExecASLR = v
+	default:
+		return d, fmt.Errorf("VERS_EXEC_ASLR=%q: use on or off (or leave it unset: off under TCG, on under KVM)", v)
 	}
 	if v := getenv("VERS_BOOT_TIMEOUT"); v != "" {
 		t, err := time.ParseDuration(v)

@@ -26,12 +26,14 @@ func TestForDaemonSettings(t *testing.T) {
 	d, err := ForDaemon(env(map[string]string{
 		"VERS_HOME": "/h", "VERS_RAM_DIR": "/r", "VERS_ACCEL": "tcg", "VERS_BOOT_TIMEOUT": "5m",
 		"VERS_FAILPOINTS": "a, b,", "VERS_DEBUG": "1", "VERS_QEMU": "/q", "VERS_AGENT": "/x",
+		"VERS_EXEC_ASLR": "on",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Layout.ImageDir != "/h/images" || d.RAMDir != "/r" || d.RAMPoolDir != "" || d.Accel != "tcg" ||
-		d.BootTimeout != 5*time.Minute || strings.Join(d.Failpoints, "|") != "a|b" || !d.Debug || d.QEMU != "/q" {
+		d.BootTimeout != 5*time.Minute || strings.Join(d.Failpoints, "|") != "a|b" || !d.Debug || d.QEMU != "/q" ||
+		d.ExecASLR != "on" {
 		t.Fatalf("settings: %+v", d)
 	}
 	if d, _ := ForDaemon(env(map[string]string{"VERS_RAM_POOL": "off", "VERS_AGENT": "/x"})); d.RAMPoolDir != "" || d.RAMDir != "/dev/shm/vers" {
@@ -40,7 +42,7 @@ func TestForDaemonSettings(t *testing.T) {
 }
 
 func TestForDaemonRefusesBadValues(t *testing.T) {
-	for k, v := range map[string]string{"VERS_ACCEL": "hvf", "VERS_BOOT_TIMEOUT": "soon", "VERS_RAM_POOL": "maybe"} {
+	for k, v := range map[string]string{"VERS_ACCEL": "hvf", "VERS_BOOT_TIMEOUT": "soon", "VERS_RAM_POOL": "maybe", "VERS_EXEC_ASLR": "no"} {
 		_, err := ForDaemon(env(map[string]string{k: v, "VERS_AGENT": "/x"}))
 		if err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%s: %v", k, v, err)

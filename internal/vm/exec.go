@@ -25,6 +25,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, req agent.ExecRequest) (
 	if err != nil {
 		return nil, err
 	}
+	req.FixedLayout = m.cfg.FixedLayout
 	p, err := c.Start(ctx, req)
 	if err != nil {
 		return nil, m.agentErr(row, mc, c, err)

@@ -46,6 +46,9 @@ type Config struct {
 	Groups     Groups
 	// Accel is "kvm" or "tcg".
 	Accel string
+	// FixedLayout starts the programs of every exec without address-space
+	// randomization (agent.ExecRequest.FixedLayout).
+	FixedLayout bool
 	// RAMDir holds guest RAM files; CloneRAM says its files can be cloned
 	// (internal/rampool), so that a branch clones RAM instead of copying it.
 	RAMDir   string

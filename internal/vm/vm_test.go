@@ -734,3 +734,20 @@ func TestBranchStartsChildrenFewAtATime(t *testing.T) {
 		t.Fatalf("at most %d children started at once, want 3", got)
 	}
 }
+
+// TestExecFixedLayout: the manager's FixedLayout reaches every exec's agent
+// request (the guest then starts the program without randomization).
+func TestExecFixedLayout(t *testing.T) {
+	e := newEnv(t, true)
+	e.create("web")
+	for _, fixed := range []bool{true, false} {
+		e.m.cfg.FixedLayout = fixed
+		want := "00000000"
+		if fixed {
+			want = "00040000"
+		}
+		if got := strings.TrimSpace(execOut(t, e, "web", "cat /proc/self/personality")); got != want {
+			t.Errorf("FixedLayout %v: personality %s, want %s", fixed, got, want)
+		}
+	}
+}

@@ -169,6 +169,11 @@ func (bb bareBoot) run(b *testing.B, m bareMode) time.Duration {
 // inside the guest (timed by the guest before and after the loop). Under TCG
 // that guest cost dominates the round trip; bash forking is heavier than the
 // agent's spawn, so it is an upper bound of the guest's share, not an exact one.
+//
+// A second daemon, started with VERS_EXEC_ASLR=on, runs the same VM with
+// the programs it starts randomized (the setting under KVM), and its CLI
+// execute is timed in the same loop: the baseline of the fixed layout TCG
+// guests get by default.
 func BenchmarkExec(b *testing.B) {
 	requireVMs(b)
 	h := newHome(b)
@@ -177,6 +182,16 @@ func BenchmarkExec(b *testing.B) {
 	out, _ := h.must("run", "--vm-alias", "exec", "-q")
 	id := strings.TrimSpace(first(out))
 	ctx := context.Background()
+	hr := newHome(b)
+	hr.extra = []string{"VERS_EXEC_ASLR=on"}
+	defer hr.close()
+	cr := hr.start()
+	out, _ = hr.must("run", "--vm-alias", "exec-aslr", "-q")
+	idr := strings.TrimSpace(first(out))
+	cliExecASLR := func() time.Duration {
+		_, d := hr.must("execute", idr, "true")
+		return d
+	}
 
 	clientExec := func(req api.ExecRequest) time.Duration {
 		start := time.Now()
@@ -209,24 +224,31 @@ func BenchmarkExec(b *testing.B) {
 	clientExec(shellTrue)
 	clientExec(argvTrue)
 	cliExec()
+	cliExecASLR()
 
 	guest := samples{guestBashSpawn(b, c, id)}
-	var viaClient, viaArgv, viaCLI, host samples
+	guestASLR := samples{guestBashSpawn(b, cr, idr)}
+	var viaClient, viaArgv, viaCLI, viaCLIASLR, host samples
 	for i := 0; i < b.N; i++ {
 		host = append(host, hostExec())
 		viaClient = append(viaClient, clientExec(shellTrue))
 		viaArgv = append(viaArgv, clientExec(argvTrue))
 		viaCLI = append(viaCLI, cliExec())
+		viaCLIASLR = append(viaCLIASLR, cliExecASLR())
 	}
 	guest = append(guest, guestBashSpawn(b, c, id))
+	guestASLR = append(guestASLR, guestBashSpawn(b, cr, idr))
 
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(ms(viaClient.mean()), "ms/op")
 	report(b, "client", viaClient)
 	report(b, "client-argv", viaArgv)
 	report(b, "cli", viaCLI)
+	report(b, "cli-aslr", viaCLIASLR)
 	report(b, "host", host)
 	b.ReportMetric(ms(guest.mean()), "guest-bash-ms")
+	b.ReportMetric(ms(guestASLR.mean()), "guest-bash-aslr-ms")
+	b.ReportMetric(ratio(viaCLI.percentile(50), viaCLIASLR.percentile(50)), "cli/cli-aslr-p50")
 	p50 := viaClient.percentile(50)
 	b.ReportMetric(ratio(p50, host.percentile(50)), "client/host-p50")
 	b.ReportMetric(ratio(viaCLI.percentile(50), host.percentile(50)), "cli/host-p50")

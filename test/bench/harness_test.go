@@ -140,10 +140,11 @@ func buildBinaries(dir string) error {
 // the CLI in.
 type home struct {
 	b       *testing.B
-	dir     string // VERS_HOME
-	project string // a `vers init` directory with a fixed vers.toml
-	images  string // VERS_IMAGE_DIR
-	ramDir  string // VERS_RAM_DIR, "" for the default
+	dir     string   // VERS_HOME
+	project string   // a `vers init` directory with a fixed vers.toml
+	images  string   // VERS_IMAGE_DIR
+	ramDir  string   // VERS_RAM_DIR, "" for the default
+	extra   []string // more of the daemon's and the CLI's environment
 }
 
 // Machine size of every benchmark VM: the defaults of `vers init`, written
@@ -183,7 +184,7 @@ func (h *home) env() []string {
 	if h.ramDir != "" {
 		env = append(env, "VERS_RAM_DIR="+h.ramDir)
 	}
-	return env
+	return append(env, h.extra...)
 }
 
 // vers runs the CLI in the project directory and returns its stdout, how
