@@ -48,6 +48,15 @@ func TestInfoAndJSON(t *testing.T) {
 	case info.CreatedAt.IsZero() || len(info.Children) != 0 || info.LastPause != nil:
 		t.Errorf("created %s, children %v, pause %+v", info.CreatedAt, info.Children, info.LastPause)
 	}
+	// Under TCG the programs vers starts run at fixed addresses (and what
+	// they start, too); under KVM they stay randomized (VERS_EXEC_ASLR).
+	want := "00000000"
+	if info.Accel == "tcg" {
+		want = "00040000"
+	}
+	if got := strings.TrimSpace(p.must("execute", "sh -c 'cat /proc/self/personality'")); got != want {
+		t.Errorf("personality of an executed program on %s: %s, want %s", info.Accel, got, want)
+	}
 
 	var br api.BranchResponse
 	decodeJSON(t, "branch", p.must("branch", "--alias", alias+"-kid", "--format", "json"), &br)
