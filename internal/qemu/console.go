@@ -16,18 +16,41 @@ const ConsoleCap = 1 << 20
 // OldSerialLog is where RotateConsole keeps the log's previous part.
 func (c Config) OldSerialLog() string { return c.SerialLog() + ".1" }
 
+// PasstLogCap bounds passt's log the same way: it says little (--quiet),
+// but what it says a guest can provoke.
+const PasstLogCap = 256 << 10
+
 // RotateConsole keeps the console log of a running VM under about max
 // bytes: once it is larger, its contents move to OldSerialLog (replacing
 // the previous part) and it is truncated. It reports whether it rotated.
-//
-// QEMU keeps the log open for as long as the VM runs and cannot be told to
-// reopen it, so the file is copied and truncated rather than renamed.
-// QEMU opens it with O_APPEND (append=on), so its next write lands at the
-// new end, not at its old offset. What the guest writes between the copy
-// and the truncation (microseconds) is lost; that is the price of a log
-// that stays one file for QEMU.
 func RotateConsole(cfg Config, max int64) (bool, error) {
-	log := cfg.SerialLog()
+	rotated, err := rotateLog(cfg.SerialLog(), cfg.OldSerialLog(), max)
+	if err != nil {
+		return false, fmt.Errorf("rotate console log of vm %s: %w", cfg.Name, err)
+	}
+	return rotated, nil
+}
+
+// RotatePasstLog keeps passt's log under about max bytes, as RotateConsole
+// does the console's; its previous part is PasstLog with ".1".
+func RotatePasstLog(cfg Config, max int64) (bool, error) {
+	rotated, err := rotateLog(cfg.PasstLog(), cfg.PasstLog()+".1", max)
+	if err != nil {
+		return false, fmt.Errorf("rotate passt log of vm %s: %w", cfg.Name, err)
+	}
+	return rotated, nil
+}
+
+// rotateLog moves the contents of log to old and truncates log once it is
+// larger than max bytes.
+//
+// The writer (QEMU, passt) keeps the log open for as long as the VM runs and
+// cannot be told to reopen it, so the file is copied and truncated rather
+// than renamed. It was opened with O_APPEND, so the next write lands at the
+// new end, not at its old offset. What is written between the copy and the
+// truncation (microseconds) is lost; that is the price of a log that stays
+// one file for its writer.
+func rotateLog(log, old string, max int64) (bool, error) {
 	f, err := os.OpenFile(log, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -40,7 +63,6 @@ func RotateConsole(cfg Config, max int64) (bool, error) {
 	if err != nil || fi.Size() <= max {
 		return false, err
 	}
-	old := cfg.OldSerialLog()
 	tmp, err := os.OpenFile(old+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return false, err
@@ -55,10 +77,10 @@ func RotateConsole(cfg Config, max int64) (bool, error) {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return false, fmt.Errorf("rotate console log of vm %s: %w", cfg.Name, err)
+		return false, err
 	}
 	if err := f.Truncate(0); err != nil {
-		return false, fmt.Errorf("rotate console log of vm %s: %w", cfg.Name, err)
+		return false, err
 	}
 	return true, nil
 }

@@ -129,3 +129,28 @@ func TestConsoleEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestRotatePasstLog: passt's log, written through the O_APPEND descriptor
+// startPasst gives it, is rotated the same way.
+func TestRotatePasstLog(t *testing.T) {
+	cfg := consoleConfig(t)
+	w, err := os.OpenFile(cfg.PasstLog(), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.WriteString(strings.Repeat("warning\n", 20))
+	if rotated, err := RotatePasstLog(cfg, 100); !rotated || err != nil {
+		t.Fatalf("past the cap: %v %v", rotated, err)
+	}
+	w.WriteString("next\n")
+	if b, _ := os.ReadFile(cfg.PasstLog()); string(b) != "next\n" {
+		t.Fatalf("after the rotation the log holds %q", b)
+	}
+	if b, _ := os.ReadFile(cfg.PasstLog() + ".1"); len(b) != 160 {
+		t.Fatalf("previous part: %d bytes, want 160", len(b))
+	}
+	if tail := fileTail(cfg.PasstLog(), 1024); tail != "next" {
+		t.Fatalf("tail: %q", tail)
+	}
+}

@@ -38,8 +38,11 @@ func (QEMU) Attach(ctx context.Context, cfg qemu.Config) (Instance, error) {
 
 func (QEMU) Kill(cfg qemu.Config) error { return qemu.Kill(cfg) }
 
-func (QEMU) RotateConsole(cfg qemu.Config) error {
+func (QEMU) RotateLogs(cfg qemu.Config) error {
 	_, err := qemu.RotateConsole(cfg, qemu.ConsoleCap)
+	if _, perr := qemu.RotatePasstLog(cfg, qemu.PasstLogCap); err == nil {
+		err = perr
+	}
 	return err
 }
 

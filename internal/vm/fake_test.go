@@ -158,10 +158,10 @@ func (h *fakeHV) Kill(cfg qemu.Config) error {
 
 func (h *fakeHV) Available(qemu.NetMode) error { return nil }
 
-func (h *fakeHV) RotateConsole(cfg qemu.Config) error {
+func (h *fakeHV) RotateLogs(cfg qemu.Config) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.calls = append(h.calls, "RotateConsole:"+kindOf(cfg))
+	h.calls = append(h.calls, "RotateLogs:"+kindOf(cfg))
 	return nil
 }
 

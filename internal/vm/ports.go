@@ -30,9 +30,9 @@ type Hypervisor interface {
 	// Available says why no VM with that network can be started here
 	// (QEMU or the network's helper missing), or nil.
 	Available(network qemu.NetMode) error
-	// RotateConsole keeps a running VM's console log bounded, however much
-	// its guest writes.
-	RotateConsole(cfg qemu.Config) error
+	// RotateLogs keeps a running VM's console log and its network
+	// helper's log bounded, however much its guest writes or provokes.
+	RotateLogs(cfg qemu.Config) error
 	Disks
 }
 

@@ -620,7 +620,7 @@ func TestDiskFull(t *testing.T) {
 	if in.status != "io-error" {
 		t.Fatal("resumed with no room")
 	}
-	if e.hv.called("RotateConsole:parent") == 0 {
+	if e.hv.called("RotateLogs:parent") == 0 {
 		t.Error("the watch does not keep the console log bounded")
 	}
 	e.free = 10_000

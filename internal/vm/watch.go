@@ -75,9 +75,10 @@ func (m *Manager) check(ctx context.Context, id string, mc *machine) {
 		m.markDead(ctx, row, reasonExited)
 		return
 	}
-	// A console log the guest fills stays bounded.
-	if err := m.hv.RotateConsole(mc.inst.Config()); err != nil {
-		m.log.Warn("console log", "vm", id, "err", err)
+	// A console log the guest fills, or a network log it makes passt
+	// write, stays bounded.
+	if err := m.hv.RotateLogs(mc.inst.Config()); err != nil {
+		m.log.Warn("vm logs", "vm", id, "err", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	st, err := mc.inst.Status(pctx)
