@@ -175,6 +175,35 @@ func vmPath(ref, suffix string) (string, error) {
 	return "/v1/vms/" + url.PathEscape(ref) + suffix, nil
 }
 
+// Console returns the end of VM ref's console log, at most n bytes (0 for
+// versd's default of 64 KiB).
+func (c *Client) Console(ctx context.Context, ref string, n int64) ([]byte, error) {
+	path, err := vmPath(ref, "/console")
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		path += "?bytes=" + strconv.FormatInt(n, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return nil, decodeError(resp)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, c.transportErr(err)
+	}
+	return b, nil
+}
+
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	var h api.Health
 	return h, c.do(ctx, http.MethodGet, "/v1/health", nil, &h)
