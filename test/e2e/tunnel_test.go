@@ -44,29 +44,11 @@ func startEchoServer(t *testing.T, p *project, alias string, port int) {
 for i in $(seq 300); do [ -e /tmp/echo.ready ] && exit 0; sleep 0.1; done; cat /root/echo.log; exit 1`, port))
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // tunnelProc is a `vers tunnel` running in the background.
 type tunnelProc struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *lockedBuffer
+	stderr *syncBuffer
 	done   chan struct{}
 	code   int
 }
@@ -78,7 +60,7 @@ func startTunnel(t *testing.T, p *project, args ...string) *tunnelProc {
 	cmd := exec.Command(filepath.Join(binDir, "vers"), append(append([]string{"tunnel"}, args...), "--format", "json")...)
 	cmd.Dir = p.dir
 	cmd.Env = append(os.Environ(), p.env...)
-	tp := &tunnelProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	tp := &tunnelProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = tp.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
