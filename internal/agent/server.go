@@ -293,8 +293,13 @@ func parseUptime(s string) time.Duration {
 }
 
 // rendezvousTimeout bounds how long an exec waits for its stdio streams, and
-// how long stdio streams wait for their exec.
-const rendezvousTimeout = 10 * time.Second
+// how long stdio streams wait for their exec. The host sends them together,
+// but a guest starved of CPU (fifty TCG guests on two cores) can take more
+// than 10 s to take in the next frames, and a fan-out row then failed that
+// would have run; the host's own deadline (60 s for a fan-out row) and the
+// session's end are what bound an exec, this only what a host that never
+// sends them can hold.
+const rendezvousTimeout = time.Minute
 
 // rendezvous collects the stdio streams of one exec: the host opens them
 // right after the control stream, and they may be accepted in any order.
