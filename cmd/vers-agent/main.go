@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"time"
 
 	"vers/internal/agent"
@@ -37,6 +38,7 @@ func main() {
 		fmt.Println(agent.Version)
 		return
 	}
+	atLeastTwoProcs()
 	switch guest.DetectStage() {
 	case guest.StageInitramfs:
 		log := guest.NewConsoleLogger()
@@ -57,6 +59,20 @@ func main() {
 			fmt.Fprintln(os.Stderr, "vers-agent:", err)
 			os.Exit(1)
 		}
+	}
+}
+
+// atLeastTwoProcs gives the Go scheduler two Ps on a one-vCPU guest. With
+// one, every syscall that outlasts sysmon's 20 µs tick has its P taken away
+// and handed to another thread (no P is idle, so the runtime assumes other
+// work waits), and sysmon keeps polling at that tick; under TCG nearly
+// every syscall lasts that long. Measured in a guest over 50 file reads from
+// the host: 200 context switches and 26 ms of the agent's CPU per read with
+// one P, half the switches and 15 ms with two; `vers execute VM true` cost
+// the guest 44 ms of CPU against 52 ms.
+func atLeastTwoProcs() {
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
 	}
 }
 

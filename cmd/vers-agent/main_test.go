@@ -5,6 +5,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -42,5 +43,17 @@ func TestBinaryServesSocket(t *testing.T) {
 	res, err := p.Wait()
 	if err != nil || string(out) != "hi\n" || res.ExitCode != 4 {
 		t.Fatalf("out %q res %+v err %v", out, res, err)
+	}
+}
+
+// TestAtLeastTwoProcs: one P becomes two; more are left as they are.
+func TestAtLeastTwoProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct{ from, want int }{{1, 2}, {2, 2}, {4, 4}} {
+		runtime.GOMAXPROCS(c.from)
+		atLeastTwoProcs()
+		if got := runtime.GOMAXPROCS(0); got != c.want {
+			t.Errorf("from %d Ps: %d, want %d", c.from, got, c.want)
+		}
 	}
 }
