@@ -107,6 +107,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return c.send(req, out)
 }
 
+// open sends a bodiless request and returns versd's successful response,
+// whose body the caller reads and closes, or versd's error.
+func (c *Client) open(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportErr(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
 // send sends req and decodes its JSON answer into out (which may be nil),
 // or its error.
 func (c *Client) send(req *http.Request, out any) error {
@@ -185,18 +203,11 @@ func (c *Client) Console(ctx context.Context, ref string, n int64) ([]byte, erro
 	if n > 0 {
 		path += "?bytes=" + strconv.FormatInt(n, 10)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	resp, err := c.open(ctx, http.MethodGet, path)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.transportErr(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return nil, decodeError(resp)
-	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, c.transportErr(err)
@@ -296,17 +307,9 @@ func (c *Client) ReadFile(ctx context.Context, ref, path string) (io.ReadCloser,
 	if ref == "" {
 		return nil, 0, ErrNoRef
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/vms/"+url.PathEscape(ref)+"/files?path="+url.QueryEscape(path), nil)
+	resp, err := c.open(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(ref)+"/files?path="+url.QueryEscape(path))
 	if err != nil {
 		return nil, 0, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, 0, c.transportErr(err)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		return nil, 0, decodeError(resp)
 	}
 	mode, _ := strconv.ParseUint(resp.Header.Get("X-File-Mode"), 8, 32)
 	return resp.Body, os.FileMode(mode), nil

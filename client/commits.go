@@ -101,18 +101,11 @@ func (c *Client) ExportCommit(ctx context.Context, ref string, w io.Writer) erro
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	resp, err := c.open(ctx, http.MethodGet, path)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.transportErr(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return decodeError(resp)
-	}
 	if _, err := io.Copy(w, &bodyReader{resp.Body}); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -31,19 +31,11 @@ func (c *Client) BuildImage(ctx context.Context, name string, force bool, progre
 	if progress == nil {
 		progress = io.Discard
 	}
-	u := c.base + "/v1/images/" + url.PathEscape(name) + "/build?force=" + strconv.FormatBool(force)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	resp, err := c.open(ctx, http.MethodPost, "/v1/images/"+url.PathEscape(name)+"/build?force="+strconv.FormatBool(force))
 	if err != nil {
 		return api.Image{}, err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return api.Image{}, c.transportErr(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return api.Image{}, decodeError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev api.BuildEvent

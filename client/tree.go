@@ -18,17 +18,9 @@ func (c *Client) ReadTree(ctx context.Context, ref, path string) (io.ReadCloser,
 	if ref == "" {
 		return nil, ErrNoRef
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/vms/"+url.PathEscape(ref)+"/tree?path="+url.QueryEscape(path), nil)
+	resp, err := c.open(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(ref)+"/tree?path="+url.QueryEscape(path))
 	if err != nil {
 		return nil, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.transportErr(err)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		return nil, decodeError(resp)
 	}
 	return &cutReader{ReadCloser: resp.Body}, nil
 }
