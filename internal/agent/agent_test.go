@@ -614,3 +614,51 @@ func TestExecFixedLayout(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWithPersonalitySteps: each of the three personality calls failing in
+// turn, and the function failing: the error is returned, fn runs only with
+// the flag set, and the old personality is put back whenever it was changed.
+func TestWithPersonalitySteps(t *testing.T) {
+	defer func(p func(uint) (uint, error)) { personality = p }(personality)
+	boom := errors.New("boom")
+	for _, c := range []struct {
+		name     string
+		failCall int // 1: query, 2: set, 3: restore; 0: none
+		fnErr    error
+		wantFn   bool
+		wantSets []uint // the personalities set, in order
+		wantErr  error
+	}{
+		{"query", 1, nil, false, nil, boom},
+		{"set", 2, nil, false, []uint{0x8 | addrNoRandomize}, boom},
+		{"restore", 3, nil, true, []uint{0x8 | addrNoRandomize, 0x8}, nil},
+		{"fn", 0, boom, true, []uint{0x8 | addrNoRandomize, 0x8}, boom},
+		{"none", 0, nil, true, []uint{0x8 | addrNoRandomize, 0x8}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var calls int
+			var sets []uint
+			personality = func(p uint) (uint, error) {
+				calls++
+				if p != 0xffffffff {
+					sets = append(sets, p)
+				}
+				if calls == c.failCall {
+					return 0, boom
+				}
+				return 0x8, nil
+			}
+			ran := false
+			err := withPersonality(addrNoRandomize, func() error { ran = true; return c.fnErr })
+			if !errors.Is(err, c.wantErr) || (c.wantErr == nil && err != nil) {
+				t.Errorf("error %v, want %v", err, c.wantErr)
+			}
+			if ran != c.wantFn {
+				t.Errorf("fn ran: %v, want %v", ran, c.wantFn)
+			}
+			if fmt.Sprint(sets) != fmt.Sprint(c.wantSets) {
+				t.Errorf("personalities set %x, want %x", sets, c.wantSets)
+			}
+		})
+	}
+}

@@ -163,8 +163,11 @@ func (s *Server) spawn(cmd *exec.Cmd, fixed bool) (func() unix.WaitStatus, error
 // addrNoRandomize is ADDR_NO_RANDOMIZE of <linux/personality.h>.
 const addrNoRandomize = 0x0040000
 
-// personality is personality(2); 0xffffffff only reads the current one.
-func personality(p uint) (uint, error) {
+// personality is personality(2); 0xffffffff only reads the current one. A
+// variable, so that tests can make each call fail.
+var personality = sysPersonality
+
+func sysPersonality(p uint) (uint, error) {
 	r, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(p), 0, 0)
 	if errno != 0 {
 		return 0, errno

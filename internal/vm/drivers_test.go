@@ -29,3 +29,21 @@ func TestRotateLogs(t *testing.T) {
 		t.Errorf("passt's previous part: %d bytes, %v", len(b), err)
 	}
 }
+
+// TestRotateLogsConsoleFails: a console log that cannot be rotated is an
+// error, and passt's is rotated all the same.
+func TestRotateLogsConsoleFails(t *testing.T) {
+	cfg := qemu.Config{Name: "vm1", Dir: t.TempDir()}
+	if err := os.Mkdir(cfg.SerialLog(), 0o700); err != nil { // a directory: not openable for writing
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.PasstLog(), make([]byte, qemu.PasstLogCap+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (QEMU{}).RotateLogs(cfg); err == nil {
+		t.Error("no error for a console log that cannot be opened")
+	}
+	if b, err := os.ReadFile(cfg.PasstLog()); err != nil || len(b) != 0 {
+		t.Errorf("passt's log after the rotation: %d bytes, %v", len(b), err)
+	}
+}
