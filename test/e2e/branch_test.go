@@ -300,7 +300,7 @@ func TestBranchConsistency(t *testing.T) {
 	root := uniqueAlias(t, "cons")
 	p.must("run", "--vm-alias", root)
 	defer p.vers("kill", root, "-r")
-	p.must("execute", `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' &&
+	p.must("execute", `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' || exit 1
 		nohup bash -c 'i=0; while :; do i=$((i+1)); sqlite3 /app/w.db "INSERT INTO t(v) VALUES (hex(randomblob(512)))"; done' >/dev/null 2>&1 &`)
 	waitFor(t, "writes to start", 60*time.Second, func() bool {
 		out := p.must("execute", "sqlite3 -cmd '.timeout 5000' /app/w.db 'SELECT count(*) FROM t'")

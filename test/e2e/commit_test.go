@@ -23,7 +23,7 @@ import (
 const counterLoop = "nohup bash -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.05; done' >/dev/null 2>&1 &"
 
 // sqliteWriter writes an SQLite database without pause.
-const sqliteWriter = `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' &&
+const sqliteWriter = `mkdir -p /app && sqlite3 /app/w.db 'CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)' || exit 1
 	nohup bash -c 'while :; do sqlite3 /app/w.db "INSERT INTO t(v) VALUES (hex(randomblob(256)))"; done' >/dev/null 2>&1 &`
 
 type commitJSON struct {
