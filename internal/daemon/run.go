@@ -122,6 +122,11 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	if pool.Reflink {
 		vcfg.Returner = rampool.NewReturner(pool.Dir, log)
 	}
+	// The RAM directory is the host's: what a home deleted while its daemon
+	// was down left in it, no daemon would ever recover.
+	if rampool.SweepOrphans(pool.Dir, log) > 0 && vcfg.Returner != nil {
+		vcfg.Returner.Kick()
+	}
 	broker := events.New(events.DefaultBuffer)
 	vcfg.Events = broker
 	vms := vm.New(vcfg)

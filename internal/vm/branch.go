@@ -357,6 +357,7 @@ func (b *branch) freeze(ctx context.Context) error {
 	if ferr != nil {
 		return ferr
 	}
+	b.m.own(b.snap.MemPath)
 	if err := b.m.inject("branch.after-freeze"); err != nil {
 		return err
 	}
@@ -525,6 +526,7 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, 
 	if err != nil {
 		return nil, err
 	}
+	m.ownVM(cfg)
 	lap(&ph.qemu)
 	m.placeVM(row.ID, inst.PID())
 	fail := func(err error) (*machine, error) {

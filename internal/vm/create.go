@@ -164,6 +164,7 @@ func (m *Manager) boot(ctx context.Context, row store.VM, cfg qemu.Config, undo 
 	if err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
+	m.ownVM(cfg)
 	bg := context.WithoutCancel(ctx)
 	undo.Add(func() { inst.Stop(bg); m.unplaceVM(row.ID) })
 	m.placeVM(row.ID, inst.PID())

@@ -76,3 +76,4 @@ type RAMPool struct{}
 
 func (RAMPool) Clone(src, dst string) error { return rampool.Clone(src, dst) }
 func (RAMPool) Flush(path string) error     { return rampool.Flush(path) }
+func (RAMPool) Own(path, home string) error { return rampool.Own(path, home) }

@@ -572,6 +572,27 @@ type fakeRAM struct {
 	mu      sync.Mutex
 	fails   map[string]error
 	flushed int
+	owners  map[string]string // RAM file -> the home recorded on it
+}
+
+func (r *fakeRAM) Own(path, home string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fails["Own"]; err != nil {
+		return err
+	}
+	if r.owners == nil {
+		r.owners = map[string]string{}
+	}
+	r.owners[path] = home
+	return nil
+}
+
+// owner is the home recorded on path, "" if none.
+func (r *fakeRAM) owner(path string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.owners[path]
 }
 
 func (r *fakeRAM) Clone(src, dst string) error {

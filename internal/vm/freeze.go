@@ -153,6 +153,7 @@ func (c *copyRAM) prepare(ctx context.Context, b *branch) error {
 	if err != nil {
 		return fmt.Errorf("start snapshot holder: %w", err)
 	}
+	b.m.ownVM(h)
 	c.holder = inst
 	bg := context.WithoutCancel(ctx)
 	b.undo.Add(func() { inst.Stop(bg) })

@@ -29,6 +29,7 @@ import (
 	"vers/internal/chunk"
 	"vers/internal/errdefs"
 	"vers/internal/paths"
+	"vers/internal/qemu"
 	"vers/internal/rampool"
 	"vers/internal/store"
 )
@@ -104,6 +105,8 @@ type Manager struct {
 	waking sync.Map
 	// cgroupOnce: why VMs cannot have block I/O groups is logged once.
 	cgroupOnce sync.Once
+	// ownOnce: why RAM files cannot record their owner is logged once.
+	ownOnce sync.Once
 	// failpoint, when set (tests), decides which named steps fail.
 	failpoint func(point string) error
 	// pauses holds, per VM id, the last pause a branch or commit of it made
@@ -296,6 +299,32 @@ func (m *Manager) unplaceVM(id string) {
 
 // ownRAM is the file a VM's RAM lives in when it has a file of its own.
 func (m *Manager) ownRAM(id string) string { return filepath.Join(m.cfg.RAMDir, id+".ram") }
+
+// own records on a RAM file this daemon made that it is this home's
+// (rampool.Own). It never fails an operation: without it, only the RAM of a
+// home deleted while its daemon is down stays behind.
+func (m *Manager) own(path string) {
+	if path == "" {
+		return
+	}
+	home, err := filepath.Abs(m.cfg.Layout.Home)
+	if err == nil {
+		err = m.cfg.RAM.Own(path, home)
+	}
+	if err != nil {
+		m.ownOnce.Do(func() {
+			m.log.Warn("RAM files cannot record their owner: if this home is deleted while its daemon is down, its VMs' RAM stays until the host restarts", "err", err)
+		})
+	}
+}
+
+// ownVM is own for the RAM file a VM's QEMU just started on, if it has one
+// of its own.
+func (m *Manager) ownVM(c qemu.Config) {
+	if !c.MemPrivate {
+		m.own(c.MemPath)
+	}
+}
 
 // snapRAM is a snapshot's frozen RAM.
 func (m *Manager) snapRAM(sid string) string { return filepath.Join(m.cfg.RAMDir, "snap-"+sid+".ram") }

@@ -109,6 +109,9 @@ type RAMFiles interface {
 	Clone(src, dst string) error
 	// Flush writes a running VM's dirty RAM pages to its file.
 	Flush(path string) error
+	// Own records on a RAM file the daemon home it belongs to, so that the
+	// host's next daemon removes it once that home is deleted.
+	Own(path, home string) error
 }
 
 // Images is what the manager needs from the image cache.

@@ -63,6 +63,7 @@ func (m *Manager) reboot(ctx context.Context, row store.VM, old *machine) error 
 	if err != nil {
 		return err
 	}
+	m.ownVM(cfg)
 	m.placeVM(row.ID, inst.PID())
 	mc := newMachine(inst)
 	mc.resets = old.resets

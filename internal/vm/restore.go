@@ -279,6 +279,7 @@ func (m *Manager) writeSnapshot(ctx context.Context, sc store.Commit, mf manifes
 	if err := m.cfg.Chunks.ReadFile(ctx, mf.RAM, sn.MemPath); err != nil {
 		return cfg, nil, chunkErr(sc, fmt.Errorf("guest RAM: %w", err))
 	}
+	m.own(sn.MemPath)
 	if err := m.cfg.Chunks.ReadFile(ctx, mf.State, sn.StatePath); err != nil {
 		return cfg, nil, chunkErr(sc, fmt.Errorf("device state: %w", err))
 	}

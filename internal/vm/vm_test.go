@@ -751,3 +751,37 @@ func TestExecFixedLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestRAMFilesRecordTheirHome: every RAM file a VM, a branch or a snapshot
+// makes carries its home (rampool.SweepOrphans finds a deleted home's by
+// it); a file system that cannot record it fails nothing.
+func TestRAMFilesRecordTheirHome(t *testing.T) {
+	for _, clone := range []bool{true, false} {
+		t.Run(method(clone), func(t *testing.T) {
+			e := newEnv(t, clone)
+			p := e.create("root")
+			res, err := e.m.Branch(e.ctx(), "root", "kid", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sn := e.snapshots()
+			files := []string{e.m.snapRAM(sn[0].ID)}
+			if clone {
+				files = append(files, e.m.ownRAM(p.ID), e.m.ownRAM(res.Children[0].ID), e.m.ownRAM(res.Children[1].ID))
+			}
+			for _, f := range files {
+				if got := e.ram.owner(f); got != e.home {
+					t.Errorf("%s records home %q, want %q", filepath.Base(f), got, e.home)
+				}
+			}
+
+			e.ram.mu.Lock()
+			e.ram.fails["Own"] = errors.New("operation not supported")
+			e.ram.mu.Unlock()
+			if _, err := e.m.Branch(e.ctx(), "root", "more", 1); err != nil {
+				t.Fatalf("a branch where RAM files cannot record their home: %v", err)
+			}
+			e.create("other") // fails the test if it fails
+		})
+	}
+}

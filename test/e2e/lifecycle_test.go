@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -174,4 +175,66 @@ func TestDaemonRestart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(versHome, "vms", v.ID)); !os.IsNotExist(err) {
 		t.Fatal("dead VM's files remain after kill")
 	}
+}
+
+// TestDeletedHomeLeavesNoRAM: a home deleted while its daemon is down (killed
+// from outside) would leave its VMs' RAM in the host's RAM directory, and
+// their QEMU processes running, with nobody to recover them. The next daemon
+// to start on the host, of any home, ends those processes and removes the
+// files; another home's VM is untouched.
+func TestDeletedHomeLeavesNoRAM(t *testing.T) {
+	requireVMs(t)
+	home := shortHome(t)
+	p := newProject(t)
+	p.env = []string{"VERS_HOME=" + home}
+	p.must("init")
+	alias := uniqueAlias(t, "orph")
+	p.must("run", "--vm-alias", alias)
+	b := p.branch(alias, "--alias", alias+"-k")
+	root, kid := b.Parent.ID, b.Children[0].ID
+	files := []string{root + ".ram", kid + ".ram", "snap-" + b.SnapshotID + ".ram"}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(hostRAMDir(), f)); err != nil {
+			t.Fatalf("RAM file %s: %v", f, err)
+		}
+	}
+
+	// A VM of a live home, which must not be touched.
+	q := newProject(t)
+	q.must("init")
+	keep := uniqueAlias(t, "keep")
+	q.must("run", "--vm-alias", keep)
+	defer q.vers("kill", keep)
+	kv, _ := q.find(keep)
+
+	pid := homeDaemonPID(t, home)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "versd to die", 5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	if !qemuRunning(root) || !qemuRunning(kid) {
+		t.Fatal("the VMs died with their daemon")
+	}
+	if err := os.RemoveAll(home); err != nil {
+		t.Fatal(err)
+	}
+
+	// Any daemon that starts now: one of a new home.
+	other := shortHome(t)
+	r := newProject(t)
+	r.env = []string{"VERS_HOME=" + other}
+	r.must("status")
+	if log, _ := os.ReadFile(filepath.Join(other, "versd.log")); !strings.Contains(string(log), "removed the RAM of a deleted home") {
+		t.Fatalf("the new daemon's log says nothing of the deleted home's RAM:\n%s", log)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(hostRAMDir(), f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("RAM file %s of the deleted home is still there: %v", f, err)
+		}
+	}
+	waitFor(t, "the deleted home's QEMU processes to end", 10*time.Second, func() bool {
+		return !qemuRunning(root) && !qemuRunning(kid)
+	})
+	if !qemuRunning(kv.ID) {
+		t.Fatal("the other home's VM was ended")
+	}
+	q.must("execute", keep, "true")
 }
