@@ -124,8 +124,15 @@ func Run(ctx context.Context, cfg config.Daemon, log *slog.Logger, ready func())
 	}
 	// The RAM directory is the host's: what a home deleted while its daemon
 	// was down left in it, no daemon would ever recover.
-	if rampool.SweepOrphans(pool.Dir, log) > 0 && vcfg.Returner != nil {
-		vcfg.Returner.Kick()
+	if gone := rampool.SweepOrphans(pool.Dir, log); len(gone) > 0 {
+		for _, f := range gone {
+			if id, ok := vm.VMOfRAMFile(f); ok {
+				vcfg.Groups.Remove(id) // its block I/O group, empty now
+			}
+		}
+		if vcfg.Returner != nil {
+			vcfg.Returner.Kick()
+		}
 	}
 	broker := events.New(events.DefaultBuffer)
 	vcfg.Events = broker

@@ -65,15 +65,15 @@ func isQEMU(pid int) bool {
 const endWait = 10 * time.Second
 
 // SweepOrphans removes the RAM files in dir whose home no longer exists,
-// after ending the QEMU processes that map them, and returns how many it
+// after ending the QEMU processes that map them, and returns the files it
 // removed. Files without an owner (made before owners were recorded) and
 // files of homes that exist are left: a daemon of that home recovers them.
 // A daemon still running in a deleted home is not told apart from a dead
 // one: its database is gone with the home, and its VMs could not outlive it.
-func SweepOrphans(dir string, log *slog.Logger) int {
+func SweepOrphans(dir string, log *slog.Logger) []string {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0
+		return nil
 	}
 	orphans := map[string]string{} // path -> home
 	for _, e := range ents {
@@ -90,7 +90,7 @@ func SweepOrphans(dir string, log *slog.Logger) int {
 		}
 	}
 	if len(orphans) == 0 {
-		return 0
+		return nil
 	}
 	ended := map[int]bool{}
 	for pid, path := range mappers(orphans) {
@@ -112,13 +112,13 @@ func SweepOrphans(dir string, log *slog.Logger) int {
 		}
 		return len(ended) == 0, nil
 	})
-	removed := 0
+	var removed []string
 	for path, home := range orphans {
 		if err := os.Remove(path); err != nil {
 			log.Warn("remove the RAM of a deleted home", "file", path, "err", err)
 			continue
 		}
-		removed++
+		removed = append(removed, path)
 		log.Warn("removed the RAM of a deleted home", "file", filepath.Base(path), "home", home)
 	}
 	return removed

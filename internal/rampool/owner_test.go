@@ -108,8 +108,8 @@ func TestSweepOrphans(t *testing.T) {
 	endable = func(pid int) bool { return pid == vm.Process.Pid || pid == keptVM.Process.Pid }
 	defer func() { endable = isQEMU }()
 
-	if n := SweepOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil))); n != 2 {
-		t.Fatalf("removed %d files, want 2", n)
+	if got := SweepOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil))); len(got) != 2 {
+		t.Fatalf("removed %q, want the two files of the deleted home", got)
 	}
 	for _, p := range []string{orphan, orphan2} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
@@ -131,7 +131,7 @@ func TestSweepOrphans(t *testing.T) {
 			t.Fatalf("pid %d was ended: %v", c.Process.Pid, err)
 		}
 	}
-	if n := SweepOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil))); n != 0 {
-		t.Fatalf("a second sweep removed %d", n)
+	if got := SweepOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil))); len(got) != 0 {
+		t.Fatalf("a second sweep removed %q", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -299,6 +300,18 @@ func (m *Manager) unplaceVM(id string) {
 
 // ownRAM is the file a VM's RAM lives in when it has a file of its own.
 func (m *Manager) ownRAM(id string) string { return filepath.Join(m.cfg.RAMDir, id+".ram") }
+
+// VMOfRAMFile is the VM whose RAM the file at path holds (its own, or a
+// generation of it after a restore in place); ok is false for a
+// snapshot's frozen RAM or a file vers did not name.
+func VMOfRAMFile(path string) (id string, ok bool) {
+	name, isRAM := strings.CutSuffix(filepath.Base(path), ".ram")
+	if !isRAM || strings.HasPrefix(name, "snap-") {
+		return "", false
+	}
+	id, _, _ = strings.Cut(name, ".")
+	return id, id != ""
+}
 
 // own records on a RAM file this daemon made that it is this home's
 // (rampool.Own). It never fails an operation: without it, only the RAM of a

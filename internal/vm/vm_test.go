@@ -785,3 +785,29 @@ func TestRAMFilesRecordTheirHome(t *testing.T) {
 		})
 	}
 }
+
+func TestVMOfRAMFile(t *testing.T) {
+	id := "0d6c3f9e-4b1a-4f7e-9a53-2c8e0f1b7d21"
+	for _, c := range []struct {
+		path, id string
+		ok       bool
+	}{
+		{"/dev/shm/vers/" + id + ".ram", id, true},
+		{"/dev/shm/vers/" + id + ".r5f3a.ram", id, true},
+		{"/dev/shm/vers/snap-" + id + ".ram", "", false},
+		{"/dev/shm/vers/" + id, "", false},
+		{"/dev/shm/vers/.ram", "", false},
+	} {
+		if got, ok := VMOfRAMFile(c.path); got != c.id || ok != c.ok {
+			t.Errorf("VMOfRAMFile(%s) = %q, %v; want %q, %v", filepath.Base(c.path), got, ok, c.id, c.ok)
+		}
+	}
+	// The names the manager gives are the ones it reads back.
+	e := newEnv(t, true)
+	if got, ok := VMOfRAMFile(e.m.ownRAM(id)); !ok || got != id {
+		t.Errorf("own RAM file: %q, %v", got, ok)
+	}
+	if _, ok := VMOfRAMFile(e.m.snapRAM(id)); ok {
+		t.Error("a snapshot's RAM file named as a VM's")
+	}
+}

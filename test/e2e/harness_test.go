@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -178,6 +179,15 @@ func cleanupHome(home string) {
 	}
 	vms, _ := filepath.Glob(filepath.Join(home, "vms", "*"))
 	for _, v := range vms {
+		if hostHasIOGroups() {
+			// Its block I/O group empties a moment after its QEMU exits.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+				err := os.Remove(ioGroupDir(filepath.Base(v)))
+				return err == nil || errors.Is(err, os.ErrNotExist), nil
+			})
+			cancel()
+		}
 		os.Remove(filepath.Join(hostRAMDir(), filepath.Base(v)+".ram"))
 		gens, _ := filepath.Glob(filepath.Join(hostRAMDir(), filepath.Base(v)+".r*.ram"))
 		for _, g := range gens {

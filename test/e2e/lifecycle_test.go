@@ -233,6 +233,16 @@ func TestDeletedHomeLeavesNoRAM(t *testing.T) {
 	waitFor(t, "the deleted home's QEMU processes to end", 10*time.Second, func() bool {
 		return !qemuRunning(root) && !qemuRunning(kid)
 	})
+	if hostHasIOGroups() {
+		for _, id := range []string{root, kid} {
+			if _, err := os.Stat(ioGroupDir(id)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the block I/O group of %s is still there: %v", id, err)
+			}
+		}
+		if _, err := os.Stat(ioGroupDir(kv.ID)); err != nil {
+			t.Errorf("the other home's VM lost its block I/O group: %v", err)
+		}
+	}
 	if !qemuRunning(kv.ID) {
 		t.Fatal("the other home's VM was ended")
 	}
