@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vers/internal/poll"
+	"vers/internal/qemu"
 )
 
 // The RAM directory belongs to the host and is shared by every daemon on it
@@ -60,6 +61,9 @@ func isQEMU(pid int) bool {
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
 	return err == nil && strings.HasPrefix(filepath.Base(exe), "qemu-system")
 }
+
+// removeFile is os.Remove; a variable for tests.
+var removeFile = os.Remove
 
 // endWait bounds the wait for the ended processes to be gone.
 const endWait = 10 * time.Second
@@ -106,7 +110,7 @@ func SweepOrphans(dir string, log *slog.Logger) []string {
 	defer cancel()
 	poll.Until(ctx, 10*time.Millisecond, func() (bool, error) {
 		for pid := range ended {
-			if gone(pid) {
+			if !qemu.Alive(pid) {
 				delete(ended, pid)
 			}
 		}
@@ -114,7 +118,7 @@ func SweepOrphans(dir string, log *slog.Logger) []string {
 	})
 	var removed []string
 	for path, home := range orphans {
-		if err := os.Remove(path); err != nil {
+		if err := removeFile(path); err != nil {
 			log.Warn("remove the RAM of a deleted home", "file", path, "err", err)
 			continue
 		}
@@ -151,14 +155,4 @@ func mappers(files map[string]string) map[int]string {
 		}
 	}
 	return found
-}
-
-// gone reports whether pid has exited (a zombie counts: its memory is freed).
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }

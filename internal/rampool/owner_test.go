@@ -135,3 +135,42 @@ func TestSweepOrphans(t *testing.T) {
 		t.Fatalf("a second sweep removed %q", got)
 	}
 }
+
+// TestSweepOrphansStepsFailing: a mapper that exits before it is ended, and a
+// file that cannot be removed, do not stop the sweep; only what was removed
+// is reported.
+func TestSweepOrphansStepsFailing(t *testing.T) {
+	dir := t.TempDir()
+	deleted := filepath.Join(t.TempDir(), "gone-home")
+	stuck := ownedFile(t, dir, "vm1.ram", deleted)
+	freed := ownedFile(t, dir, "vm2.ram", deleted)
+
+	exiting := mapFile(t, freed)
+	endable = func(pid int) bool {
+		if pid != exiting.Process.Pid {
+			return false
+		}
+		// It exits between being found and being ended.
+		exiting.Process.Kill()
+		exiting.Wait()
+		return true
+	}
+	removeFile = func(path string) error {
+		if path == stuck {
+			return unix.EBUSY
+		}
+		return os.Remove(path)
+	}
+	defer func() { endable, removeFile = isQEMU, os.Remove }()
+
+	got := SweepOrphans(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if len(got) != 1 || got[0] != freed {
+		t.Fatalf("removed %q, want only %s", got, filepath.Base(freed))
+	}
+	if _, err := os.Stat(stuck); err != nil {
+		t.Fatalf("the file that could not be removed: %v", err)
+	}
+	if _, err := os.Stat(freed); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s is still there: %v", filepath.Base(freed), err)
+	}
+}
