@@ -224,10 +224,15 @@ func TestUI(t *testing.T) {
 	waitScreen := func(what string, re *regexp.Regexp) string {
 		t.Helper()
 		var text string
-		waitFor(t, what, time.Minute, func() bool {
+		deadline := time.Now().Add(time.Minute)
+		for !re.MatchString(text) {
+			if time.Now().After(deadline) {
+				tab := eval[string](t, ctx, `(document.querySelector(".tab.active") || {className: "no tab shown"}).className`)
+				t.Fatalf("timed out after 1m waiting for %s; the tab is %q and the screen shows:\n%s", what, tab, text)
+			}
+			time.Sleep(100 * time.Millisecond)
 			text = eval[string](t, ctx, screenText)
-			return re.MatchString(text)
-		})
+		}
 		return text
 	}
 	do(t, ctx, "open a terminal", chromedp.Click(node(kid)), chromedp.WaitVisible(action(child.ID, "act-terminal")),
