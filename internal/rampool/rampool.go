@@ -245,6 +245,28 @@ func Clone(src, dst string) error {
 	return d.Close()
 }
 
+// CloneOver makes the existing file dst a copy of src that shares all of
+// src's blocks, as Clone does. dst may be mapped by a process that has not
+// used it yet (a child's QEMU started before its snapshot was taken, which
+// mapped an empty file): the filesystem writes back and unmaps dst's pages
+// before it shares src's blocks, so the next access reads src's data.
+func CloneOver(src, dst string) error {
+	s, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlFileClone(int(d.Fd()), int(s.Fd())); err != nil {
+		d.Close()
+		return fmt.Errorf("clone %s: %w", filepath.Base(src), err)
+	}
+	return d.Close()
+}
+
 // Flush writes a RAM file's dirty pages to the filesystem and waits. Cloning
 // flushes too, but a clone made right after a flush has little left to write:
 // a branch flushes while the guest still runs, so that its pause is short.

@@ -116,6 +116,37 @@ func TestPool(t *testing.T) {
 		t.Fatal("the clone differs from its source")
 	}
 
+	// A clone over a file that a process already maps (a child's QEMU
+	// started before the snapshot was taken) is what that process reads
+	// next, including pages it read before.
+	early := filepath.Join(dir, "early.ram")
+	ef, err := os.OpenFile(early, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ef.Truncate(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := unix.Mmap(int(ef.Fd()), 0, len(data), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	ef.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mapped[0] != 0 || mapped[len(data)-1] != 0 {
+		t.Fatal("a new file is not zero")
+	}
+	if err := CloneOver(snap, early); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mapped, data) {
+		t.Fatal("a mapping of the file cloned over does not read the clone")
+	}
+	unix.Munmap(mapped)
+	os.Remove(early)
+	if err := CloneOver(snap, filepath.Join(dir, "absent.ram")); err == nil {
+		t.Fatal("CloneOver made a file that did not exist")
+	}
+
 	// Writes on one side are not seen on the other.
 	f, err := os.OpenFile(src, os.O_WRONLY, 0)
 	if err != nil {

@@ -88,6 +88,7 @@ type branch struct {
 	nextDisk string
 	kids     []store.VM
 	kidCfgs  []qemu.Config
+	early    []*earlyStart
 	out      []started
 	pause    time.Duration
 	// When each phase ended, for the log.
@@ -293,6 +294,7 @@ func (b *branch) prepare(ctx context.Context) error {
 		}
 		b.kidCfgs[i] = c
 	}
+	b.startEarly(ctx)
 	// Recorded, as used by the parent, before the freeze: a daemon killed
 	// after the parent's disk moved onto the layer must find the layer
 	// owned, not an unrecorded leftover to sweep away.
@@ -335,6 +337,73 @@ func (b *branch) childConfig(ctx context.Context, k store.VM) (qemu.Config, erro
 		return c, err
 	}
 	return c, nil
+}
+
+// earlyStart is a child's QEMU started in the prepare, before its snapshot
+// exists: its network, process and QMP connection come up while the parent
+// flushes and pauses, instead of after (80–110 ms of a child's start here).
+// It maps an empty RAM file and waits for an incoming state; the child's
+// start then clones the snapshot's RAM over that file and loads the device
+// state. Its disk chain is opened while the parent still writes the layer
+// it ends on: QEMU keeps the images of a VM waiting for an incoming state
+// inactive (no lock taken, nothing cached for use) and opens them again,
+// reading their metadata afresh, when the state has loaded, by which time
+// the layer is the snapshot's and immutable. done is closed when inst or
+// err is set.
+type earlyStart struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	inst   Instance
+	err    error
+}
+
+// startEarly starts the QEMU of each child that will start first (as many
+// as start at once), where the RAM method allows it. A start that fails is
+// the child's failure, found when it starts; on any failure of the branch
+// every early QEMU is stopped.
+func (b *branch) startEarly(ctx context.Context) {
+	if !b.ram.startsEarly() {
+		return
+	}
+	m, bg := b.m, context.WithoutCancel(ctx)
+	b.early = make([]*earlyStart, min(len(b.kids), b.childStarts()))
+	for i := range b.early {
+		cfg, id := b.kidCfgs[i], b.kids[i].ID
+		// Its own deadline, from now: the prepare's ends with the prepare.
+		ectx, cancel := context.WithTimeout(bg, childTimeout)
+		e := &earlyStart{done: make(chan struct{}), cancel: cancel}
+		b.early[i] = e
+		go func() {
+			defer close(e.done)
+			inst, err := m.hv.Start(ectx, cfg)
+			if err != nil {
+				e.err = err
+				return
+			}
+			m.ownVM(cfg)
+			m.placeVM(id, inst.PID())
+			e.inst = inst
+			if err := inst.SetRAMMode(ectx, qemu.RAMShared); err != nil {
+				e.err = err
+			}
+		}()
+		b.undo.Add(func() {
+			e.cancel()
+			<-e.done
+			if e.inst != nil {
+				e.inst.Stop(bg)
+				m.unplaceVM(id)
+			}
+		})
+	}
+}
+
+// earlyFor is child i's early start, or nil.
+func (b *branch) earlyFor(i int) *earlyStart {
+	if i < len(b.early) {
+		return b.early[i]
+	}
+	return nil
 }
 
 // freeze is the pause. Once the parent's disk has moved onto the snapshot's
@@ -473,25 +542,22 @@ type childPhases struct {
 // the last. A child's deadlines begin when its start does.
 func (b *branch) startChildren(ctx context.Context) error {
 	b.out = make([]started, len(b.kids))
-	n := b.m.cfg.ChildStarts
-	if n <= 0 {
-		n = 2 * runtime.NumCPU()
-	}
-	slots := make(chan struct{}, n)
+	slots := make(chan struct{}, b.childStarts())
 	var wg sync.WaitGroup
+	// In order: the children whose QEMU started early take the first slots.
 	for i := range b.kids {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			b.out[i] = started{ready: time.Since(b.start), err: ctx.Err()}
+			continue
+		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			select {
-			case slots <- struct{}{}:
-				defer func() { <-slots }()
-			case <-ctx.Done():
-				b.out[i] = started{ready: time.Since(b.start), err: ctx.Err()}
-				return
-			}
+			defer func() { <-slots }()
 			var ph childPhases
-			mc, err := b.startChild(ctx, b.kids[i], b.kidCfgs[i], &ph)
+			mc, err := b.startChild(ctx, b.kids[i], b.kidCfgs[i], b.earlyFor(i), &ph)
 			b.out[i] = started{mc: mc, ready: time.Since(b.start), phases: ph, err: err}
 		}(i)
 	}
@@ -510,32 +576,32 @@ func (b *branch) startChildren(ctx context.Context) error {
 	return nil
 }
 
+// childStarts is how many children start at once.
+func (b *branch) childStarts() int {
+	if n := b.m.cfg.ChildStarts; n > 0 {
+		return n
+	}
+	return 2 * runtime.NumCPU()
+}
+
 // startChild boots one child from the snapshot and hands it over clean:
-// clock set, RNG reseeded, hostname its own.
-func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, ph *childPhases) (*machine, error) {
+// clock set, RNG reseeded, hostname its own. With early, its QEMU was
+// started in the prepare: the phase "qemu" is then the wait for it, after
+// the RAM.
+func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, early *earlyStart, ph *childPhases) (*machine, error) {
 	m := b.m
 	ctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 	mark := time.Now()
 	lap := func(d *time.Duration) { now := time.Now(); *d, mark = now.Sub(mark), now }
-	if err := b.ram.childStart(b, cfg); err != nil {
-		return nil, err
-	}
-	lap(&ph.ram)
-	inst, err := m.hv.Start(ctx, cfg)
+	inst, err := b.childProcess(ctx, row, cfg, early, lap, ph)
 	if err != nil {
 		return nil, err
 	}
-	m.ownVM(cfg)
-	lap(&ph.qemu)
-	m.placeVM(row.ID, inst.PID())
 	fail := func(err error) (*machine, error) {
 		inst.Stop(context.WithoutCancel(ctx))
 		m.unplaceVM(row.ID)
 		return nil, err
-	}
-	if err := inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
-		return fail(err)
 	}
 	if err := inst.LoadState(ctx, b.snap.StatePath); err != nil {
 		return fail(err)
@@ -556,6 +622,45 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, 
 	}
 	lap(&ph.agent)
 	return mc, nil
+}
+
+// childProcess is a child's QEMU with its RAM in place, waiting for its
+// device state: the early one, or one started now.
+func (b *branch) childProcess(ctx context.Context, row store.VM, cfg qemu.Config, early *earlyStart, lap func(*time.Duration), ph *childPhases) (Instance, error) {
+	m := b.m
+	if early != nil {
+		select {
+		case <-early.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		lap(&ph.qemu)
+		if early.err != nil {
+			return nil, early.err // the branch's undo stops it
+		}
+		if err := b.ram.childStart(b, cfg, true); err != nil {
+			return nil, err
+		}
+		lap(&ph.ram)
+		return early.inst, nil
+	}
+	if err := b.ram.childStart(b, cfg, false); err != nil {
+		return nil, err
+	}
+	lap(&ph.ram)
+	inst, err := m.hv.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.ownVM(cfg)
+	lap(&ph.qemu)
+	m.placeVM(row.ID, inst.PID())
+	if err := inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
+		inst.Stop(context.WithoutCancel(ctx))
+		m.unplaceVM(row.ID)
+		return nil, err
+	}
+	return inst, nil
 }
 
 // record writes, in one transaction, that the children run from the

@@ -74,6 +74,7 @@ func (QEMU) Rebase(ctx context.Context, path, backing, format string) error {
 // RAMPool is RAMFiles on the RAM filesystem of internal/rampool.
 type RAMPool struct{}
 
-func (RAMPool) Clone(src, dst string) error { return rampool.Clone(src, dst) }
-func (RAMPool) Flush(path string) error     { return rampool.Flush(path) }
-func (RAMPool) Own(path, home string) error { return rampool.Own(path, home) }
+func (RAMPool) Clone(src, dst string) error     { return rampool.Clone(src, dst) }
+func (RAMPool) CloneOver(src, dst string) error { return rampool.CloneOver(src, dst) }
+func (RAMPool) Flush(path string) error         { return rampool.Flush(path) }
+func (RAMPool) Own(path, home string) error     { return rampool.Own(path, home) }

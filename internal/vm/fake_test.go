@@ -118,6 +118,12 @@ func (h *fakeHV) Start(ctx context.Context, cfg qemu.Config) (Instance, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if cfg.MemPath != "" && !cfg.MemPrivate {
+		// As QEMU does: a RAM file that is not there is made, empty.
+		if f, err := os.OpenFile(cfg.MemPath, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		}
+	}
 	if h.exitOnStart {
 		h.exitOnStart = false
 		in.exited = true
@@ -600,6 +606,19 @@ func (r *fakeRAM) Clone(src, dst string) error {
 	err := r.fails["Clone"]
 	r.mu.Unlock()
 	if err != nil {
+		return err
+	}
+	return copyFile(src, dst)
+}
+
+func (r *fakeRAM) CloneOver(src, dst string) error {
+	r.mu.Lock()
+	err := r.fails["CloneOver"]
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dst); err != nil {
 		return err
 	}
 	return copyFile(src, dst)

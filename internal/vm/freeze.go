@@ -29,8 +29,12 @@ type ramFreezer interface {
 	freeze(ctx context.Context, b *branch, stopped time.Time) (time.Duration, error)
 	// finish completes the snapshot after the pause.
 	finish(ctx context.Context, b *branch) error
-	// childStart runs before a child's process starts.
-	childStart(b *branch, c qemu.Config) error
+	// startsEarly says whether children's processes may start before the
+	// freeze (branch.startEarly).
+	startsEarly() bool
+	// childStart puts a child's RAM in place: before its process starts,
+	// or, with early, after it started before the freeze.
+	childStart(b *branch, c qemu.Config, early bool) error
 	// done runs once every child runs.
 	done(b *branch)
 }
@@ -97,7 +101,14 @@ func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.
 
 func (cloneRAM) finish(ctx context.Context, b *branch) error { return nil }
 
-func (cloneRAM) childStart(b *branch, c qemu.Config) error {
+// startsEarly: a child's QEMU can map its RAM file before the file holds
+// anything; the clone is made over it.
+func (cloneRAM) startsEarly() bool { return true }
+
+func (cloneRAM) childStart(b *branch, c qemu.Config, early bool) error {
+	if early {
+		return b.m.cfg.RAM.CloneOver(b.snap.MemPath, c.MemPath)
+	}
 	return b.m.cfg.RAM.Clone(b.snap.MemPath, c.MemPath)
 }
 
@@ -247,7 +258,10 @@ func (c *copyRAM) finish(ctx context.Context, b *branch) error {
 	return nil
 }
 
-func (*copyRAM) childStart(b *branch, c qemu.Config) error { return nil }
+// startsEarly: a child maps S, which exists only once the holder has it.
+func (*copyRAM) startsEarly() bool { return false }
+
+func (*copyRAM) childStart(b *branch, c qemu.Config, early bool) error { return nil }
 
 // done gives back the frozen RAM's zero pages, off the critical path.
 func (*copyRAM) done(b *branch) { b.m.sparsify(b.snap.ID, b.snap.MemPath) }

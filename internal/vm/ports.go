@@ -107,6 +107,9 @@ type AgentDialer func(ctx context.Context, socket string) (*agent.Client, error)
 type RAMFiles interface {
 	// Clone makes dst a copy of src that shares its blocks (FICLONE).
 	Clone(src, dst string) error
+	// CloneOver is Clone onto the existing dst, which a QEMU that has not
+	// run its guest yet may map.
+	CloneOver(src, dst string) error
 	// Flush writes a running VM's dirty RAM pages to its file.
 	Flush(path string) error
 	// Own records on a RAM file the daemon home it belongs to, so that the

@@ -103,7 +103,7 @@ func (b *branch) startBeside(ctx context.Context, row store.VM) (*machine, qemu.
 	if err := m.inject("restore.start"); err != nil {
 		return nil, c, err
 	}
-	mc, err := b.startChild(ctx, row, c, &childPhases{})
+	mc, err := b.startChild(ctx, row, c, nil, &childPhases{})
 	if err != nil {
 		return nil, c, err
 	}
