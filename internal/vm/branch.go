@@ -171,7 +171,6 @@ func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent stor
 	if err := within(ctx, prepareTimeout, b.prepare); err != nil {
 		return nil, err
 	}
-	b.markJournal(ctx)
 	if err := within(ctx, freezeTimeout, b.freeze); err != nil {
 		return nil, err
 	}
@@ -307,6 +306,10 @@ func (b *branch) prepare(ctx context.Context) error {
 		return err
 	}
 	b.snapUndo.Add(func() { m.store.DropSnapshot(bg, b.snap.ID) })
+	// The mark is a round trip into the guest, which writes RAM: it goes
+	// before the RAM method's last step, so that the pages it dirties are
+	// flushed while the parent runs, not in the pause.
+	b.markJournal(ctx)
 	if err := b.ram.beforeFreeze(ctx, b); err != nil {
 		return err
 	}
