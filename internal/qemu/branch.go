@@ -155,13 +155,15 @@ func (i *Instance) rootDisk(ctx context.Context) (node, file string, err error) 
 	return "", "", fmt.Errorf("vm %s: no root disk in query-block", i.cfg.Name)
 }
 
-// SwitchDisk makes the qcow2 file overlay (created beforehand, its backing
-// file being the current top's image) the root disk's new active layer; the
-// old top becomes its read-only backing. The guest must be paused.
-func (i *Instance) SwitchDisk(ctx context.Context, overlay, nodeName string) error {
-	top, err := i.TopNode(ctx)
+// AddOverlay opens the qcow2 file overlay (created beforehand, its backing
+// file being the current top's image) as a block node of its own, not yet
+// in use, and returns the node the root disk writes to now: SwitchDisk then
+// makes the one the other's overlay. It is done while the guest runs, so
+// that the pause holds one QMP command of the switch instead of three.
+func (i *Instance) AddOverlay(ctx context.Context, overlay, nodeName string) (top string, err error) {
+	top, err = i.TopNode(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	add := map[string]any{
 		"driver":    "qcow2",
@@ -171,10 +173,21 @@ func (i *Instance) SwitchDisk(ctx context.Context, overlay, nodeName string) err
 		"backing":   nil,
 	}
 	if err := i.Execute(ctx, "blockdev-add", add, nil); err != nil {
-		return fmt.Errorf("blockdev-add %s: %w", overlay, err)
+		return "", fmt.Errorf("blockdev-add %s: %w", overlay, err)
 	}
+	return top, nil
+}
+
+// DropOverlay closes a node AddOverlay opened that no switch used.
+func (i *Instance) DropOverlay(ctx context.Context, nodeName string) error {
+	return i.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
+}
+
+// SwitchDisk makes the node AddOverlay opened the root disk's new active
+// layer, top (the layer it wrote to) becoming its read-only backing. The
+// guest must be paused.
+func (i *Instance) SwitchDisk(ctx context.Context, top, nodeName string) error {
 	if err := i.Execute(ctx, "blockdev-snapshot", map[string]any{"node": top, "overlay": nodeName}, nil); err != nil {
-		i.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
 		return fmt.Errorf("blockdev-snapshot %s onto %s: %w", top, nodeName, err)
 	}
 	return nil

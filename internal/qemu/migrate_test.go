@@ -294,7 +294,9 @@ func TestMigratePausedVM(t *testing.T) {
 	must(p.SetRAMMode(ctx, RAMFull))
 	next := filepath.Join(work, "next.qcow2")
 	must(CreateOverlay(ctx, pc.Disk, "qcow2", next, 0))
-	must(p.SwitchDisk(ctx, next, "d1"))
+	top, err := p.AddOverlay(ctx, next, "d1")
+	must(err)
+	must(p.SwitchDisk(ctx, top, "d1"))
 	must(p.SendRAM(ctx, "unix:"+sock))
 	if _, err := p.WaitRAMSent(ctx); err != nil {
 		t.Fatal(err)

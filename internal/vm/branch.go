@@ -86,11 +86,14 @@ type branch struct {
 
 	snap     store.Snapshot
 	nextDisk string
-	kids     []store.VM
-	kidCfgs  []qemu.Config
-	early    []*earlyStart
-	out      []started
-	pause    time.Duration
+	// topNode is the parent's disk node, diskNode the one nextDisk is
+	// opened as in the prepare, for the switch in the pause.
+	topNode, diskNode string
+	kids              []store.VM
+	kidCfgs           []qemu.Config
+	early             []*earlyStart
+	out               []started
+	pause             time.Duration
 	// When each phase ended, for the log.
 	start, prepared, frozen, saved time.Time
 
@@ -285,6 +288,14 @@ func (b *branch) prepare(ctx context.Context) error {
 		return err
 	}
 	b.snapUndo.Add(func() { os.Remove(b.nextDisk) })
+	// Opened now, used in the pause.
+	b.diskNode = "d-" + b.snap.ID[:8]
+	top, err := b.mc.inst.AddOverlay(ctx, b.nextDisk, b.diskNode)
+	if err != nil {
+		return fmt.Errorf("open the next disk layer: %w", b.m.qemuErr(b.parent, err))
+	}
+	b.topNode = top
+	b.snapUndo.Add(func() { b.mc.inst.DropOverlay(bg, b.diskNode) })
 	b.kidCfgs = make([]qemu.Config, len(b.kids))
 	for i, k := range b.kids {
 		c, err := b.childConfig(ctx, k)
@@ -459,7 +470,7 @@ func (b *branch) stopAndSwitch(ctx context.Context) (time.Time, error) {
 		b.restore(bg)
 		return stopped, err
 	}
-	if err := inst.SwitchDisk(ctx, b.nextDisk, "d-"+b.snap.ID[:8]); err != nil {
+	if err := inst.SwitchDisk(ctx, b.topNode, b.diskNode); err != nil {
 		b.restore(bg)
 		return stopped, fmt.Errorf("switch disk: %w", b.m.qemuErr(b.parent, err))
 	}

@@ -256,9 +256,12 @@ type fakeInst struct {
 	// is killed, as a stopped QEMU does.
 	hung bool
 	gone chan struct{}
-	// active is the disk file QEMU writes to, once SwitchDisk moved it.
-	active string
-	reason string
+	// active is the disk file QEMU writes to, once SwitchDisk moved it,
+	// top its node; nodes the overlays AddOverlay opened that no switch
+	// used yet, by node name.
+	active, top string
+	nodes       map[string]string
+	reason      string
 	// mode is what the next migration carries (SetRAMMode).
 	mode qemu.RAMMode
 	// ran counts the times the guest was made to run (Cont, or a
@@ -455,16 +458,54 @@ func (in *fakeInst) Close() error {
 	in.closed = true
 	return nil
 }
-func (in *fakeInst) SwitchDisk(ctx context.Context, overlay, node string) error {
-	if err := in.do(ctx, "SwitchDisk"); err != nil {
-		return err
+func (in *fakeInst) AddOverlay(ctx context.Context, overlay, node string) (string, error) {
+	if err := in.do(ctx, "AddOverlay"); err != nil {
+		return "", err
 	}
 	if _, err := os.Stat(overlay); err != nil {
+		return "", err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.nodes == nil {
+		in.nodes = map[string]string{}
+	}
+	if _, dup := in.nodes[node]; dup {
+		return "", fmt.Errorf("duplicate node name %s", node)
+	}
+	in.nodes[node] = overlay
+	top := in.top
+	if top == "" {
+		top = "root"
+	}
+	return top, nil
+}
+func (in *fakeInst) openNodes() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.nodes)
+}
+func (in *fakeInst) DropOverlay(ctx context.Context, node string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	delete(in.nodes, node)
+	return nil
+}
+func (in *fakeInst) SwitchDisk(ctx context.Context, top, node string) error {
+	if err := in.do(ctx, "SwitchDisk"); err != nil {
 		return err
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.active = overlay // what QEMU reports as its active disk from now on
+	overlay, ok := in.nodes[node]
+	if !ok {
+		return fmt.Errorf("no node %s", node)
+	}
+	if cur := in.top; top != cur && !(cur == "" && top == "root") {
+		return fmt.Errorf("node %s is not the top (%q)", top, cur)
+	}
+	in.active, in.top = overlay, node // what QEMU reports as its active disk from now on
+	delete(in.nodes, node)            // in use now
 	return nil
 }
 func (in *fakeInst) ActiveDisk(ctx context.Context) (string, error) {

@@ -76,9 +76,13 @@ type Instance interface {
 
 // Snapshotter is what a freeze does to a paused VM.
 type Snapshotter interface {
-	// SwitchDisk moves the root disk onto overlay (whose backing is the
-	// current top), under a new block node name.
-	SwitchDisk(ctx context.Context, overlay, node string) error
+	// AddOverlay opens overlay (whose backing is the current top's image)
+	// as block node node, unused, and returns the current top's node;
+	// SwitchDisk moves the root disk onto it, in a pause; DropOverlay
+	// closes it if no switch came.
+	AddOverlay(ctx context.Context, overlay, node string) (top string, err error)
+	SwitchDisk(ctx context.Context, top, node string) error
+	DropOverlay(ctx context.Context, node string) error
 	// ActiveDisk is the file the root disk writes to now.
 	ActiveDisk(ctx context.Context) (string, error)
 	// SetRAMMode chooses what the next SaveState or SendRAM carries.

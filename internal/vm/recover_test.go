@@ -66,7 +66,11 @@ func (e *env) interrupted(root api.VM, moved bool) store.Snapshot {
 	os.WriteFile(filepath.Join(e.m.cfg.Layout.VMDir(kid.ID), "disk.qcow2"), []byte("kid"), 0o600)
 	in.setStatus("paused")
 	if moved {
-		if err := in.SwitchDisk(ctx, sn.NextDisk, "d"); err != nil {
+		top, err := in.AddOverlay(ctx, sn.NextDisk, "d")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if err := in.SwitchDisk(ctx, top, "d"); err != nil {
 			e.t.Fatal(err)
 		}
 	}

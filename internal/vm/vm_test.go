@@ -262,6 +262,7 @@ func branchSteps(clone bool) []failStep {
 	common := []step{
 		fp("branch.reserve", false),
 		hv("CreateOverlay", false),
+		hv("AddOverlay:parent", false),
 		fp("branch.before-freeze", false),
 		hv("Pause:parent", false),
 		fp("branch.in-pause", false),
@@ -335,6 +336,9 @@ func checkAfterFailedBranch(t *testing.T, e *env, p api.VM, before []string, swi
 	}
 	if st := e.hv.inst(p.ID).getStatus(); (st == "running") != (state == api.StateRunning) {
 		t.Errorf("parent %s is %s after a failed branch", state, st)
+	}
+	if n := e.hv.inst(p.ID).openNodes(); n != 0 {
+		t.Errorf("the parent's QEMU keeps %d disk layers opened for a switch that did not come", n)
 	}
 	sn := e.snapshots()
 	after := e.files()
