@@ -1,0 +1,76 @@
+package vm
+
+import (
+	"errors"
+	"os"
+	"sync"
+)
+
+// fakeRAM copies where the RAM filesystem clones.
+type fakeRAM struct {
+	mu      sync.Mutex
+	fails   map[string]error
+	flushed int
+	owners  map[string]string // RAM file -> the home recorded on it
+}
+
+func (r *fakeRAM) Own(path, home string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fails["Own"]; err != nil {
+		return err
+	}
+	if r.owners == nil {
+		r.owners = map[string]string{}
+	}
+	r.owners[path] = home
+	return nil
+}
+
+// owner is the home recorded on path, "" if none.
+func (r *fakeRAM) owner(path string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.owners[path]
+}
+
+func (r *fakeRAM) Clone(src, dst string) error {
+	r.mu.Lock()
+	err := r.fails["Clone"]
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return copyFile(src, dst)
+}
+
+func (r *fakeRAM) CloneOver(src, dst string) error {
+	r.mu.Lock()
+	err := r.fails["CloneOver"]
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dst); err != nil {
+		return err
+	}
+	return copyFile(src, dst)
+}
+
+func (r *fakeRAM) Flush(path string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushed++
+	return r.fails["Flush"]
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if errors.Is(err, os.ErrNotExist) {
+		b, err = nil, nil // a RAM file the guest never wrote
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
