@@ -389,6 +389,7 @@ func (b *branch) startEarly(ctx context.Context) {
 		b.early[i] = e
 		go func() {
 			defer close(e.done)
+			defer cancel()
 			inst, err := m.hv.Start(ectx, cfg)
 			if err != nil {
 				e.err = err
