@@ -6,8 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vers/internal/poll"
 )
 
 // ourPassts lists the live passt processes this test process started
@@ -58,14 +61,21 @@ func TestNetworkIsolatedStop(t *testing.T) {
 		t.Errorf("passt %d shares the test process' session", np)
 	}
 	// QEMU's network device is on the stream, connected to a unix socket
-	// (one without a path: the pair).
+	// (one without a path: the pair). QEMU names the peer once its stream
+	// has seen the connection, which on a loaded host can come a moment
+	// after QMP answers.
 	var out string
-	if err := inst.Execute(context.Background(), "human-monitor-command", map[string]string{"command-line": "info network"}, &out); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		if err := inst.Execute(ctx, "human-monitor-command", map[string]string{"command-line": "info network"}, &out); err != nil {
+			return false, err
+		}
+		return strings.Contains(out, "nic0") && strings.Contains(out, "type=stream,unix:"), nil
+	})
 	t.Logf("info network:\n%s", out)
-	if !strings.Contains(out, "nic0") || !strings.Contains(out, "type=stream,unix:") {
-		t.Errorf("network device not on a connected stream:\n%s", out)
+	if err != nil {
+		t.Errorf("network device not on a connected stream (%v):\n%s", err, out)
 	}
 	if err := inst.Stop(context.Background()); err != nil {
 		t.Fatal(err)
