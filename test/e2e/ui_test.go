@@ -22,6 +22,7 @@ import (
 
 	"vers/api"
 	"vers/internal/bearer"
+	"vers/internal/poll"
 	"vers/internal/tutorial"
 	"vers/internal/ui"
 )
@@ -38,13 +39,29 @@ func browser(t *testing.T) context.Context {
 		}
 		t.Skip(why)
 	}
+	// Chromium makes a directory for its singleton socket under TMPDIR and
+	// leaves it when it is ended: it gets one of the test's own, removed
+	// once the browser is gone (its helpers can outlive it for a moment).
+	tmp, err := os.MkdirTemp("", "vers-e2e-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 800))
+		chromedp.WindowSize(1280, 800), chromedp.Env("TMPDIR="+tmp))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 10*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := poll.Until(rctx, 50*time.Millisecond, func() (bool, error) { return os.RemoveAll(tmp) == nil, nil }); err != nil {
+			t.Errorf("the browser's temporary directory %s stays: %v", tmp, err)
+		}
+	})
 	return ctx
 }
 
