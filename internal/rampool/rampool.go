@@ -227,41 +227,32 @@ func CanClone(dir string) bool {
 
 // Clone makes dst a copy of src that shares all of src's blocks. dst must not
 // exist. src must not change while it is cloned.
-func Clone(src, dst string) error {
-	s, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	d, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlFileClone(int(d.Fd()), int(s.Fd())); err != nil {
-		d.Close()
-		os.Remove(dst)
-		return fmt.Errorf("clone %s: %w", filepath.Base(src), err)
-	}
-	return d.Close()
-}
+func Clone(src, dst string) error { return cloneTo(src, dst, os.O_CREATE|os.O_EXCL) }
 
 // CloneOver makes the existing file dst a copy of src that shares all of
 // src's blocks, as Clone does. dst may be mapped by a process that has not
 // used it yet (a child's QEMU started before its snapshot was taken, which
 // mapped an empty file): the filesystem writes back and unmaps dst's pages
 // before it shares src's blocks, so the next access reads src's data.
-func CloneOver(src, dst string) error {
+func CloneOver(src, dst string) error { return cloneTo(src, dst, 0) }
+
+// cloneTo opens dst with flags added to O_WRONLY and clones src into it; a
+// dst it made is removed again if the clone fails.
+func cloneTo(src, dst string, flags int) error {
 	s, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	d, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	d, err := os.OpenFile(dst, os.O_WRONLY|flags, 0o600)
 	if err != nil {
 		return err
 	}
 	if err := unix.IoctlFileClone(int(d.Fd()), int(s.Fd())); err != nil {
 		d.Close()
+		if flags&os.O_CREATE != 0 {
+			os.Remove(dst)
+		}
 		return fmt.Errorf("clone %s: %w", filepath.Base(src), err)
 	}
 	return d.Close()

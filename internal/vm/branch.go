@@ -390,17 +390,7 @@ func (b *branch) startEarly(ctx context.Context) {
 		go func() {
 			defer close(e.done)
 			defer cancel()
-			inst, err := m.hv.Start(ectx, cfg)
-			if err != nil {
-				e.err = err
-				return
-			}
-			m.ownVM(cfg)
-			m.placeVM(id, inst.PID())
-			e.inst = inst
-			if err := inst.SetRAMMode(ectx, qemu.RAMShared); err != nil {
-				e.err = err
-			}
+			e.inst, e.err = b.startProcess(ectx, id, cfg)
 		}()
 		b.undo.Add(func() {
 			e.cancel()
@@ -642,7 +632,6 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, 
 // childProcess is a child's QEMU with its RAM in place, waiting for its
 // device state: the early one, or one started now.
 func (b *branch) childProcess(ctx context.Context, row store.VM, cfg qemu.Config, early *earlyStart, lap func(*time.Duration), ph *childPhases) (Instance, error) {
-	m := b.m
 	if early != nil {
 		select {
 		case <-early.done:
@@ -651,7 +640,7 @@ func (b *branch) childProcess(ctx context.Context, row store.VM, cfg qemu.Config
 		}
 		lap(&ph.qemu)
 		if early.err != nil {
-			return nil, early.err // the branch's undo stops it
+			return nil, early.err // nothing of it runs
 		}
 		if err := b.ram.childStart(b, cfg, true); err != nil {
 			return nil, err
@@ -663,16 +652,25 @@ func (b *branch) childProcess(ctx context.Context, row store.VM, cfg qemu.Config
 		return nil, err
 	}
 	lap(&ph.ram)
+	inst, err := b.startProcess(ctx, row.ID, cfg)
+	lap(&ph.qemu)
+	return inst, err
+}
+
+// startProcess starts child id's QEMU, waiting for its state with shared
+// RAM left out of it, in its own block I/O group; on failure nothing of it
+// runs.
+func (b *branch) startProcess(ctx context.Context, id string, cfg qemu.Config) (Instance, error) {
+	m := b.m
 	inst, err := m.hv.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	m.ownVM(cfg)
-	lap(&ph.qemu)
-	m.placeVM(row.ID, inst.PID())
+	m.placeVM(id, inst.PID())
 	if err := inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
 		inst.Stop(context.WithoutCancel(ctx))
-		m.unplaceVM(row.ID)
+		m.unplaceVM(id)
 		return nil, err
 	}
 	return inst, nil

@@ -34,21 +34,22 @@ func (r *fakeRAM) owner(path string) string {
 	return r.owners[path]
 }
 
-func (r *fakeRAM) Clone(src, dst string) error {
+// failure is the error set for op, if any.
+func (r *fakeRAM) failure(op string) error {
 	r.mu.Lock()
-	err := r.fails["Clone"]
-	r.mu.Unlock()
-	if err != nil {
+	defer r.mu.Unlock()
+	return r.fails[op]
+}
+
+func (r *fakeRAM) Clone(src, dst string) error {
+	if err := r.failure("Clone"); err != nil {
 		return err
 	}
 	return copyFile(src, dst)
 }
 
 func (r *fakeRAM) CloneOver(src, dst string) error {
-	r.mu.Lock()
-	err := r.fails["CloneOver"]
-	r.mu.Unlock()
-	if err != nil {
+	if err := r.failure("CloneOver"); err != nil {
 		return err
 	}
 	if _, err := os.Stat(dst); err != nil {
