@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -193,31 +194,47 @@ func (i *Instance) SwitchDisk(ctx context.Context, top, nodeName string) error {
 	return nil
 }
 
-// SaveState migrates this (paused) VM's state into the file at path and
-// waits until it is written. With x-ignore-shared set, shared RAM is left out.
+// SaveState writes this (paused) VM's device state, without RAM, into the
+// file at path (xen-save-devices-state): one synchronous command, where a
+// migration to a file takes a thread, polling for its end, and leaves the
+// disks deactivated, which the next cont opens again (3–11 ms of a
+// branch's pause). The VM stays paused, its disks in use. The state has no
+// configuration section: it loads into a VM whose StateConfig is off.
 func (i *Instance) SaveState(ctx context.Context, path string) error {
+	// QEMU creates the file 0660; made here first, it keeps 0600.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := i.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "vers-save"}, f, nil); err != nil {
-		return fmt.Errorf("getfd: %w", err)
-	}
-	if err := i.Execute(ctx, "migrate", map[string]string{"uri": "fd:vers-save"}, nil); err != nil {
-		return fmt.Errorf("migrate to file: %w", err)
-	}
-	if _, err := i.WaitMigration(ctx, time.Millisecond, func(s string) bool { return s == "completed" }); err != nil {
-		return err
-	}
-	// QEMU 7.2 reports the migration completed a moment before the VM
-	// leaves finish-migrate, and refuses a cont until it has ("Migration
-	// is not finalized yet"): wait for that too.
-	if _, err := i.WaitStatus(ctx, 200*time.Microsecond, "paused", "postmigrate", "running"); err != nil {
-		return fmt.Errorf("save state: %w", err)
+	f.Close()
+	// live=false: QEMU would otherwise deactivate the disks of a stopped VM
+	// after the save, as for a migration to another host.
+	if err := i.Execute(ctx, "xen-save-devices-state", map[string]any{"filename": path, "live": false}, nil); err != nil {
+		return fmt.Errorf("save device state: %w", err)
 	}
 	return nil
 }
+
+// StateHasConfig says whether the state file at path begins with QEMU's
+// configuration section (a migration's stream, not SaveState's): the
+// stream's magic and version, then the section type 7. A file that cannot
+// be read has none: it is one SaveState is yet to write.
+func StateHasConfig(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 9)
+	if _, err := io.ReadFull(f, head); err != nil {
+		return false
+	}
+	return string(head[:4]) == "QEVM" && head[8] == stateConfigSection
+}
+
+// stateConfigSection is QEMU_VM_CONFIGURATION, the section type of the
+// configuration section in a migration stream.
+const stateConfigSection = 0x07
 
 // LoadState feeds the state file at path to a VM started with Incoming and
 // waits until it has loaded it (the VM is then paused; cont runs it).

@@ -52,6 +52,13 @@ type Config struct {
 	// its writes stay private to this QEMU (copy-on-write), the file never changes.
 	MemPrivate bool
 	Incoming   bool // start paused waiting for migration: -incoming defer
+	// StateConfig: the state this VM loads begins with QEMU's
+	// configuration section, as a state written by a migration does (vers
+	// wrote such states before SaveState saved device state alone), and so
+	// does every migration it sends. A state SaveState writes has no such
+	// section, and QEMU loads it only with the section turned off: it is
+	// off unless this is set (StateHasConfig tells which a file is).
+	StateConfig bool `json:",omitempty"`
 	// Frozen keeps the guest stopped after an incoming migration (-S): QEMU
 	// would otherwise resume a VM whose source was running.
 	Frozen bool
@@ -232,6 +239,9 @@ func (c Config) Args() []string {
 	)
 	if c.Frozen {
 		a = append(a, "-S")
+	}
+	if !c.StateConfig {
+		a = append(a, "-global", "migration.send-configuration=off")
 	}
 	if c.Incoming {
 		a = append(a, "-incoming", "defer")

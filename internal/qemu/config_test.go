@@ -45,7 +45,8 @@ const (
 -device virtserialport,bus=vser0.0,chardev=agent,name=vers.agent,id=agent0
 -D /v/vm1/qemu.log
 -pidfile /v/vm1/qemu.pid
--daemonize`
+-daemonize
+-global migration.send-configuration=off`
 	devices = nic + "\n" + rest
 )
 
@@ -63,6 +64,14 @@ func TestArgs(t *testing.T) {
 -m 256M
 -object memory-backend-ram,id=mem,size=256M
 ` + kernel + "\n" + sockets + "\n" + disk + "\n" + devices},
+		{"loads a state with the configuration section", func(c *Config) { c.StateConfig = true }, head + `
+-machine microvm,memory-backend=mem
+-accel tcg
+-cpu max
+-smp 2
+-m 256M
+-object memory-backend-ram,id=mem,size=256M
+` + kernel + "\n" + sockets + "\n" + disk + "\n" + strings.TrimSuffix(devices, "\n-global migration.send-configuration=off")},
 		{"kvm", func(c *Config) { c.Accel = "kvm" }, head + `
 -machine microvm,memory-backend=mem
 -accel kvm

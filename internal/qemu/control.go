@@ -13,11 +13,8 @@ import (
 type RAMMode int
 
 const (
-	// RAMShared leaves shared RAM out (x-ignore-shared): the stream is the
-	// device state only, because the RAM is in its file.
-	RAMShared RAMMode = iota
 	// RAMFull streams all of RAM.
-	RAMFull
+	RAMFull RAMMode = iota
 	// RAMBackground streams RAM as it was when the guest stopped, through a
 	// background snapshot: QEMU write-protects guest RAM and resumes the
 	// guest itself, copying out each page before the guest writes it.
@@ -30,10 +27,7 @@ var migrationParams = map[string]any{"max-bandwidth": int64(64) << 30}
 // SetRAMMode sets the migration capabilities for mode, and lifts the
 // bandwidth cap.
 func (i *Instance) SetRAMMode(ctx context.Context, mode RAMMode) error {
-	caps := map[string]bool{
-		"x-ignore-shared":     mode == RAMShared,
-		"background-snapshot": mode == RAMBackground,
-	}
+	caps := map[string]bool{"background-snapshot": mode == RAMBackground}
 	return i.SetMigration(ctx, caps, migrationParams)
 }
 

@@ -169,38 +169,57 @@ func waitMigration(ctx context.Context, t *testing.T, inst *Instance) {
 	}
 }
 
-// TestMigrateSharedMemory is the fast branch path: RAM lives in a shared
-// file, the migration stream leaves it out (x-ignore-shared), and the child
-// maps a frozen copy of the file privately.
-func TestMigrateSharedMemory(t *testing.T) {
+// TestSaveDeviceState is the branch's path: RAM lives in a shared file,
+// SaveState writes the device state alone and leaves the parent paused
+// with its disks in use (a second save needs no cont; the layer it wrote
+// before blockdev-snapshot is readable by a child at once), and a child
+// mapping a frozen copy of the file privately loads that state and runs.
+func TestSaveDeviceState(t *testing.T) {
 	needQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	work := t.TempDir()
 	parentCfg := testConfig(t)
 	parentCfg.MemPath = filepath.Join(work, "parent.ram")
+	parentCfg.Disk = filepath.Join(work, "parent.qcow2")
+	makeDisk(t, parentCfg.Disk, 64)
 	parent := startTest(t, parentCfg)
 	planted := plantRAM(t, parentCfg.MemPath)
-	ignoreShared := map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
-	if err := parent.Execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+	if err := parent.Pause(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := parent.Execute(ctx, "stop", nil, nil); err != nil {
+	next := filepath.Join(work, "next.qcow2")
+	if err := CreateOverlay(ctx, parentCfg.Disk, "qcow2", next, 0); err != nil {
 		t.Fatal(err)
 	}
-	statePath := filepath.Join(work, "state")
-	state, err := os.Create(statePath)
+	top, err := parent.AddOverlay(ctx, next, "d1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := parent.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "branch"}, state, nil); err != nil {
+	if err := parent.SwitchDisk(ctx, top, "d1"); err != nil {
 		t.Fatal(err)
 	}
-	state.Close()
-	if err := parent.Execute(ctx, "migrate", map[string]string{"uri": "fd:branch"}, nil); err != nil {
+	statePath := filepath.Join(work, "state")
+	if err := parent.SaveState(ctx, statePath); err != nil {
 		t.Fatal(err)
 	}
-	waitMigration(ctx, t, parent)
+	expectStatus(t, parent, "paused")
+	if err := parent.SaveState(ctx, filepath.Join(work, "again")); err != nil {
+		t.Fatalf("a second save without cont: %v", err)
+	}
+	fi, err := os.Stat(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > int64(len(planted))/4 {
+		t.Errorf("state is %d bytes: RAM went into it", fi.Size())
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if StateHasConfig(statePath) {
+		t.Error("StateHasConfig: SaveState's file taken for a migration's")
+	}
 	frozen := filepath.Join(work, "frozen.ram")
 	ram, err := os.ReadFile(parentCfg.MemPath)
 	if err != nil {
@@ -209,40 +228,23 @@ func TestMigrateSharedMemory(t *testing.T) {
 	if err := os.WriteFile(frozen, ram, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	if err := parent.Execute(ctx, "cont", nil, nil); err != nil {
+	if err := parent.Cont(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(statePath); fi.Size() > int64(len(planted))/4 {
-		t.Errorf("state is %d bytes: RAM went into the stream despite x-ignore-shared", fi.Size())
-	}
+	expectStatus(t, parent, "running")
 
 	childCfg := testConfig(t)
 	childCfg.Name += "c"
+	childCfg.Disk = filepath.Join(work, "child.qcow2")
+	if err := CreateOverlay(ctx, parentCfg.Disk, "qcow2", childCfg.Disk, 0); err != nil {
+		t.Fatal(err)
+	}
 	childCfg.MemPath, childCfg.MemPrivate, childCfg.Incoming = frozen, true, true
 	child := startTest(t, childCfg)
-	if err := child.Execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+	if err := child.LoadState(ctx, statePath); err != nil {
 		t.Fatal(err)
 	}
-	in, err := os.Open(statePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	if err := child.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "in"}, in, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Execute(ctx, "migrate-incoming", map[string]string{"uri": "fd:in"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	for st := "inmigrate"; st == "inmigrate"; time.Sleep(5 * time.Millisecond) {
-		if st, err = child.Status(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if st != "inmigrate" && st != "paused" {
-			t.Fatalf("child status %q, want paused", st)
-		}
-	}
-	if err := child.Execute(ctx, "cont", nil, nil); err != nil {
+	if err := child.Cont(ctx); err != nil {
 		t.Fatal(err)
 	}
 	expectStatus(t, child, "running")
@@ -260,6 +262,72 @@ func TestMigrateSharedMemory(t *testing.T) {
 	}
 	child.Stop(ctx)
 	parent.Stop(ctx)
+}
+
+// TestLoadMigrationState: a state an earlier vers wrote by migrating with
+// shared RAM left out begins with the configuration section; StateHasConfig
+// finds it, and a child started with StateConfig loads it.
+func TestLoadMigrationState(t *testing.T) {
+	needQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	work := t.TempDir()
+	parentCfg := testConfig(t)
+	parentCfg.MemPath, parentCfg.StateConfig = filepath.Join(work, "parent.ram"), true
+	parent := startTest(t, parentCfg)
+	planted := plantRAM(t, parentCfg.MemPath)
+	ignoreShared := map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
+	if err := parent.Execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	statePath := filepath.Join(work, "state")
+	state, err := os.Create(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": "branch"}, state, nil); err != nil {
+		t.Fatal(err)
+	}
+	state.Close()
+	if err := parent.Execute(ctx, "migrate", map[string]string{"uri": "fd:branch"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitMigration(ctx, t, parent)
+	if !StateHasConfig(statePath) {
+		t.Fatal("StateHasConfig: a migration's stream not recognised")
+	}
+	frozen := filepath.Join(work, "frozen.ram")
+	ram, err := os.ReadFile(parentCfg.MemPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(frozen, ram, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	parent.Stop(ctx)
+
+	childCfg := testConfig(t)
+	childCfg.Name += "c"
+	childCfg.MemPath, childCfg.MemPrivate, childCfg.Incoming = frozen, true, true
+	childCfg.StateConfig = StateHasConfig(statePath)
+	child := startTest(t, childCfg)
+	if err := child.Execute(ctx, "migrate-set-capabilities", ignoreShared, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.LoadState(ctx, statePath); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Cont(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, child, "running")
+	if !bytes.Equal(guestRAM(t, child, plantAt, len(planted)), planted) {
+		t.Error("the child does not see the frozen RAM")
+	}
+	child.Stop(ctx)
 }
 
 // TestMigratePausedVM is what the branch of a paused VM relies on (QEMU
@@ -303,15 +371,18 @@ func TestMigratePausedVM(t *testing.T) {
 	}
 	must(h.WaitLoaded(ctx))
 	expectStatus(t, p, "postmigrate")
-	must(p.SetRAMMode(ctx, RAMShared))
-	if err := p.SaveState(ctx, filepath.Join(work, "state")); err == nil {
+	if err := p.SendRAM(ctx, "unix:"+sock); err == nil {
+		p.CancelMigration(ctx)
 		t.Fatal("QEMU migrated a VM in postmigrate again: the branch of a paused parent need not run it first (branch.go, unmigrate)")
 	}
+	// Its device state saves there, and it stays as it was.
+	must(p.SaveState(ctx, filepath.Join(work, "state")))
+	expectStatus(t, p, "postmigrate")
 	must(p.Cont(ctx))
 	expectStatus(t, p, "running")
 	must(p.Pause(ctx))
 	must(p.SaveState(ctx, filepath.Join(work, "state")))
-	expectStatus(t, p, "postmigrate")
+	expectStatus(t, p, "paused")
 	must(p.Cont(ctx))
 	expectStatus(t, p, "running")
 }

@@ -344,6 +344,10 @@ func (b *branch) childConfig(ctx context.Context, k store.VM) (qemu.Config, erro
 		b.undo.Add(func() { os.Remove(c.MemPath) })
 	}
 	c.Incoming, c.Frozen = true, false
+	// A branch's state is yet to be saved, without the section; a restored
+	// commit's or a sleeping VM's is there, saved by this vers or an
+	// earlier one.
+	c.StateConfig = qemu.StateHasConfig(b.snap.StatePath)
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", err, errdefs.ErrInvalid)
 	}
@@ -657,9 +661,8 @@ func (b *branch) childProcess(ctx context.Context, row store.VM, cfg qemu.Config
 	return inst, err
 }
 
-// startProcess starts child id's QEMU, waiting for its state with shared
-// RAM left out of it, in its own block I/O group; on failure nothing of it
-// runs.
+// startProcess starts child id's QEMU, waiting for its state, in its own
+// block I/O group; on failure nothing of it runs.
 func (b *branch) startProcess(ctx context.Context, id string, cfg qemu.Config) (Instance, error) {
 	m := b.m
 	inst, err := m.hv.Start(ctx, cfg)
@@ -668,11 +671,6 @@ func (b *branch) startProcess(ctx context.Context, id string, cfg qemu.Config) (
 	}
 	m.ownVM(cfg)
 	m.placeVM(id, inst.PID())
-	if err := inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
-		inst.Stop(context.WithoutCancel(ctx))
-		m.unplaceVM(id)
-		return nil, err
-	}
 	return inst, nil
 }
 

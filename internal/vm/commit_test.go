@@ -589,3 +589,56 @@ func errOr(on bool) error {
 	}
 	return nil
 }
+
+// TestStateConfigOfChildren: a branch's children load a state SaveState is
+// yet to write, which has no configuration section; a VM restored from a
+// state an earlier vers wrote by a migration, which begins with one, is
+// started with StateConfig, or QEMU would refuse the state.
+func TestStateConfigOfChildren(t *testing.T) {
+	e := newEnv(t, true)
+	e.create("db")
+	c := e.commit("db", "ready")
+	stateConfig := func(vm api.VM) bool {
+		t.Helper()
+		in := e.hv.inst(vm.ID)
+		if in == nil {
+			t.Fatalf("no QEMU for %s", vm.Alias)
+		}
+		return in.Config().StateConfig
+	}
+	res, err := e.m.Branch(e.ctx(), "db", "kid", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stateConfig(res.Children[0]) {
+		t.Error("a branch's child expects a configuration section")
+	}
+	run, err := e.m.RunCommit(e.ctx(), c.ID, "new", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stateConfig(run.VMs[0]) {
+		t.Error("a VM restored from SaveState's state expects a configuration section")
+	}
+	restored := ""
+	for _, sn := range e.snapshots() {
+		if sn.CommitID == c.ID {
+			restored = sn.StatePath
+		}
+	}
+	if restored == "" {
+		t.Fatal("no snapshot of the restored commit on the host")
+	}
+	// As a migration writes it: magic, version 3, the configuration section.
+	legacy := append([]byte("QEVM\x00\x00\x00\x03\x07"), "rest of a stream"...)
+	if err := os.WriteFile(restored, legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.m.RunCommit(e.ctx(), c.ID, "old", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stateConfig(old.VMs[0]) {
+		t.Error("a VM restored from a migration's state was started without StateConfig")
+	}
+}

@@ -54,7 +54,7 @@ func (m *Manager) freezerFor(pcfg qemu.Config) ramFreezer {
 //  1. The parent's dirty RAM pages are written to its file while it runs.
 //  2. In the pause the file is cloned into the snapshot (its blocks shared,
 //     not copied: milliseconds, whatever the size), and the device state is
-//     saved without RAM (x-ignore-shared: it is in the file). Blocks are
+//     saved without RAM (it is in the file). Blocks are
 //     copied later, one by one, when the parent or a child writes them.
 //  3. Each child gets its own clone of the snapshot's RAM. A child's RAM is
 //     again a file of its own, so a child is branched exactly like its
@@ -69,9 +69,6 @@ func (cloneRAM) childRAM(b *branch, c *qemu.Config, id string) {
 }
 
 func (cloneRAM) beforeFreeze(ctx context.Context, b *branch) error {
-	if err := b.mc.inst.SetRAMMode(ctx, qemu.RAMShared); err != nil {
-		return err
-	}
 	if err := b.m.cfg.RAM.Flush(b.pcfg.MemPath); err != nil {
 		return fmt.Errorf("flush guest RAM: %w", err)
 	}
@@ -91,7 +88,7 @@ func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.
 		return fail(fmt.Errorf("save device state: %w", b.m.qemuErr(b.parent, err)))
 	}
 	if b.paused {
-		return 0, nil // it stays stopped ("postmigrate"; Cont runs it)
+		return 0, nil // it stays paused
 	}
 	if err := inst.Cont(ctx); err != nil {
 		return fail(b.m.qemuErr(b.parent, err))
@@ -241,9 +238,6 @@ func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (tim
 
 // finish has the holder write the device state; its RAM is the snapshot.
 func (c *copyRAM) finish(ctx context.Context, b *branch) error {
-	if err := c.holder.SetRAMMode(ctx, qemu.RAMShared); err != nil {
-		return err
-	}
 	if err := c.holder.SaveState(ctx, b.snap.StatePath); err != nil {
 		return fmt.Errorf("save device state: %w", err)
 	}

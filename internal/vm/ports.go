@@ -85,10 +85,11 @@ type Snapshotter interface {
 	DropOverlay(ctx context.Context, node string) error
 	// ActiveDisk is the file the root disk writes to now.
 	ActiveDisk(ctx context.Context) (string, error)
-	// SetRAMMode chooses what the next SaveState or SendRAM carries.
+	// SetRAMMode chooses what the next SendRAM carries.
 	SetRAMMode(ctx context.Context, mode qemu.RAMMode) error
-	// SaveState writes the device state to path; LoadState reads it into a
-	// VM started with Incoming (it is then paused).
+	// SaveState writes the device state, without RAM, to path, and leaves
+	// a paused VM paused; LoadState reads it into a VM started with
+	// Incoming (it is then paused).
 	SaveState(ctx context.Context, path string) error
 	LoadState(ctx context.Context, path string) error
 }

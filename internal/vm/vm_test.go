@@ -274,11 +274,9 @@ func branchSteps(clone bool) []failStep {
 	}
 	perMethod := map[bool][]step{
 		true: {
-			hv("SetRAMMode:parent", false),
 			{"Flush", func(e *env, on bool) { e.ram.setFail("Flush", on) }, false},
 			{"Clone", func(e *env, on bool) { e.ram.setFail("Clone", on) }, true},
 			{"CloneOver", func(e *env, on bool) { e.ram.setFail("CloneOver", on) }, true},
-			hv("SetRAMMode:child", true),
 			hv("SaveState:parent", true),
 		},
 		false: {
