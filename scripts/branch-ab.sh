@@ -9,19 +9,33 @@
 #
 # A_BIN and B_BIN hold vers, versd and vers-agent (for the build before a
 # change: git worktree add /tmp/base COMMIT, then build it as setup.sh
-# does into /tmp/base/bin). ROUNDS defaults to 3.
+# does into /tmp/base/bin). ROUNDS defaults to 3. Each build has an image
+# directory of its own, made from VERS_IMAGE_DIR's by hard links, so that
+# two different agents do not rebuild the images at every turn: an image
+# the agent makes stale is built once, before the rounds.
 set -euo pipefail
 a=$(realpath "$1") b=$(realpath "$2") rounds=${3:-3}
-export VERS_IMAGE_DIR="${VERS_IMAGE_DIR:-/var/lib/vers/images}"
+images="${VERS_IMAGE_DIR:-/var/lib/vers/images}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-one() { # bin home: one turn; appends versd's branch lines to home.lines
-	local bin=$1 home=$2 proj="$work/project"
+for side in a b; do
+	mkdir -p "$work/img-$side"
+	cp -al "$images/." "$work/img-$side/"
+	(
+		export VERS_HOME=$work/warm-$side VERS_IMAGE_DIR=$work/img-$side PATH=${!side}:$PATH
+		vers image build >/dev/null
+		kill "$(cat "$VERS_HOME/versd.pid")" 2>/dev/null || true
+	)
+	rm -rf "$work/warm-$side"
+done
+
+one() { # side home: one turn; appends versd's branch lines to home.lines
+	local bin=${!1} home=$2 proj="$work/project"
 	rm -rf "$proj" && mkdir -p "$proj"
 	(
 		cd "$proj"
-		export VERS_HOME=$home PATH=$bin:$PATH
+		export VERS_HOME=$home PATH=$bin:$PATH VERS_IMAGE_DIR=$work/img-$1
 		vers init >/dev/null
 		vers run --vm-alias root >/dev/null
 		vers execute "ls -lR /usr >/dev/null"
@@ -46,7 +60,7 @@ p50() { # key file: p50 of key=N over the single-child branches
 for r in $(seq "$rounds"); do
 	for side in a b; do
 		echo "==> round $r, build ${side^^}"
-		one "${!side}" "$work/$side"
+		one "$side" "$work/$side"
 		tail -n 5 "$work/$side.lines"
 	done
 done

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"vers/internal/agent/guest"
 )
 
 // LinuxSystem applies sync requests to the running kernel. Only PID 1 in a
@@ -72,13 +74,18 @@ func (LinuxSystem) SetHostname(name string) error {
 // SetMachineID writes id to /etc/machine-id unless it holds it already.
 func (LinuxSystem) SetMachineID(id string) error { return writeMachineID("/etc/machine-id", id) }
 
-// writeMachineID replaces the file at path with id, as systemd writes it
-// (32 lowercase hex digits and a newline, read-only), in one rename.
+// writeMachineID writes id to the file at path as systemd writes it (32
+// lowercase hex digits and a newline, read-only): over the id there, which
+// has the same length, or else by a rename.
 func writeMachineID(path, id string) error {
 	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		return fmt.Errorf("machine id %q is not 32 lowercase hex digits: %w", id, ErrInvalid)
 	}
-	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == id {
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) == id {
+		return nil
+	}
+	if err == nil && len(b) == len(id)+1 && guest.Rewrite(path, []byte(id+"\n"), len(b), 0o444) == nil {
 		return nil
 	}
 	tmp := path + ".vers-new"

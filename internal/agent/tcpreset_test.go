@@ -165,12 +165,24 @@ func TestWriteMachineID(t *testing.T) {
 		t.Fatalf("machine-id %q mode %v", b, st.Mode())
 	}
 	// The same id again leaves the file alone.
-	before, _ := os.Stat(path)
+	past := time.Now().Add(-time.Hour).Truncate(time.Second)
+	os.Chtimes(path, past, past)
 	if err := writeMachineID(path, id); err != nil {
 		t.Fatal(err)
 	}
-	if after, _ := os.Stat(path); !os.SameFile(before, after) {
+	if after, _ := os.Stat(path); !after.ModTime().Equal(past) {
 		t.Error("an unchanged machine id was written again")
+	}
+	// Another id of the same length goes over it, in the same file.
+	before, _ := os.Stat(path)
+	const next = "fedcba9876543210fedcba9876543210"
+	if err := writeMachineID(path, next); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	after, _ := os.Stat(path)
+	if string(b) != next+"\n" || !os.SameFile(before, after) || after.Mode().Perm() != 0o444 {
+		t.Errorf("machine-id %q, mode %v, same file %v", b, after.Mode(), os.SameFile(before, after))
 	}
 	for _, bad := range []string{"", "0123", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcdeg"} {
 		if err := writeMachineID(path, bad); !errors.Is(err, ErrInvalid) {

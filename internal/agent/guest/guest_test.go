@@ -170,3 +170,28 @@ func TestSetupNetworkWithoutDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hosts")
+	if err := Rewrite(path, []byte("127.0.1.1\tlong-name\n"), 0, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	if before.Mode().Perm() != 0o644 {
+		t.Errorf("created with mode %v", before.Mode())
+	}
+	for _, text := range []string{"127.0.1.1\tvm\n", "127.0.1.1\ta-longer-name-again\n"} {
+		old, _ := os.ReadFile(path)
+		if err := Rewrite(path, []byte(text), len(old), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		after, _ := os.Stat(path)
+		if string(b) != text {
+			t.Errorf("file holds %q, want %q", b, text)
+		}
+		if !os.SameFile(before, after) {
+			t.Error("the file was replaced, not rewritten")
+		}
+	}
+}

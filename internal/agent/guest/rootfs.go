@@ -132,10 +132,36 @@ func SetHostname(name string) error {
 // writeIfChanged writes text to path unless it holds it already: a guest
 // reconnected to a restarted daemon keeps its files untouched.
 func writeIfChanged(path, text string) {
-	if b, err := os.ReadFile(path); err == nil && string(b) == text {
+	b, err := os.ReadFile(path)
+	if err == nil && string(b) == text {
 		return
 	}
-	os.WriteFile(path, []byte(text), 0o644)
+	Rewrite(path, []byte(text), len(b), 0o644)
+}
+
+// Rewrite writes data over the file at path, which holds old bytes, in
+// place (it is created with perm if missing), and cuts off what is left
+// of the old content. Not truncated to nothing first: ext4 writes back a
+// file that was truncated to nothing and written again when it is closed
+// (auto_da_alloc), and a rename over a file the same way, which in a
+// branch child's handover cost the guest a round of block I/O — and, under
+// TCG, the translation of all that code — for a few bytes.
+func Rewrite(path string, data []byte, old int, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if old > len(data) {
+		if err := f.Truncate(int64(len(data))); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // hostsWith returns an /etc/hosts text whose 127.0.1.1 line names name.
