@@ -94,6 +94,7 @@ type branch struct {
 	early             []*earlyStart
 	out               []started
 	pause             time.Duration
+	steps             pauseSteps
 	// When each phase ended, for the log.
 	start, prepared, frozen, saved time.Time
 
@@ -457,10 +458,12 @@ func (b *branch) stopAndSwitch(ctx context.Context) (time.Time, error) {
 	if err := b.unmigrate(ctx); err != nil {
 		return time.Time{}, err
 	}
+	asked := time.Now()
 	if err := inst.Pause(ctx); err != nil {
 		return time.Time{}, b.m.qemuErr(b.parent, err)
 	}
 	stopped := time.Now()
+	b.steps.stop = stopped.Sub(asked)
 	if err := b.m.inject("branch.in-pause"); err != nil {
 		b.restore(bg)
 		return stopped, err
@@ -469,6 +472,7 @@ func (b *branch) stopAndSwitch(ctx context.Context) (time.Time, error) {
 		b.restore(bg)
 		return stopped, fmt.Errorf("switch disk: %w", b.m.qemuErr(b.parent, err))
 	}
+	b.steps.disk = time.Since(stopped)
 	fault.Crash("branch.crash-in-pause")
 	return stopped, nil
 }
@@ -733,9 +737,18 @@ func (b *branch) result() BranchResult {
 		"prepare_ms", b.prepared.Sub(b.start).Milliseconds(), "freeze_ms", b.frozen.Sub(b.prepared).Milliseconds(),
 		"state_ms", b.saved.Sub(b.frozen).Milliseconds(), "children_ms", time.Since(b.saved).Milliseconds(),
 		"first_ram_ms", first.ram.Milliseconds(), "first_qemu_ms", first.qemu.Milliseconds(),
-		"first_load_ms", first.load.Milliseconds(), "first_agent_ms", first.agent.Milliseconds())
+		"first_load_ms", first.load.Milliseconds(), "first_agent_ms", first.agent.Milliseconds(),
+		"pause_stop_us", b.steps.stop.Microseconds(), "pause_disk_us", b.steps.disk.Microseconds(),
+		"pause_ram_us", b.steps.ram.Microseconds(), "pause_state_us", b.steps.state.Microseconds(),
+		"pause_cont_us", b.steps.cont.Microseconds())
 	return res
 }
+
+// pauseSteps are how long each step of the pause took, for the log: the
+// stop (QMP's answer, before the pause begins), the disk switch, the RAM
+// method's step (the clone, or the start of the copy), the device state,
+// the cont.
+type pauseSteps struct{ stop, disk, ram, state, cont time.Duration }
 
 // within runs phase with a deadline of d.
 func within(ctx context.Context, d time.Duration, phase func(context.Context) error) error {

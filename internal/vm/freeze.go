@@ -81,18 +81,23 @@ func (cloneRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (time.
 		b.restore(bg)
 		return 0, err
 	}
+	mark := time.Now()
+	lap := func(d *time.Duration) { now := time.Now(); *d, mark = now.Sub(mark), now }
 	if err := b.m.cfg.RAM.Clone(b.pcfg.MemPath, b.snap.MemPath); err != nil {
 		return fail(fmt.Errorf("freeze guest RAM: %w", err))
 	}
+	lap(&b.steps.ram)
 	if err := inst.SaveState(ctx, b.snap.StatePath); err != nil {
 		return fail(fmt.Errorf("save device state: %w", b.m.qemuErr(b.parent, err)))
 	}
+	lap(&b.steps.state)
 	if b.paused {
 		return 0, nil // it stays paused
 	}
 	if err := inst.Cont(ctx); err != nil {
 		return fail(b.m.qemuErr(b.parent, err))
 	}
+	lap(&b.steps.cont)
 	return time.Since(stopped), nil
 }
 
@@ -223,6 +228,7 @@ func (c *copyRAM) freeze(ctx context.Context, b *branch, stopped time.Time) (tim
 		}
 	}
 	pause := time.Since(stopped)
+	b.steps.ram = pause - b.steps.disk
 	mig, err := parent.WaitRAMSent(ctx)
 	if err != nil {
 		parent.CancelMigration(bg)

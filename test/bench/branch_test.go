@@ -450,8 +450,8 @@ func (h *home) readLog() string {
 	return string(b)
 }
 
-// parseBranchLog collects the integer "_ms" fields of the daemon's
-// "branched" log lines (logfmt), by snapshot id.
+// parseBranchLog collects the integer "_ms" and "_us" fields of the
+// daemon's "branched" log lines (logfmt), by snapshot id.
 func parseBranchLog(log string) map[string]map[string]int64 {
 	out := map[string]map[string]int64{}
 	sc := bufio.NewScanner(strings.NewReader(log))
@@ -471,7 +471,7 @@ func parseBranchLog(log string) map[string]map[string]int64 {
 				branched = v == "branched"
 			case k == "snapshot":
 				snap = v
-			case strings.HasSuffix(k, "_ms"):
+			case strings.HasSuffix(k, "_ms") || strings.HasSuffix(k, "_us"):
 				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 					vals[k] = n
 				}
@@ -486,7 +486,7 @@ func parseBranchLog(log string) map[string]map[string]int64 {
 
 func TestParseBranchLog(t *testing.T) {
 	const log = `time=2026-01-01T00:00:00.000Z level=INFO msg="vm started" id=x boot_ms=2900
-time=2026-01-01T00:00:01.000Z level=INFO msg=branched parent=p snapshot=s1 children=1 pause_ms=7 first_ready_ms=2325 all_ready_ms=2325 prepare_ms=70 freeze_ms=2048 state_ms=4 children_ms=201
+time=2026-01-01T00:00:01.000Z level=INFO msg=branched parent=p snapshot=s1 children=1 pause_ms=7 first_ready_ms=2325 all_ready_ms=2325 prepare_ms=70 freeze_ms=2048 state_ms=4 children_ms=201 pause_disk_us=3140
 time=2026-01-01T00:00:02.000Z level=INFO msg=branched parent=p snapshot=s2 children=10 pause_ms=43 freeze_ms=x children_ms=1223
 time=2026-01-01T00:00:03.000Z level=ERROR msg="record snapshot" snapshot=s3 freeze_ms=5
 `
@@ -502,6 +502,7 @@ time=2026-01-01T00:00:03.000Z level=ERROR msg="record snapshot" snapshot=s3 free
 		{"s1", "freeze_ms", 2048, true},
 		{"s1", "children_ms", 201, true},
 		{"s1", "pause_ms", 7, true},
+		{"s1", "pause_disk_us", 3140, true},
 		{"s2", "children_ms", 1223, true},
 		{"s2", "freeze_ms", 0, false}, // not a number
 		{"s3", "freeze_ms", 0, false}, // not a branched line

@@ -117,8 +117,12 @@ func BenchmarkTutorialBranch(b *testing.B) {
 		phase := func(key string) samples {
 			var s samples
 			for _, x := range all {
+				unit := time.Millisecond
+				if strings.HasSuffix(key, "_us") {
+					unit = time.Microsecond
+				}
 				if v, ok := phases[x.snapshot][key]; ok {
-					s = append(s, time.Duration(v)*time.Millisecond)
+					s = append(s, time.Duration(v)*unit)
 				}
 			}
 			return s
@@ -135,8 +139,9 @@ func BenchmarkTutorialBranch(b *testing.B) {
 		report(b, "first-ready", field(all, branchSample.firstReadyD))
 		report(b, "branch-cli", field(all, branchSample.cliD))
 		report(b, "e2e", field(all, branchSample.e2eD))
-		for _, k := range []string{"prepare_ms", "freeze_ms", "children_ms", "first_ram_ms", "first_qemu_ms", "first_load_ms", "first_agent_ms"} {
-			b.ReportMetric(ms(phase(k).percentile(50)), strings.TrimSuffix(k, "_ms")+"-p50-ms")
+		for _, k := range []string{"prepare_ms", "freeze_ms", "children_ms", "first_ram_ms", "first_qemu_ms", "first_load_ms", "first_agent_ms",
+			"pause_stop_us", "pause_disk_us", "pause_ram_us", "pause_state_us", "pause_cont_us"} {
+			b.ReportMetric(ms(phase(k).percentile(50)), strings.TrimSuffix(strings.TrimSuffix(k, "_ms"), "_us")+"-p50-ms")
 		}
 		b.ReportMetric(ratio(field(all, branchSample.e2eD).percentile(50), coldP50), "e2e/cold-p50")
 		b.ReportMetric(ratio(field(all, branchSample.firstReadyD).percentile(50), coldP50), "first-ready/cold-p50")
