@@ -220,14 +220,7 @@ func TestSaveDeviceState(t *testing.T) {
 	if StateHasConfig(statePath) {
 		t.Error("StateHasConfig: SaveState's file taken for a migration's")
 	}
-	frozen := filepath.Join(work, "frozen.ram")
-	ram, err := os.ReadFile(parentCfg.MemPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(frozen, ram, 0o400); err != nil {
-		t.Fatal(err)
-	}
+	frozen, ram := freezeRAM(t, parentCfg.MemPath, work)
 	if err := parent.Cont(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +255,21 @@ func TestSaveDeviceState(t *testing.T) {
 	}
 	child.Stop(ctx)
 	parent.Stop(ctx)
+}
+
+// freezeRAM copies a stopped VM's RAM file to a read-only frozen.ram in
+// dir, as a branch's clone does, and returns its path and contents.
+func freezeRAM(t *testing.T, memPath, dir string) (string, []byte) {
+	t.Helper()
+	frozen := filepath.Join(dir, "frozen.ram")
+	ram, err := os.ReadFile(memPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(frozen, ram, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	return frozen, ram
 }
 
 // TestLoadMigrationState: a state an earlier vers wrote by migrating with
@@ -299,14 +307,7 @@ func TestLoadMigrationState(t *testing.T) {
 	if !StateHasConfig(statePath) {
 		t.Fatal("StateHasConfig: a migration's stream not recognised")
 	}
-	frozen := filepath.Join(work, "frozen.ram")
-	ram, err := os.ReadFile(parentCfg.MemPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(frozen, ram, 0o400); err != nil {
-		t.Fatal(err)
-	}
+	frozen, _ := freezeRAM(t, parentCfg.MemPath, work)
 	parent.Stop(ctx)
 
 	childCfg := testConfig(t)
