@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,9 +207,35 @@ func TestMemoryFile(t *testing.T) {
 	if len(devs) != 1 || devs[0].ID != "mem" || !devs[0].Share {
 		t.Errorf("query-memdev = %+v, want one shared backend \"mem\"", devs)
 	}
+	// No huge-page advice on the RAM file (hugePagesHurt): the mapping's
+	// flags lack "hg".
+	if flags := mappingFlags(t, inst.PID(), cfg.MemPath); slices.Contains(flags, "hg") {
+		t.Errorf("RAM file mapped with flags %v: huge pages advised", flags)
+	}
 	if err := inst.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mappingFlags is the VmFlags of process pid's mapping of path.
+func mappingFlags(t *testing.T, pid int, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			in = f[5] == path
+		case in && len(f) > 0 && f[0] == "VmFlags:":
+			return f[1:]
+		}
+	}
+	t.Fatalf("no mapping of %s in process %d", path, pid)
+	return nil
 }
 
 func TestIncoming(t *testing.T) {

@@ -74,7 +74,11 @@ func launch(ctx context.Context, bin string, cfg Config, net *os.File) (*Instanc
 	// The daemonized QEMU closes its copy of stderr when it is ready; if it
 	// never does (we killed its parent), stop waiting for output soon.
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if hugePagesHurt(cfg) {
+		start = func() error { return startFiltered(cmd, noHugePages) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("run %s: %w", bin, err)
 	}
 	waited := make(chan error, 1)
