@@ -65,6 +65,7 @@ func Ensure(ctx context.Context, dir, backingDir string, log *slog.Logger) (Pool
 	}
 	if CanClone(dir) {
 		p.Reflink = true
+		readAhead(dir, backingDir, log)
 		return p, nil
 	}
 	if backingDir == "" {
@@ -77,8 +78,23 @@ func Ensure(ctx context.Context, dir, backingDir string, log *slog.Logger) (Pool
 	p.Reflink = CanClone(dir)
 	if !p.Reflink {
 		log.Warn("the RAM filesystem was mounted but cannot clone files: branches will copy RAM", "dir", dir)
+		return p, nil
 	}
+	readAhead(dir, backingDir, log)
 	return p, nil
+}
+
+// readAhead sets the pool device's read-ahead (ReadAheadKiB), on every
+// start: a pool made by an earlier daemon may have the device's default.
+// Only the pool's own loop device, never the disk under a RAM directory
+// of the user's; a device that refuses is only slower.
+func readAhead(dir, backingDir string, log *slog.Logger) {
+	if backingDir == "" {
+		return
+	}
+	if err := setReadAhead(dir, filepath.Join(backingDir, imageName), ReadAheadKiB); err != nil {
+		log.Warn("guest RAM filesystem: read-ahead left as it is", "dir", dir, "reason", err)
+	}
 }
 
 // plainOK checks a RAM directory whose files cannot be cloned: guest RAM

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,11 @@ func TestPool(t *testing.T) {
 		t.Fatalf("no reflink pool was made:\n%s", logs.String())
 	}
 	img := filepath.Join(backing, imageName)
+	dev, _ := loopFor(context.Background(), img)
+	if b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "queue", "read_ahead_kb")); err != nil ||
+		strings.TrimSpace(string(b)) != strconv.Itoa(ReadAheadKiB) {
+		t.Errorf("the pool's device %s reads ahead %q KiB (%v), want %d", dev, b, err, ReadAheadKiB)
+	}
 	hostBytes := func() int64 {
 		var st unix.Stat_t
 		if err := unix.Stat(img, &st); err != nil {

@@ -107,6 +107,10 @@ type branch struct {
 	// origin, for VMs started from a commit, is that commit: there is no
 	// parent, and the snapshot was brought out of the chunk store.
 	origin *store.Commit
+	// pageInsOnce: the first child up notes its page-ins; prefetches are
+	// the children's RAM prefetches under way (pagein.go).
+	pageInsOnce sync.Once
+	prefetches  sync.WaitGroup
 }
 
 // diskFrom is whose disk references the children take: the parent's, or
@@ -189,6 +193,7 @@ func (m *Manager) branchLocked(ctx context.Context, start time.Time, parent stor
 	}
 	b.undo.Success()
 	b.ram.done(b)
+	b.inheritPageIns()
 	return b, nil
 }
 
@@ -575,6 +580,7 @@ func (b *branch) startChildren(ctx context.Context) error {
 		}(i)
 	}
 	wg.Wait()
+	b.prefetches.Wait() // none outlives the branch
 	for _, o := range b.out {
 		if o.mc != nil {
 			mc := o.mc
@@ -634,6 +640,9 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, 
 		return fail(fmt.Errorf("child agent: %w; console (whole log kept in %s):\n%s", err, kept, cfg.ConsoleTail(1500)))
 	}
 	lap(&ph.agent)
+	if b.ram.pagesIn() {
+		b.notePageIns(mc)
+	}
 	return mc, nil
 }
 

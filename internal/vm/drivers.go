@@ -78,3 +78,7 @@ func (RAMPool) Clone(src, dst string) error     { return rampool.Clone(src, dst)
 func (RAMPool) CloneOver(src, dst string) error { return rampool.CloneOver(src, dst) }
 func (RAMPool) Flush(path string) error         { return rampool.Flush(path) }
 func (RAMPool) Own(path, home string) error     { return rampool.Own(path, home) }
+func (RAMPool) Mapped(pid int, path string) ([]rampool.Range, error) {
+	return rampool.Mapped(pid, path)
+}
+func (RAMPool) Prefetch(path string, r []rampool.Range) error { return rampool.Prefetch(path, r) }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"sync"
+
+	"vers/internal/rampool"
 )
 
 // fakeRAM copies where the RAM filesystem clones.
@@ -12,6 +14,11 @@ type fakeRAM struct {
 	fails   map[string]error
 	flushed int
 	owners  map[string]string // RAM file -> the home recorded on it
+	// mapped is what Mapped returns; mappedOf the files it was asked of;
+	// prefetched, per file, the ranges Prefetch was given.
+	mapped     []rampool.Range
+	mappedOf   []string
+	prefetched map[string][]rampool.Range
 }
 
 func (r *fakeRAM) Own(path, home string) error {
@@ -63,6 +70,37 @@ func (r *fakeRAM) Flush(path string) error {
 	defer r.mu.Unlock()
 	r.flushed++
 	return r.fails["Flush"]
+}
+
+// Mapped is what mapped says for path, as the RAM a process touched.
+func (r *fakeRAM) Mapped(pid int, path string) ([]rampool.Range, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fails["Mapped"]; err != nil {
+		return nil, err
+	}
+	r.mappedOf = append(r.mappedOf, path)
+	return r.mapped, nil
+}
+
+func (r *fakeRAM) Prefetch(path string, ranges []rampool.Range) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fails["Prefetch"]; err != nil {
+		return err
+	}
+	if r.prefetched == nil {
+		r.prefetched = map[string][]rampool.Range{}
+	}
+	r.prefetched[path] = ranges
+	return nil
+}
+
+// prefetchedFor is what was prefetched into path, nil if nothing.
+func (r *fakeRAM) prefetchedFor(path string) []rampool.Range {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.prefetched[path]
 }
 
 func copyFile(src, dst string) error {

@@ -37,6 +37,9 @@ type ramFreezer interface {
 	childStart(b *branch, c qemu.Config, early bool) error
 	// done runs once every child runs.
 	done(b *branch)
+	// pagesIn says whether a child reads its RAM from a file of its own
+	// as it touches it, so that prefetching it pays (pagein.go).
+	pagesIn() bool
 }
 
 // freezerFor picks the method for a parent: clone where its RAM is a shared
@@ -108,11 +111,19 @@ func (cloneRAM) finish(ctx context.Context, b *branch) error { return nil }
 func (cloneRAM) startsEarly() bool { return true }
 
 func (cloneRAM) childStart(b *branch, c qemu.Config, early bool) error {
+	clone := b.m.cfg.RAM.Clone
 	if early {
-		return b.m.cfg.RAM.CloneOver(b.snap.MemPath, c.MemPath)
+		clone = b.m.cfg.RAM.CloneOver
 	}
-	return b.m.cfg.RAM.Clone(b.snap.MemPath, c.MemPath)
+	if err := clone(b.snap.MemPath, c.MemPath); err != nil {
+		return err
+	}
+	b.prefetchRAM(c.MemPath)
+	return nil
 }
+
+// pagesIn: a child reads its RAM file's pages at its faults (pagein.go).
+func (cloneRAM) pagesIn() bool { return true }
 
 // done: a clone has no zero pages to give back (a page never written is a
 // hole in every file).
@@ -265,6 +276,9 @@ func (*copyRAM) childStart(b *branch, c qemu.Config, early bool) error { return 
 
 // done gives back the frozen RAM's zero pages, off the critical path.
 func (*copyRAM) done(b *branch) { b.m.sparsify(b.snap.ID, b.snap.MemPath) }
+
+// pagesIn: no, a child maps the frozen RAM, in memory already.
+func (*copyRAM) pagesIn() bool { return false }
 
 // sparsify punches the zero pages out of a snapshot's frozen RAM in the
 // background, at the lowest CPU priority: guests come first. m.sparsing

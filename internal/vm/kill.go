@@ -150,6 +150,7 @@ func (m *Manager) destroy(ctx context.Context, v store.VM) error {
 	m.collect(ctx)
 	m.forgetSleep(ctx, v)
 	m.pauses.Delete(v.ID)
+	m.pageIns.drop(v.ID)
 	m.log.Info("vm killed", "id", v.ID, "alias", v.Alias)
 	m.publishKilled(v)
 	return nil

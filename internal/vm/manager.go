@@ -116,6 +116,8 @@ type Manager struct {
 	// branches holds, per VM id, its last branch (api.BranchRecord), in
 	// memory as pauses.
 	branches sync.Map
+	// pageIns: per VM, the RAM its children touch as they start (pagein.go).
+	pageIns pageIns
 	// pss, when set (tests), reads a process's PSS instead of /proc.
 	pss func(pid int) (int64, error)
 }

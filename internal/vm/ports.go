@@ -8,6 +8,7 @@ import (
 	"vers/internal/agent"
 	"vers/internal/image"
 	"vers/internal/qemu"
+	"vers/internal/rampool"
 )
 
 // The ports: what the domain needs from the hypervisor, the guest agent,
@@ -120,6 +121,11 @@ type RAMFiles interface {
 	// Own records on a RAM file the daemon home it belongs to, so that the
 	// host's next daemon removes it once that home is deleted.
 	Own(path, home string) error
+	// Mapped is the ranges of the RAM file path that process pid has
+	// mapped: the pages its guest touched.
+	Mapped(pid int, path string) ([]rampool.Range, error)
+	// Prefetch starts reading ranges of path into memory, not waiting.
+	Prefetch(path string, ranges []rampool.Range) error
 }
 
 // Images is what the manager needs from the image cache.
