@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestJournal: changes of every kind are recorded under their path, in the
@@ -79,5 +80,21 @@ func TestJournalMissing(t *testing.T) {
 	_, c := newFixture(t)
 	if _, _, err := c.Journal(context.Background()); err == nil {
 		t.Fatal("a server without a journal answered")
+	}
+}
+
+// TestJournalClose: the journal waits for events without a timeout, so
+// Close must wake it; a Close that hangs fails here.
+func TestJournalClose(t *testing.T) {
+	j, err := StartJournal(t.TempDir(), t.Logf)
+	if err != nil {
+		t.Skipf("no fanotify here: %v", err)
+	}
+	closed := make(chan struct{})
+	go func() { j.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close of an idle journal did not return")
 	}
 }
