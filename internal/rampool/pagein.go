@@ -20,12 +20,12 @@ import (
 // loop device, at the fault, while the vCPU waits. Two things keep that
 // cheap. The device reads little more than a fault asks for
 // (ReadAheadKiB): more read-ahead made fewer, larger reads but filled
-// every child's page cache with pages its guest never touched. And the pages a child's guest
-// touches as it is handed over are nearly the same for every child of one
-// VM — the guest kernel's and the agent's — so the daemon notes them in one
-// child (Mapped) and has them read for the next before its guest runs
-// (Prefetch), while its QEMU loads the device state: its faults then find
-// them in memory.
+// every child's page cache with pages its guest never touched. And the
+// pages a child's guest touches as it is handed over are nearly the same
+// for every child of one VM — the guest kernel's and the agent's — so the
+// daemon notes them in one child (Mapped) and has them read for the next
+// before its guest runs (Prefetch), while its QEMU loads the device
+// state: its faults then find them in memory.
 
 // ReadAheadKiB is the pool device's read-ahead, for the pages a child
 // touches that no earlier child noted: a fault reads 16 KiB. With none,

@@ -108,7 +108,7 @@ type branch struct {
 	// parent, and the snapshot was brought out of the chunk store.
 	origin *store.Commit
 	// pageInsOnce: the first child up notes its page-ins; prefetches are
-	// the children's RAM prefetches under way (pagein.go).
+	// the notes and the children's RAM prefetches under way (pagein.go).
 	pageInsOnce sync.Once
 	prefetches  sync.WaitGroup
 }
@@ -641,7 +641,13 @@ func (b *branch) startChild(ctx context.Context, row store.VM, cfg qemu.Config, 
 	}
 	lap(&ph.agent)
 	if b.ram.pagesIn() {
-		b.notePageIns(mc)
+		// Off the child's start: reading a 1 GiB guest's page table
+		// entries takes milliseconds.
+		b.prefetches.Add(1)
+		go func() {
+			defer b.prefetches.Done()
+			b.notePageIns(mc)
+		}()
 	}
 	return mc, nil
 }
